@@ -1,0 +1,347 @@
+"""Typed data of convtui: conversation metadata, the states a loop can be in,
+the requests the service accepts and the results it returns.
+
+Field names follow the OpenHands conversation API so that exported JSON and
+`convtui list --json` read the same as OpenHands' ConversationInfo.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+CONVERSATION_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+TITLE_MAX_LENGTH = 200
+MESSAGE_MAX_LENGTH = 200_000
+
+
+class ConversationStatus(str, Enum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    ARCHIVED = "ARCHIVED"
+    ERROR = "ERROR"
+
+
+class RuntimeStatus(str, Enum):
+    STARTING_RUNTIME = "STATUS$STARTING_RUNTIME"
+    SETTING_UP_WORKSPACE = "STATUS$SETTING_UP_WORKSPACE"
+    READY = "STATUS$READY"
+    ERROR = "STATUS$ERROR"
+    ERROR_LLM_AUTHENTICATION = "STATUS$ERROR_LLM_AUTHENTICATION"
+    ERROR_LLM_SERVICE_UNAVAILABLE = "STATUS$ERROR_LLM_SERVICE_UNAVAILABLE"
+    ERROR_LLM_INTERNAL_SERVER_ERROR = "STATUS$ERROR_LLM_INTERNAL_SERVER_ERROR"
+    ERROR_LLM_OUT_OF_CREDITS = "STATUS$ERROR_LLM_OUT_OF_CREDITS"
+    ERROR_LLM_CONTENT_POLICY_VIOLATION = "STATUS$ERROR_LLM_CONTENT_POLICY_VIOLATION"
+    LLM_RETRY = "STATUS$LLM_RETRY"
+    AGENT_RATE_LIMITED = "STATUS$AGENT_RATE_LIMITED"
+    GIT_PROVIDER_AUTHENTICATION_ERROR = "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"
+    STOPPED = "STATUS$STOPPED"
+
+
+class AgentState(str, Enum):
+    LOADING = "loading"
+    RUNNING = "running"
+    AWAITING_USER_INPUT = "awaiting_user_input"
+    AWAITING_USER_CONFIRMATION = "awaiting_user_confirmation"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    REJECTED = "rejected"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+
+
+class ConversationTrigger(str, Enum):
+    GUI = "gui"
+    CLI = "cli"
+    SUGGESTED_TASK = "suggested_task"
+    MICROAGENT_MANAGEMENT = "microagent_management"
+    REPLAY = "replay"
+    OPENHANDS_API = "openhands_api"
+
+
+class ProviderType(str, Enum):
+    GITHUB = "github"
+    GITLAB = "gitlab"
+    BITBUCKET = "bitbucket"
+    AZURE_DEVOPS = "azure_devops"
+    FORGEJO = "forgejo"
+    LOCAL = "local"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds: one fixed width, so the strings sort
+    in time order (the store's indexes rely on that)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def default_title(conversation_id: str) -> str:
+    return f"Conversation {conversation_id[:5]}"
+
+
+def find_control_character(text: str) -> str | None:
+    """The first control character in `text` (C0, DEL, C1, line/paragraph
+    separators), or None."""
+    for character in text:
+        if unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+            return character
+    return None
+
+
+def validate_title(raw: str) -> str:
+    """Strip and check a title; raises ValueError with a one-line reason."""
+    if not isinstance(raw, str):
+        raise ValueError("title must be text")
+    title = raw.strip()
+    if not title:
+        raise ValueError("title is empty")
+    if len(title) > TITLE_MAX_LENGTH:
+        raise ValueError(
+            f"title is {len(title)} characters; the limit is {TITLE_MAX_LENGTH}"
+        )
+    bad = find_control_character(title)
+    if bad is not None:
+        raise ValueError(f"title contains a control character (U+{ord(bad):04X})")
+    return title
+
+
+class ConversationMetadata(BaseModel):
+    """What the store keeps for one conversation."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conversation_id: str
+    title: str
+    user_id: str | None = None
+    selected_repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    trigger: ConversationTrigger | None = None
+    created_at: UtcDatetime
+    last_updated_at: UtcDatetime
+    pr_number: list[int] = Field(default_factory=list)
+    llm_model: str | None = None
+    accumulated_cost: float | None = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    status: ConversationStatus = ConversationStatus.STOPPED
+    runtime_status: RuntimeStatus | None = None
+    agent_state: AgentState | None = None
+    status_message: str | None = None
+    # The process that runs (or last ran) the loop, so that a loop left
+    # RUNNING by a process that died can be shown as STOPPED.
+    runner_pid: int | None = None
+    runner_host: str | None = None
+    archived: bool = False
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not CONVERSATION_ID_PATTERN.match(value):
+            raise ValueError("conversation_id must be 32 lowercase hex digits")
+        return value
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document stored in TinyDB (timestamps in the sortable form)."""
+        document = self.model_dump(mode="json")
+        document["created_at"] = format_timestamp(self.created_at)
+        document["last_updated_at"] = format_timestamp(self.last_updated_at)
+        return document
+
+
+class ConversationInfo(BaseModel):
+    """A conversation as the UI and `list --json` see it: stored metadata
+    joined with the live state of its loop (OpenHands ConversationInfo names)."""
+
+    conversation_id: str
+    title: str
+    user_id: str | None = None
+    last_updated_at: UtcDatetime
+    created_at: UtcDatetime
+    status: ConversationStatus
+    runtime_status: RuntimeStatus | None = None
+    agent_state: AgentState | None = None
+    status_message: str | None = None
+    selected_repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    trigger: ConversationTrigger | None = None
+    num_connections: int = 0
+    url: str | None = None
+    session_api_key: str | None = None
+    pr_number: list[int] = Field(default_factory=list)
+    llm_model: str | None = None
+    accumulated_cost: float | None = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    archived: bool = False
+
+
+class ConversationInfoResultSet(BaseModel):
+    results: list[ConversationInfo] = Field(default_factory=list)
+    next_page_id: str | None = None
+
+
+class ConversationResponse(BaseModel):
+    status: str = "ok"
+    conversation_id: str
+    message: str | None = None
+    conversation_status: ConversationStatus | None = None
+
+
+class SuggestedTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    git_provider: ProviderType | None = None
+    task_type: str = Field(min_length=1, max_length=100)
+    repo: str = Field(min_length=1, max_length=300)
+    issue_number: int = Field(ge=0)
+    title: str = Field(min_length=1, max_length=TITLE_MAX_LENGTH)
+
+    def prompt(self) -> str:
+        return (
+            f"Please work on {self.task_type.replace('_', ' ').lower()} "
+            f"#{self.issue_number} in repository {self.repo}: {self.title}"
+        )
+
+
+class CreateMicroagent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(min_length=1, max_length=300)
+    git_provider: ProviderType | None = None
+    title: str | None = Field(default=None, max_length=TITLE_MAX_LENGTH)
+
+
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REMOTE_URL = re.compile(r"^(https?|ssh|git|file)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
+_BAD_BRANCH = re.compile(r"(\.\.|@\{|[\s~^:?*\[\\]|//|^/|/$|\.lock$|^-|^\.|\.$)")
+
+
+def check_repository(raw: str) -> str:
+    """Accept `owner/name`, a git URL, or a local directory (made absolute)."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("repository is empty")
+    if find_control_character(value) is not None:
+        raise ValueError("repository contains a control character")
+    if _REMOTE_URL.match(value) or _OWNER_NAME.match(value):
+        return value
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    raise ValueError(
+        f"repository {value!r} is not owner/name, a git URL, or an existing directory"
+    )
+
+
+def check_branch(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 250:
+        raise ValueError("branch must be 1-250 characters")
+    if find_control_character(value) is not None or _BAD_BRANCH.search(value):
+        raise ValueError(f"branch {value!r} is not a valid git branch name")
+    return value
+
+
+def check_message(raw: str) -> str:
+    if len(raw) > MESSAGE_MAX_LENGTH:
+        raise ValueError(f"message is longer than {MESSAGE_MAX_LENGTH} characters")
+    if "\x00" in raw:
+        raise ValueError("message contains a NUL character")
+    return raw
+
+
+class NewConversationRequest(BaseModel):
+    """Everything `new` accepts; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str | None = None
+    git_provider: ProviderType | None = None
+    selected_branch: str | None = None
+    initial_user_msg: str | None = None
+    image_urls: list[str] | None = None
+    replay_json: str | None = None
+    suggested_task: SuggestedTask | None = None
+    create_microagent: CreateMicroagent | None = None
+    conversation_instructions: str | None = None
+    trigger: ConversationTrigger = ConversationTrigger.GUI
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else check_repository(value)
+
+    @field_validator("selected_branch")
+    @classmethod
+    def _branch(cls, value: str | None) -> str | None:
+        return None if value is None else check_branch(value)
+
+    @field_validator("initial_user_msg", "conversation_instructions")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else check_message(value)
+
+    @field_validator("image_urls")
+    @classmethod
+    def _image_urls(cls, value: list[str] | None) -> list[str] | None:
+        for url in value or []:
+            if not re.match(r"^(https?://|data:image/)\S+$", url):
+                raise ValueError(f"image url {url[:60]!r} is not an http(s) or data: URL")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> NewConversationRequest:
+        """Fill what follows from the request: the trigger and, for a
+        suggested task or a microagent request, the message and repository."""
+        if self.suggested_task is not None:
+            self.trigger = ConversationTrigger.SUGGESTED_TASK
+            if self.initial_user_msg is None:
+                self.initial_user_msg = self.suggested_task.prompt()
+            self.repository = self.repository or self.suggested_task.repo
+            self.git_provider = self.git_provider or self.suggested_task.git_provider
+        elif self.create_microagent is not None:
+            self.trigger = ConversationTrigger.MICROAGENT_MANAGEMENT
+            self.repository = self.repository or self.create_microagent.repo
+            self.git_provider = self.git_provider or self.create_microagent.git_provider
+        elif self.replay_json is not None:
+            self.trigger = ConversationTrigger.REPLAY
+        return self
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, str] | None = None

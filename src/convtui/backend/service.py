@@ -1,0 +1,591 @@
+"""ConversationService: the one object the UI and the CLI talk to.
+
+Every public method is async and does its disk work in a worker thread, so
+the UI's event loop never waits on the store. Errors are the ConvtuiError
+family, each with a one-line message for a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import getpass
+import logging
+import os
+import shutil
+import socket
+import stat
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+
+from .data_dir import DataDirectory
+from .durable_files import atomic_write, create_exclusive
+from .errors import (
+    AmbiguousId,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    describe_os_error,
+    first_validation_error,
+)
+from .events import EventDict, EventFilter, EventLog
+from .models import (
+    AgentState,
+    ConversationInfo,
+    ConversationInfoResultSet,
+    ConversationMetadata,
+    ConversationResponse,
+    ConversationStatus,
+    ConversationTrigger,
+    ExperimentConfig,
+    NewConversationRequest,
+    RuntimeStatus,
+    default_title,
+    format_timestamp,
+    utc_now,
+    validate_title,
+)
+from .settings import Settings, SettingsStore
+from .store import ConversationFilter, ConversationStore, Document, display_status
+from .trajectory import parse_trajectory, to_json, to_markdown
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 100
+_EVENT_LOG_CACHE = 64
+_HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What a running loop knows that the store may not have yet."""
+
+    status: ConversationStatus
+    runtime_status: RuntimeStatus | None = None
+    agent_state: AgentState | None = None
+    num_connections: int = 0
+
+
+class LiveLoops(Protocol):
+    """Implemented by the loop manager; the service asks it about loops
+    running in this process and to stop one before a delete."""
+
+    def live_states(self) -> dict[str, LiveState]: ...
+
+    async def stop(self, conversation_id: str) -> object: ...
+
+
+def _runner_is_gone(document: Document) -> bool:
+    """True if the document says a loop runs but the process that ran it on
+    this host no longer exists."""
+    pid = document.get("runner_pid")
+    if pid is None or document.get("runner_host") not in (None, _HOST):
+        return pid is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _encode_page(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def _decode_page(token: str) -> tuple[str, str]:
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
+            return key[0], key[1]
+    except (ValueError, orjson.JSONDecodeError):
+        pass
+    raise InvalidInput(f"page token {token[:40]!r} is not one this program gave out")
+
+
+class ConversationService:
+    """Open with `await ConversationService.open(data_dir)`."""
+
+    def __init__(self, data_dir: DataDirectory, store: ConversationStore, user_id: str) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.user_id = user_id
+        self.settings_store = SettingsStore(data_dir.settings)
+        self.loops: LiveLoops | None = None
+        self._event_logs: OrderedDict[str, EventLog] = OrderedDict()
+        self._listeners: list[Callable[[str], None]] = []
+
+    @classmethod
+    async def open(cls, root: Path, user_id: str | None = None) -> ConversationService:
+        """Open (creating if needed) the data directory at `root`. The owner of
+        new conversations is `user_id`, else $CONVTUI_USER, else the OS user."""
+        data_dir = DataDirectory(root)
+        store = await asyncio.to_thread(ConversationStore, data_dir.store)
+        owner = user_id or os.environ.get("CONVTUI_USER") or _os_user()
+        return cls(data_dir, store, owner)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- change signals ----------------------------------------------------------
+
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(conversation_id)` after this process changes a
+        conversation's metadata (rename, archive, delete...)."""
+        self._listeners.append(listener)
+
+    def remove_change_listener(self, listener: Callable[[str], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _changed(self, conversation_id: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(conversation_id)
+            except Exception:  # a broken listener must not break a write
+                log.exception("change listener failed")
+
+    def data_version(self) -> int:
+        """Changes whenever any process changes any metadata: poll it (it is
+        one 8-byte read) and call `refresh()` when it moved."""
+        return self.store.version()
+
+    async def refresh(self) -> bool:
+        """Take in other processes' changes. True if anything changed."""
+        return await asyncio.to_thread(self.store.refresh)
+
+    # -- ids -----------------------------------------------------------------------
+
+    def resolve_id(self, id_or_prefix: str) -> str:
+        """The full id for an id or a unique prefix of one. Raises NotFound,
+        AmbiguousId or InvalidInput."""
+        candidate = id_or_prefix.strip().lower()
+        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
+            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
+        self.store.refresh()
+        matches = self.store.ids_with_prefix(candidate, limit=3)
+        if not matches:
+            raise NotFound(f"no conversation with id {candidate}")
+        if len(matches) > 1:
+            raise AmbiguousId(
+                f"id prefix {candidate} matches several conversations "
+                f"({', '.join(m[:8] for m in matches[:2])}, ...); give more characters"
+            )
+        return matches[0]
+
+    async def resolve(self, id_or_prefix: str) -> str:
+        return await asyncio.to_thread(self.resolve_id, id_or_prefix)
+
+    # -- reading -------------------------------------------------------------------
+
+    def _live_states(self) -> dict[str, LiveState]:
+        return self.loops.live_states() if self.loops is not None else {}
+
+    def _status_overrides(self, live: dict[str, LiveState]) -> dict[str, str]:
+        """Statuses that differ from the stored ones: loops running here, and
+        loops recorded as running by a process that is gone (STOPPED)."""
+        overrides = {conversation_id: state.status.value for conversation_id, state in live.items()}
+        for document in self.store.active_documents():
+            conversation_id = document["conversation_id"]
+            if conversation_id not in overrides and _runner_is_gone(document):
+                stopped = {**document, "status": ConversationStatus.STOPPED.value}
+                overrides[conversation_id] = display_status(stopped)
+        return overrides
+
+    def _info(self, document: Document, live: dict[str, LiveState]) -> ConversationInfo:
+        state = live.get(document["conversation_id"])
+        info = dict(document)
+        info["title"] = info.get("title") or default_title(document["conversation_id"])
+        if state is not None:
+            info.update(
+                status=state.status,
+                runtime_status=state.runtime_status,
+                agent_state=state.agent_state,
+                num_connections=state.num_connections,
+            )
+        else:
+            if document.get("status") in ("STARTING", "RUNNING") and _runner_is_gone(document):
+                info.update(status="STOPPED", runtime_status=RuntimeStatus.STOPPED, agent_state=None)
+            info["status"] = display_status(info)
+        return ConversationInfo.model_validate(info)
+
+    async def search(
+        self,
+        page_id: str | None = None,
+        limit: int = PAGE_SIZE_DEFAULT,
+        selected_repository: str | None = None,
+        conversation_trigger: ConversationTrigger | str | None = None,
+        status: ConversationStatus | str | None = None,
+        query: str | None = None,
+        archived: bool | None = False,
+        max_age: timedelta | None = None,
+    ) -> ConversationInfoResultSet:
+        """A page of conversations, newest activity first. Filters apply
+        before paging, so every page but the last is full and `next_page_id`
+        is None exactly on the last. `max_age` limits by last activity
+        (default: the conversation_max_age_days setting; pass
+        `timedelta.max` for all). `archived`: False hides archived ones,
+        True shows only them, None shows both."""
+        if not isinstance(limit, int) or not 1 <= limit <= PAGE_SIZE_MAX:
+            raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
+        after = _decode_page(page_id) if page_id else None
+        trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
+        wanted_status = _enum_value(ConversationStatus, status, "status")
+        if max_age is None:
+            max_age = timedelta(days=(await self.load_settings()).conversation_max_age_days)
+        updated_since = None
+        if max_age != timedelta.max:
+            updated_since = format_timestamp(utc_now() - max_age)
+        conversation_filter = ConversationFilter(
+            repository=selected_repository,
+            trigger=trigger,
+            status=wanted_status,
+            text=query or None,
+            archived=archived,
+            updated_since=updated_since,
+        )
+
+        def run() -> ConversationInfoResultSet:
+            self.store.refresh()
+            live = self._live_states()
+            overrides = self._status_overrides(live) if wanted_status else {}
+            documents, next_key = self.store.search(conversation_filter, limit, after, overrides)
+            return ConversationInfoResultSet(
+                results=[self._info(document, live) for document in documents],
+                next_page_id=_encode_page(next_key) if next_key else None,
+            )
+
+        return await asyncio.to_thread(run)
+
+    async def get(self, conversation_id: str) -> ConversationInfo:
+        """One conversation by id or unique prefix. Raises NotFound."""
+
+        def run() -> ConversationInfo:
+            full_id = self.resolve_id(conversation_id)
+            document = self.store.get(full_id)
+            if document is None:
+                raise NotFound(f"no conversation with id {full_id}")
+            return self._info(document, self._live_states())
+
+        return await asyncio.to_thread(run)
+
+    async def metadata(self, conversation_id: str) -> ConversationMetadata:
+        info = await self.get(conversation_id)
+        document = self.store.get(info.conversation_id)
+        if document is None:
+            raise NotFound(f"no conversation with id {info.conversation_id}")
+        return ConversationMetadata.model_validate(document)
+
+    # -- creating ------------------------------------------------------------------
+
+    async def new_conversation(
+        self, request: NewConversationRequest | dict[str, Any], user_id: str | None = None
+    ) -> ConversationResponse:
+        """Create a conversation (not started). Raises InvalidInput naming the
+        field at fault; nothing is stored then."""
+        if not isinstance(request, NewConversationRequest):
+            try:
+                request = NewConversationRequest.model_validate(request)
+            except ValidationError as error:
+                raise InvalidInput(first_validation_error(error)) from None
+        replay = parse_trajectory(request.replay_json) if request.replay_json is not None else None
+
+        def run() -> ConversationResponse:
+            conversation_id = uuid.uuid4().hex
+            now = utc_now()
+            metadata = ConversationMetadata(
+                conversation_id=conversation_id,
+                title=default_title(conversation_id),
+                user_id=user_id or self.user_id,
+                selected_repository=request.repository,
+                selected_branch=request.selected_branch,
+                git_provider=request.git_provider,
+                trigger=request.trigger,
+                created_at=now,
+                last_updated_at=now,
+            )
+            directory = self.data_dir.conversation(conversation_id)
+            try:
+                directory.mkdir(parents=True)
+            except OSError as error:
+                raise StorageError(describe_os_error(error, "create")) from error
+            init = request.model_dump(
+                mode="json",
+                exclude_none=True,
+                include={"conversation_instructions", "image_urls", "suggested_task", "create_microagent"},
+            )
+            if init:
+                atomic_write(directory / "init.json", orjson.dumps(init))
+            if replay is not None:
+                atomic_write(directory / "replay.json", to_json(replay))
+            if request.initial_user_msg:
+                self._event_log(conversation_id).append([user_message(request.initial_user_msg, request.image_urls)])
+            # Metadata last: a crash before it leaves only a directory that
+            # `convtui doctor` reports, never a conversation without its files.
+            self.store.insert(metadata.to_document())
+            return ConversationResponse(
+                conversation_id=conversation_id, conversation_status=ConversationStatus.STOPPED
+            )
+
+        response = await asyncio.to_thread(run)
+        self._changed(response.conversation_id)
+        return response
+
+    async def import_trajectory(self, raw: bytes | str, user_id: str | None = None) -> ConversationResponse:
+        """Create a conversation holding the events of an OpenHands trajectory
+        (ids and contents kept). The trajectory is also kept as its replay
+        script, so the conversation can be replayed."""
+        events = parse_trajectory(raw)
+        response = await self.new_conversation(
+            NewConversationRequest(replay_json=to_json(events).decode()), user_id=user_id
+        )
+        conversation_id = response.conversation_id
+        try:
+            await asyncio.to_thread(self._event_log(conversation_id).append, events, True)
+        except Exception:
+            await self.delete(conversation_id)
+            raise
+        await self.touch(conversation_id)
+        return response
+
+    # -- changing ------------------------------------------------------------------
+
+    async def update_metadata(self, conversation_id: str, **changes: Any) -> ConversationInfo:
+        """Validate and store changes to a conversation's metadata, e.g. from
+        the loop manager: status=..., accumulated_cost=.... Raises NotFound or
+        InvalidInput; `last_updated_at` moves to now unless given."""
+
+        def change(document: Document) -> Document:
+            merged = {**document, "last_updated_at": utc_now(), **changes}
+            try:
+                return ConversationMetadata.model_validate(merged).to_document()
+            except ValidationError as error:
+                raise InvalidInput(first_validation_error(error)) from None
+
+        return await self._update(conversation_id, change)
+
+    async def _update(self, conversation_id: str, change: Callable[[Document], Document | None]) -> ConversationInfo:
+        def run() -> ConversationInfo:
+            full_id = self.resolve_id(conversation_id)
+            stored = self.store.update(full_id, change)
+            if stored is None:
+                document = self.store.get(full_id)
+                if document is None:
+                    raise NotFound(f"no conversation with id {full_id}")
+                stored = document
+            return self._info(stored, self._live_states())
+
+        info = await asyncio.to_thread(run)
+        self._changed(info.conversation_id)
+        return info
+
+    async def touch(self, conversation_id: str) -> ConversationInfo:
+        return await self.update_metadata(conversation_id)
+
+    async def rename(self, conversation_id: str, title: str, user_id: str | None = None) -> ConversationInfo:
+        """Set the title: 1-200 characters after stripping, no control
+        characters, only by its owner. Raises InvalidInput, NotFound or
+        PermissionDenied; nothing is stored then."""
+        try:
+            clean = validate_title(title)
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+        requester = user_id or self.user_id
+
+        def change(document: Document) -> Document:
+            owner = document.get("user_id")
+            if owner and owner != requester:
+                raise PermissionDenied(
+                    f"conversation {document['conversation_id'][:8]} belongs to {owner}; only its owner may rename it"
+                )
+            return {**document, "title": clean, "last_updated_at": format_timestamp(utc_now())}
+
+        return await self._update(conversation_id, change)
+
+    async def set_archived(self, conversation_id: str, archived: bool) -> ConversationInfo:
+        """Archive (hide from the default list, keep on disk) or unarchive."""
+
+        def change(document: Document) -> Document | None:
+            if bool(document.get("archived")) == archived:
+                return None
+            return {**document, "archived": archived}
+
+        return await self._update(conversation_id, change)
+
+    async def archive(self, conversation_id: str) -> ConversationInfo:
+        return await self.set_archived(conversation_id, True)
+
+    async def unarchive(self, conversation_id: str) -> ConversationInfo:
+        return await self.set_archived(conversation_id, False)
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Stop the loop if it runs, then remove the metadata, events and
+        workspace of this conversation and nothing else. False if there was
+        no such conversation."""
+        try:
+            full_id = await self.resolve(conversation_id)
+        except NotFound:
+            return False
+        if self.loops is not None and full_id in self.loops.live_states():
+            await self.loops.stop(full_id)
+
+        def run() -> bool:
+            removed = self.store.remove(full_id)
+            self._event_logs.pop(full_id, None)
+            remove_conversation_directory(self.data_dir.conversation(full_id))
+            return removed
+
+        removed = await asyncio.to_thread(run)
+        self._changed(full_id)
+        return removed
+
+    async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
+        """Store the experiment config once. A second call returns False and
+        changes nothing."""
+        if not isinstance(config, ExperimentConfig):
+            try:
+                config = ExperimentConfig.model_validate(config)
+            except ValidationError as error:
+                raise InvalidInput(first_validation_error(error)) from None
+        full_id = await self.resolve(conversation_id)
+        path = self.data_dir.conversation(full_id) / "experiment_config.json"
+        return await asyncio.to_thread(create_exclusive, path, config.model_dump_json().encode())
+
+    async def get_experiment_config(self, conversation_id: str) -> ExperimentConfig | None:
+        full_id = await self.resolve(conversation_id)
+        path = self.data_dir.conversation(full_id) / "experiment_config.json"
+        try:
+            return ExperimentConfig.model_validate_json(await asyncio.to_thread(path.read_bytes))
+        except FileNotFoundError:
+            return None
+
+    # -- events --------------------------------------------------------------------
+
+    def _event_log(self, conversation_id: str) -> EventLog:
+        log_ = self._event_logs.get(conversation_id)
+        if log_ is None:
+            log_ = EventLog(self.data_dir.conversation(conversation_id))
+            self._event_logs[conversation_id] = log_
+            while len(self._event_logs) > _EVENT_LOG_CACHE:
+                self._event_logs.popitem(last=False)
+        else:
+            self._event_logs.move_to_end(conversation_id)
+        return log_
+
+    async def event_log(self, conversation_id: str) -> EventLog:
+        """The event log object (blocking methods: use from a worker thread)."""
+        return self._event_log(await self.resolve(conversation_id))
+
+    async def search_events(
+        self,
+        conversation_id: str,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        filter: EventFilter | None = None,
+        limit: int | None = None,
+    ) -> list[EventDict]:
+        """See EventLog.search_events. Raises NotFound for an unknown id."""
+        full_id = (await self.get(conversation_id)).conversation_id
+        event_log = self._event_log(full_id)
+        return await asyncio.to_thread(event_log.search_events, start_id, end_id, reverse, filter, limit)
+
+    async def append_events(self, conversation_id: str, events: list[EventDict]) -> list[EventDict]:
+        """Append events (ids assigned) durably; returns them as stored."""
+        full_id = (await self.get(conversation_id)).conversation_id
+        return await asyncio.to_thread(self._event_log(full_id).append, events)
+
+    # -- export --------------------------------------------------------------------
+
+    async def _redacted_events(self, conversation_id: str) -> list[EventDict]:
+        events = await self.search_events(conversation_id)
+        secret = (await self.load_settings()).api_key()
+        if secret and len(secret) >= 8:
+            raw = orjson.dumps(events)
+            if secret.encode() in raw:
+                events = orjson.loads(raw.replace(secret.encode(), b"<redacted>"))
+        return events
+
+    async def export_json(self, conversation_id: str) -> bytes:
+        """The conversation as an OpenHands trajectory (a JSON list of events)."""
+        return to_json(await self._redacted_events(conversation_id))
+
+    async def export_markdown(self, conversation_id: str) -> str:
+        info = await self.get(conversation_id)
+        return to_markdown(info, await self._redacted_events(info.conversation_id))
+
+    # -- settings ------------------------------------------------------------------
+
+    async def load_settings(self) -> Settings:
+        return await asyncio.to_thread(self.settings_store.load)
+
+    async def set_setting(self, name: str, raw: str) -> Settings:
+        return await asyncio.to_thread(self.settings_store.set, name, raw)
+
+    async def update_settings(self, values: dict[str, Any]) -> Settings:
+        return await asyncio.to_thread(self.settings_store.update, values)
+
+
+def user_message(content: str, image_urls: list[str] | None = None) -> EventDict:
+    """A user's message event, as OpenHands writes it."""
+    return {
+        "source": "user",
+        "message": content,
+        "action": "message",
+        "args": {"content": content, "image_urls": image_urls, "wait_for_response": False},
+    }
+
+
+def remove_conversation_directory(directory: Path) -> None:
+    """Delete one conversation's directory. Symlinks inside are removed, never
+    followed; a directory that is itself a symlink is unlinked, not entered."""
+    try:
+        if directory.is_symlink():
+            directory.unlink()
+            return
+        if not directory.exists():
+            return
+
+        def retry_writable(function: Callable[..., Any], path: str, _: object) -> None:
+            # A read-only file or directory (e.g. git objects) stops rmtree;
+            # make its parent writable and try once more.
+            parent = os.path.dirname(path)
+            os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
+            function(path)
+
+        shutil.rmtree(directory, onerror=retry_writable)
+    except OSError as error:
+        raise StorageError(describe_os_error(error, "delete")) from error
+
+
+def _enum_value(enum: type, value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum):
+        return value.value
+    text = str(value).strip()
+    for member in enum:
+        if text.lower() in (member.value.lower(), member.name.lower()):
+            return member.value
+    allowed = ", ".join(member.name.lower() for member in enum)
+    raise InvalidInput(f"{name} {text!r} is not one of: {allowed}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

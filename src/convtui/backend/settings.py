@@ -1,0 +1,200 @@
+"""Settings: the model, its API key and base URL, confirmation mode and limits.
+
+Kept in `settings.json` (mode 0600) in the data directory; environment
+variables override the file. The API key is a SecretStr: it never appears in
+a repr, a log line or `config show` except masked."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .durable_files import atomic_write
+from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error, first_validation_error
+from .models import find_control_character
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT_OVERRIDES = {
+    "llm_model": "CONVTUI_LLM_MODEL",
+    "llm_api_key": "CONVTUI_LLM_API_KEY",
+    "llm_base_url": "CONVTUI_LLM_BASE_URL",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    llm_model: str | None = Field(default=None, description="litellm model name, e.g. openai/gpt-4o")
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for the model")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
+    confirmation_mode: bool = Field(default=True, description="ask before commands and file writes")
+    max_iterations: int = Field(default=50, ge=1, le=10_000, description="agent steps per user message")
+    max_budget_per_conversation: float | None = Field(
+        default=None, ge=0, description="stop a conversation once its cost reaches this (USD)"
+    )
+    max_concurrent_loops: int = Field(default=20, ge=1, le=1_000, description="loops running at once")
+    command_timeout: float = Field(default=120.0, gt=0, le=86_400, description="seconds a shell command may run")
+    conversation_max_age_days: float = Field(
+        default=10.0, gt=0, description="the list hides conversations idle longer than this"
+    )
+
+    @field_validator("llm_model", "llm_base_url")
+    @classmethod
+    def _plain_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if find_control_character(value) is not None:
+            raise ValueError("contains a control character")
+        return value or None
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("llm_api_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if find_control_character(secret) is not None or " " in secret:
+            raise ValueError("contains whitespace or a control character")
+        return SecretStr(secret) if secret else None
+
+    def api_key(self) -> str | None:
+        return self.llm_api_key.get_secret_value() if self.llm_api_key else None
+
+
+SETTING_NAMES = tuple(Settings.model_fields)
+
+
+def mask_secret(secret: str | None) -> str:
+    """'sk-...wxyz' style: enough to tell two keys apart, never the key."""
+    if not secret:
+        return ""
+    if len(secret) < 12:
+        return "*" * 8
+    return f"{secret[:3]}...{secret[-4:]}"
+
+
+def display_value(name: str, settings: Settings) -> str:
+    value = getattr(settings, name)
+    if name == "llm_api_key":
+        return mask_secret(settings.api_key())
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _parse_value(name: str, raw: str) -> Any:
+    """Turn a command-line string into the setting's value ('' clears it)."""
+    field = Settings.model_fields[name]
+    if raw.strip() == "" and not field.is_required():
+        return field.default
+    if field.annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("on", "true", "yes", "1"):
+            return True
+        if lowered in ("off", "false", "no", "0"):
+            return False
+        raise InvalidInput(f"{name}: expected on or off, got {raw!r}")
+    return raw
+
+
+class SettingsStore:
+    def __init__(self, path: Path, environ: dict[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self._environ = os.environ if environ is None else environ
+
+    def load_file(self) -> Settings:
+        """The settings as saved, without environment overrides."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return Settings()
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "read")) from error
+        self._warn_if_readable_by_others()
+        try:
+            return Settings.model_validate(orjson.loads(raw))
+        except orjson.JSONDecodeError as error:
+            raise CorruptFile(self.path, f"invalid JSON: {error}") from None
+        except ValidationError as error:
+            raise CorruptFile(self.path, first_validation_error(error)) from None
+
+    def load(self) -> Settings:
+        """The settings in force: the file, then the environment on top."""
+        settings = self.load_file()
+        overrides = {
+            name: self._environ[variable]
+            for name, variable in ENVIRONMENT_OVERRIDES.items()
+            if self._environ.get(variable)
+        }
+        if not overrides:
+            return settings
+        try:
+            return Settings.model_validate({**settings.model_dump(), **overrides})
+        except ValidationError as error:
+            raise InvalidInput(f"environment override {first_validation_error(error)}") from None
+
+    def overridden(self) -> dict[str, str]:
+        """Setting name -> the environment variable that overrides it."""
+        return {
+            name: variable
+            for name, variable in ENVIRONMENT_OVERRIDES.items()
+            if self._environ.get(variable)
+        }
+
+    def save(self, settings: Settings) -> None:
+        document = settings.model_dump(mode="json")
+        document["llm_api_key"] = settings.api_key()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "create")) from error
+        atomic_write(self.path, orjson.dumps(document, option=orjson.OPT_INDENT_2), mode=0o600)
+        os.chmod(self.path, 0o600)
+
+    def set(self, name: str, raw: str) -> Settings:
+        """Validate and save one setting from its text form. Raises InvalidInput
+        naming the setting; the file is unchanged then."""
+        if name not in Settings.model_fields:
+            raise InvalidInput(f"unknown setting {name!r}; known: {', '.join(SETTING_NAMES)}")
+        settings = self.load_file()
+        try:
+            updated = Settings.model_validate({**settings.model_dump(), name: _parse_value(name, raw)})
+        except ValidationError as error:
+            raise InvalidInput(first_validation_error(error)) from None
+        self.save(updated)
+        return updated
+
+    def update(self, values: dict[str, Any]) -> Settings:
+        """Validate and save several settings at once (the settings dialog)."""
+        settings = self.load_file()
+        try:
+            updated = Settings.model_validate({**settings.model_dump(), **values})
+        except ValidationError as error:
+            raise InvalidInput(first_validation_error(error)) from None
+        self.save(updated)
+        return updated
+
+    def _warn_if_readable_by_others(self) -> None:
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return
+        if mode & 0o077:
+            log.warning("%s is readable by other users (mode %o); run: chmod 600 %s", self.path, mode, self.path)

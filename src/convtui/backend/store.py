@@ -1,0 +1,506 @@
+"""The conversation metadata store: TinyDB documents in 256 shard files, with
+an in-memory index for search, safe for several processes at once.
+
+Why shards. TinyDB's Table rewrites a whole table on every write and its
+default JSONStorage rewrites the whole file in place: at 100,000
+conversations that is about half a second a write and a torn file if the
+process dies mid-write. A write-ahead journal would make writes cheap but
+leaves TinyDB as a cold snapshot the code has to replay around; shards keep
+TinyDB the real database for every write (a fresh TinyDB over one small file
+per operation, so its cached next id and query cache are never stale) while
+bounding each write to 1/256 of the data. Each shard is replaced atomically
+(DurableJSONStorage), so a crash leaves the old or the new shard, never a mix.
+
+Several processes. Every write holds one inter-process lock while it
+re-reads, changes and replaces its shard: no update is lost. After a write
+the process bumps an 8-byte counter in `version`; a reader compares that
+counter (one pread) and, when it moved, stats the shard files and reloads
+only the ones that changed. `version()` is the cheap change signal the UI
+polls.
+
+The index keeps every document in memory (as stored, never mutated), a
+sorted list of (last_updated_at, conversation_id) for newest-first paging and
+a sorted list of ids for prefix lookup. All methods are blocking; the service
+calls them from worker threads, so they are thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sortedcontainers import SortedList
+from tinydb import Query, TinyDB
+
+from .durable_files import InterProcessLock
+from .errors import CorruptFile, StorageError, describe_os_error
+from .shard_storage import DurableJSONStorage, load_json_file
+
+log = logging.getLogger(__name__)
+
+TABLE = "conversations"
+SHARD_PREFIX = "meta-"
+Document = dict[str, Any]
+ActivityKey = tuple[str, str]  # (last_updated_at, conversation_id)
+_Signature = tuple[int, int, int]  # (inode, size, mtime_ns)
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """What a search keeps. Every field is optional; set fields must all match.
+
+    `text`: each whitespace-separated word must be a case-insensitive substring
+    of the title, repository or branch, or a prefix of the id.
+    `archived`: True only archived, False only not archived, None both.
+    `updated_since`: an ISO timestamp (the store's format); older activity is
+    left out.
+    """
+
+    repository: str | None = None
+    trigger: str | None = None
+    status: str | None = None
+    text: str | None = None
+    archived: bool | None = False
+    updated_since: str | None = None
+
+
+_ACTIVE = frozenset({"STARTING", "RUNNING"})
+
+
+def display_status(document: Document) -> str:
+    """The status a stored document shows when no live loop says otherwise:
+    an archived conversation that is not running shows ARCHIVED."""
+    status = document.get("status") or "STOPPED"
+    if document.get("archived") and status not in _ACTIVE:
+        return "ARCHIVED"
+    return status
+
+
+def _haystack(document: Document) -> str:
+    return (
+        f"{document.get('title') or ''}\x00{document.get('selected_repository') or ''}"
+        f"\x00{document.get('selected_branch') or ''}"
+    ).lower()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+_COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status")
+
+
+def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
+    return (
+        conversation_id,
+        document["last_updated_at"],
+        haystack,
+        document.get("selected_repository"),
+        document.get("trigger"),
+        bool(document.get("archived")),
+        display_status(document),
+    )
+
+
+@dataclass
+class _Columns:
+    """The index flattened newest-first into parallel lists, so a filter is a
+    list comprehension over one column (a few ms per 100,000 rows) rather
+    than a Python loop over documents. Built on the first filtered search,
+    then kept in step row by row (list insert/pop are memmoves in C)."""
+
+    ids: list[str]
+    updated: list[str]
+    haystack: list[str]
+    repository: list[str | None]
+    trigger: list[str | None]
+    archived: list[bool]
+    status: list[str]
+
+    @classmethod
+    def build(cls, by_activity: SortedList, documents: dict[str, Document], haystacks: dict[str, str]) -> _Columns:
+        rows = []
+        for _, conversation_id in reversed(by_activity):
+            document = documents[conversation_id]
+            text = haystacks.get(conversation_id)
+            if text is None:
+                text = haystacks[conversation_id] = _haystack(document)
+            rows.append(_row(conversation_id, document, text))
+        if not rows:
+            return cls([], [], [], [], [], [], [])
+        return cls(*(list(column) for column in zip(*rows)))
+
+    def insert(self, position: int, row: tuple) -> None:
+        for name, value in zip(_COLUMN_NAMES, row):
+            getattr(self, name).insert(position, value)
+
+    def delete(self, position: int) -> None:
+        for name in _COLUMN_NAMES:
+            del getattr(self, name)[position]
+
+    def count_since(self, moment: str) -> int:
+        """How many rows (from the newest) have activity at or after `moment`."""
+        low, high = 0, len(self.updated)
+        while low < high:  # `updated` is descending
+            middle = (low + high) // 2
+            if self.updated[middle] >= moment:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def filter(
+        self,
+        positions: Iterable[int],
+        query: ConversationFilter,
+        status_overrides: dict[str, str],
+        store: ConversationStore,
+    ) -> list[int]:
+        rows = list(positions)
+        ids = self.ids
+        if query.archived is not None:
+            archived, wanted = self.archived, query.archived
+            rows = [i for i in rows if archived[i] is wanted]
+        if query.repository is not None:
+            repository, wanted_repository = self.repository, query.repository
+            rows = [i for i in rows if repository[i] == wanted_repository]
+        if query.trigger is not None:
+            trigger, wanted_trigger = self.trigger, query.trigger
+            rows = [i for i in rows if trigger[i] == wanted_trigger]
+        for word in (query.text or "").lower().split():
+            haystack = self.haystack
+            if _HEX.issuperset(word):
+                by_id = set(store.ids_with_prefix(word, limit=len(ids)))
+                rows = [i for i in rows if word in haystack[i] or ids[i] in by_id]
+            else:
+                rows = [i for i in rows if word in haystack[i]]
+        if query.status is not None:
+            status, wanted_status = self.status, query.status
+            if status_overrides:
+                get = status_overrides.get
+                rows = [i for i in rows if get(ids[i], status[i]) == wanted_status]
+            else:
+                rows = [i for i in rows if status[i] == wanted_status]
+        return rows
+
+
+def shard_of(conversation_id: str) -> str:
+    return conversation_id[:2]
+
+
+class ConversationStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._version_fd = os.open(self.directory / "version", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "open the store in")) from error
+        self._write_lock = InterProcessLock(self.directory / "store.lock")
+        self._index_lock = threading.RLock()
+        self._documents: dict[str, Document] = {}
+        self._haystacks: dict[str, str] = {}
+        self._by_activity: SortedList = SortedList()
+        self._ids: SortedList = SortedList()
+        self._active: set[str] = set()  # stored as STARTING or RUNNING
+        self._shard_documents: dict[str, dict[str, Document]] = {}
+        self._shard_signatures: dict[str, _Signature] = {}
+        self._seen_version = -1
+        self._columns: _Columns | None = None
+        self._load_everything()
+
+    # -- reading -----------------------------------------------------------------
+
+    def _shard_path(self, shard: str) -> Path:
+        return self.directory / f"{SHARD_PREFIX}{shard}.json"
+
+    def _read_version(self) -> int:
+        return int.from_bytes(os.pread(self._version_fd, 8, 0) or b"\0", "little")
+
+    def version(self) -> int:
+        """A number that changes whenever any process changes the store."""
+        return self._read_version()
+
+    def _scan_shards(self) -> dict[str, _Signature]:
+        signatures: dict[str, _Signature] = {}
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "read")) from error
+        for entry in entries:
+            name = entry.name
+            if name.startswith(SHARD_PREFIX) and name.endswith(".json") and len(name) == len(SHARD_PREFIX) + 7:
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                signatures[name[len(SHARD_PREFIX) : -5]] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return signatures
+
+    def _read_shard(self, shard: str) -> dict[str, Document]:
+        path = self._shard_path(shard)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "read")) from error
+        table = load_json_file(path, raw).get(TABLE, {})
+        documents: dict[str, Document] = {}
+        for document in table.values():
+            conversation_id = document.get("conversation_id") if isinstance(document, dict) else None
+            if not isinstance(conversation_id, str) or shard_of(conversation_id) != shard:
+                raise CorruptFile(path, "a document without a valid conversation_id")
+            documents[conversation_id] = document
+        return documents
+
+    def _load_everything(self) -> None:
+        with self._index_lock:
+            version = self._read_version()
+            signatures = self._scan_shards()
+            by_activity: list[ActivityKey] = []
+            for shard in sorted(signatures):
+                documents = self._read_shard(shard)
+                self._shard_documents[shard] = documents
+                for conversation_id, document in documents.items():
+                    self._documents[conversation_id] = document
+                    if document.get("status") in _ACTIVE:
+                        self._active.add(conversation_id)
+                    by_activity.append((document["last_updated_at"], conversation_id))
+            self._by_activity = SortedList(by_activity)
+            self._ids = SortedList(self._documents)
+            self._shard_signatures = signatures
+            self._seen_version = version
+
+    def refresh(self) -> bool:
+        """Take in what other processes wrote. Returns True if anything changed.
+        Costs one pread when nothing did."""
+        version = self._read_version()
+        if version == self._seen_version:
+            return False
+        with self._index_lock:
+            signatures = self._scan_shards()
+            changed = False
+            for shard in set(signatures) | set(self._shard_signatures):
+                if signatures.get(shard) != self._shard_signatures.get(shard):
+                    changed |= self._apply_shard(shard, self._read_shard(shard))
+            self._shard_signatures = signatures
+            self._seen_version = version
+            return changed
+
+    # -- the index ---------------------------------------------------------------
+
+    def _unindex(self, conversation_id: str) -> None:
+        old = self._documents.pop(conversation_id)
+        self._haystacks.pop(conversation_id, None)
+        key = (old["last_updated_at"], conversation_id)
+        if self._columns is not None:
+            self._columns.delete(len(self._by_activity) - 1 - self._by_activity.index(key))
+        self._by_activity.remove(key)
+        self._ids.remove(conversation_id)
+        self._active.discard(conversation_id)
+
+    def _index(self, conversation_id: str, document: Document) -> None:
+        self._documents[conversation_id] = document
+        key = (document["last_updated_at"], conversation_id)
+        self._by_activity.add(key)
+        self._ids.add(conversation_id)
+        if document.get("status") in _ACTIVE:
+            self._active.add(conversation_id)
+        if self._columns is not None:
+            haystack = self._haystacks[conversation_id] = _haystack(document)
+            position = len(self._by_activity) - 1 - self._by_activity.index(key)
+            self._columns.insert(position, _row(conversation_id, document, haystack))
+
+    def _apply_shard(self, shard: str, documents: dict[str, Document]) -> bool:
+        """Replace one shard's documents in the index, touching only those that
+        differ. Returns True if any did."""
+        old_documents = self._shard_documents.get(shard, {})
+        changed = False
+        for conversation_id in old_documents.keys() - documents.keys():
+            self._unindex(conversation_id)
+            changed = True
+        for conversation_id, document in documents.items():
+            old = old_documents.get(conversation_id)
+            if old != document:
+                if old is not None:
+                    self._unindex(conversation_id)
+                self._index(conversation_id, document)
+                changed = True
+        self._shard_documents[shard] = documents
+        return changed
+
+    # -- queries -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def get(self, conversation_id: str) -> Document | None:
+        """A copy of the stored document, or None."""
+        document = self._documents.get(conversation_id)
+        return dict(document) if document is not None else None
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        with self._index_lock:
+            found = []
+            for conversation_id in self._ids.irange(minimum=prefix):
+                if not conversation_id.startswith(prefix) or len(found) == limit:
+                    break
+                found.append(conversation_id)
+            return found
+
+    def active_documents(self) -> list[Document]:
+        """Documents stored as STARTING or RUNNING (few, even in a big store)."""
+        with self._index_lock:
+            return [dict(self._documents[i]) for i in self._active]
+
+    def all_ids(self) -> list[str]:
+        with self._index_lock:
+            return list(self._ids)
+
+    def _snapshot(self) -> _Columns:
+        with self._index_lock:
+            if self._columns is None:
+                self._columns = _Columns.build(self._by_activity, self._documents, self._haystacks)
+            return self._columns
+
+    def search(
+        self,
+        query: ConversationFilter,
+        limit: int,
+        after: ActivityKey | None = None,
+        status_overrides: dict[str, str] | None = None,
+    ) -> tuple[list[Document], ActivityKey | None]:
+        """Up to `limit` matching documents, newest activity first, starting
+        after `after` (the key a previous page returned). `status_overrides`
+        replaces the stored status of some conversations (live loops) for the
+        status filter. Returns copies of the documents and the key to continue
+        from, or None on the last page."""
+        columns = self._snapshot()
+        start = 0
+        if after is not None:
+            with self._index_lock:
+                # The snapshot is newest first; the sorted list oldest first.
+                start = len(columns.ids) - self._by_activity.bisect_left(after)
+                start = max(0, min(start, len(columns.ids)))
+        stop = len(columns.ids)
+        if query.updated_since is not None:
+            stop = columns.count_since(query.updated_since)
+        found: list[int] = []
+        chunk = max(64, limit + 1)
+        while start < stop and len(found) <= limit:
+            end = min(stop, start + chunk)
+            found.extend(columns.filter(range(start, end), query, status_overrides or {}, self))
+            start = end
+            chunk *= 4
+        documents = [dict(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
+        if len(documents) > limit:
+            last = documents[limit - 1]
+            return documents[:limit], (last["last_updated_at"], last["conversation_id"])
+        return documents, None
+
+    def count(self, query: ConversationFilter, status_overrides: dict[str, str] | None = None) -> int:
+        """How many documents match."""
+        columns = self._snapshot()
+        stop = len(columns.ids) if query.updated_since is None else columns.count_since(query.updated_since)
+        return len(columns.filter(range(stop), query, status_overrides or {}, self))
+
+    def iter_documents(self) -> Iterator[Document]:
+        with self._index_lock:
+            snapshot = list(self._documents.values())
+        for document in snapshot:
+            yield dict(document)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _write(self, shard: str, operation: Callable[[Any], Any]) -> Any:
+        """Run a TinyDB operation on one shard under the inter-process lock,
+        then take the written shard into the index and signal other processes."""
+        with self._write_lock:
+            storage_holder: list[DurableJSONStorage] = []
+
+            def make_storage(path: Path) -> DurableJSONStorage:
+                storage = DurableJSONStorage(path)
+                storage_holder.append(storage)
+                return storage
+
+            database = TinyDB(self._shard_path(shard), storage=make_storage)
+            result = operation(database.table(TABLE))
+            storage = storage_holder[0]
+            if storage.written is not None:
+                documents = {
+                    document["conversation_id"]: document
+                    for document in storage.written.get(TABLE, {}).values()
+                }
+                with self._index_lock:
+                    self._apply_shard(shard, documents)
+                    try:
+                        stat = os.stat(storage.path)
+                        self._shard_signatures[shard] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                    except OSError:
+                        self._shard_signatures.pop(shard, None)
+                    self._bump_version()
+            return result
+
+    def _bump_version(self) -> None:
+        # A hint, not data: no fsync. Readers compare for inequality, so a
+        # counter that went back after a power cut still reads as "changed".
+        version = self._read_version() + 1
+        os.pwrite(self._version_fd, version.to_bytes(8, "little"), 0)
+        if self._seen_version == version - 1:
+            self._seen_version = version
+
+    def insert(self, document: Document) -> None:
+        """Store a new document. Raises ValueError if its id exists already."""
+        conversation_id = document["conversation_id"]
+
+        def operation(table: Any) -> None:
+            if table.contains(Query().conversation_id == conversation_id):
+                raise ValueError(f"conversation {conversation_id} exists already")
+            table.insert(document)
+
+        self._write(shard_of(conversation_id), operation)
+
+    def update(self, conversation_id: str, change: Callable[[Document], Document | None]) -> Document | None:
+        """Apply `change` to the current document (read under the lock, so no
+        other process's update is lost) and store what it returns. `change`
+        returning None stores nothing. Returns the stored document, or None if
+        there is no such conversation or nothing was stored."""
+
+        def operation(table: Any) -> Document | None:
+            current = table.get(Query().conversation_id == conversation_id)
+            if current is None:
+                return None
+            replacement = change(dict(current))
+            if replacement is None:
+                return None
+            table.update(_replace_with(replacement), doc_ids=[current.doc_id])
+            return replacement
+
+        return self._write(shard_of(conversation_id), operation)
+
+    def remove(self, conversation_id: str) -> bool:
+        """Remove a document. Returns False if there was none."""
+
+        def operation(table: Any) -> bool:
+            return bool(table.remove(Query().conversation_id == conversation_id))
+
+        return self._write(shard_of(conversation_id), operation)
+
+    def close(self) -> None:
+        try:
+            os.close(self._version_fd)
+        except OSError:
+            pass
+
+
+def _replace_with(replacement: Document) -> Callable[[Document], None]:
+    def transform(document: Document) -> None:
+        document.clear()
+        document.update(replacement)
+
+    return transform

@@ -1,0 +1,452 @@
+"""The `convtui` command: the terminal UI with no subcommand, and subcommands
+for scripts. Exit codes: 0 ok, 1 the operation failed (one line on stderr),
+2 a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
+from .backend.errors import ConvtuiError, InvalidInput, StorageError, describe_os_error
+from .backend.events import EventDict, event_kind
+from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
+from .backend.settings import SETTING_NAMES, Settings, display_value
+from .formatting import format_cost, format_tokens, relative_time
+from .terminal_text import inert, one_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("convtui")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convtui",
+        description="Manage AI coding-agent conversations from the terminal. "
+        "With no command, lists conversations.",
+        epilog=f"Data directory: --data-dir, else ${DATA_DIR_VARIABLE}, else {default_data_dir()}.",
+    )
+    parser.add_argument("--version", action="version", version=f"convtui {__version__}")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where conversations are stored")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list conversations, newest activity first")
+    listing.add_argument("--json", action="store_true", help="print JSON (OpenHands ConversationInfo fields)")
+    listing.add_argument("--all", action="store_true", help="include conversations idle longer than the max age")
+    listing.add_argument("--archived", action="store_true", help="list archived conversations instead")
+    listing.add_argument("--repo", metavar="R", help="only this repository")
+    listing.add_argument("--trigger", metavar="T", help="only this trigger: " + ", ".join(t.value for t in ConversationTrigger))
+    listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error")
+    listing.add_argument("--query", "-q", metavar="Q", help="words to find in title, repository, branch or id prefix")
+    listing.add_argument("--limit", type=int, default=20, metavar="N", help="page size, 1-100 (default 20)")
+    listing.add_argument("--page", metavar="TOKEN", help="the next_page_id a previous page gave")
+
+    show = commands.add_parser("show", help="show one conversation")
+    show.add_argument("id", help="conversation id or a unique prefix")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--events", action="store_true", help="include its events")
+
+    new = commands.add_parser("new", help="create a conversation")
+    new.add_argument("message", nargs="?", help="the first message to the agent")
+    new.add_argument("--repo", metavar="R", help="owner/name, a git URL or a local git directory")
+    new.add_argument("--branch", metavar="B")
+    new.add_argument("--instructions", metavar="TEXT", help="extra instructions for the agent")
+    new.add_argument("--replay", type=Path, metavar="FILE", help="an OpenHands trajectory JSON to replay")
+    new.add_argument("--json", action="store_true")
+
+    rename = commands.add_parser("rename", help="change a conversation's title")
+    rename.add_argument("id")
+    rename.add_argument("title")
+
+    delete = commands.add_parser("delete", help="delete conversations with their events and workspaces")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    for name, text in (("archive", "hide conversations from the default list"), ("unarchive", "show them again")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("ids", nargs="+", metavar="ID")
+
+    export = commands.add_parser("export", help="write a conversation as trajectory JSON or Markdown")
+    export.add_argument("id")
+    export.add_argument("--format", choices=("json", "md"), default="json")
+    export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+
+    imports = commands.add_parser("import", help="create a conversation from an OpenHands trajectory JSON")
+    imports.add_argument("file", help="a trajectory file, or - for standard input")
+    imports.add_argument("--json", action="store_true")
+
+    config = commands.add_parser("config", help="show or change settings")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    config_commands.add_parser("show", help="every setting (the API key masked)")
+    get = config_commands.add_parser("get", help="one setting")
+    get.add_argument("key", choices=SETTING_NAMES, metavar="KEY")
+    config_set = config_commands.add_parser("set", help="change one setting ('' resets it)")
+    config_set.add_argument("key", choices=SETTING_NAMES, metavar="KEY")
+    config_set.add_argument("value")
+
+    doctor = commands.add_parser("doctor", help="check the data directory for damaged files")
+    doctor.add_argument("--repair", action="store_true", help="move damaged files aside and recover")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _info_json(info: ConversationInfo) -> dict[str, Any]:
+    return info.model_dump(mode="json")
+
+
+def _repository_label(info: ConversationInfo) -> str:
+    if not info.selected_repository:
+        return ""
+    return info.selected_repository + (f"@{info.selected_branch}" if info.selected_branch else "")
+
+
+def _print_table(results: list[ConversationInfo]) -> None:
+    width = shutil.get_terminal_size((100, 24)).columns
+    rows = [
+        (
+            info.conversation_id[:8],
+            info.status.value,
+            relative_time(info.last_updated_at),
+            one_line(info.title),
+            one_line(_repository_label(info)),
+        )
+        for info in results
+    ]
+    header = ("ID", "STATUS", "UPDATED", "TITLE", "REPOSITORY")
+    fixed = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    repository_width = min(30, max(len(row[4]) for row in [header, *rows]))
+    title_width = max(10, width - sum(fixed) - repository_width - 8)
+    for row in [header, *rows]:
+        title = row[3] if len(row[3]) <= title_width else row[3][: title_width - 1] + "…"
+        repository = row[4] if len(row[4]) <= repository_width else row[4][: repository_width - 1] + "…"
+        line = f"{row[0]:<{fixed[0]}}  {row[1]:<{fixed[1]}}  {row[2]:<{fixed[2]}}  {title:<{title_width}}  {repository}"
+        print(line.rstrip())
+
+
+def _print_info(info: ConversationInfo) -> None:
+    fields = [
+        ("title", one_line(info.title)),
+        ("id", info.conversation_id),
+        ("status", info.status.value),
+        ("runtime", info.runtime_status.value if info.runtime_status else "-"),
+        ("agent", info.agent_state.value if info.agent_state else "-"),
+        ("repository", one_line(_repository_label(info)) or "-"),
+        ("trigger", info.trigger.value if info.trigger else "-"),
+        ("owner", info.user_id or "-"),
+        ("created", f"{info.created_at.isoformat(timespec='seconds')} ({relative_time(info.created_at)})"),
+        ("updated", f"{info.last_updated_at.isoformat(timespec='seconds')} ({relative_time(info.last_updated_at)})"),
+        ("model", info.llm_model or "-"),
+        ("cost", format_cost(info.accumulated_cost)),
+        (
+            "tokens",
+            f"{format_tokens(info.total_tokens)} ({info.prompt_tokens} prompt, {info.completion_tokens} completion)",
+        ),
+        ("pull requests", ", ".join(f"#{n}" for n in info.pr_number) or "-"),
+        ("archived", "yes" if info.archived else "no"),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<15}{value}")
+
+
+def describe_event(event: EventDict) -> str:
+    """One line per event: `12 agent   run: ls -la`."""
+    args = event.get("args") or {}
+    kind = event_kind(event)
+    if event.get("action"):
+        detail = args.get("command") or args.get("path") or event.get("message") or args.get("content") or args.get("thought") or ""
+        if kind == "edit" and args.get("path"):
+            detail = f"{args.get('command', 'edit')} {args['path']}"
+    else:
+        detail = event.get("content") or event.get("message") or ""
+        extras = event.get("extras") or {}
+        if "exit_code" in extras:
+            detail = f"[exit {extras['exit_code']}] {detail}"
+    marker = "→" if event.get("action") else "←"
+    return f"{event.get('id', '?'):>4} {event.get('source', '?'):<11} {marker} {kind}: {one_line(str(detail), 200)}"
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+async def _open_service(arguments: argparse.Namespace) -> Any:
+    from .backend.service import ConversationService
+
+    return await ConversationService.open(arguments.data_dir or default_data_dir())
+
+
+async def cmd_list(service: Any, arguments: argparse.Namespace) -> int:
+    result = await service.search(
+        page_id=arguments.page,
+        limit=arguments.limit,
+        selected_repository=arguments.repo,
+        conversation_trigger=arguments.trigger,
+        status=arguments.status,
+        query=arguments.query,
+        archived=True if arguments.archived else False,
+        max_age=timedelta.max if arguments.all else None,
+    )
+    if arguments.json:
+        _print_json({"results": [_info_json(i) for i in result.results], "next_page_id": result.next_page_id})
+        return EXIT_OK
+    if not result.results:
+        hint = "" if arguments.all else " (older ones: --all)"
+        print(f"No conversations{hint}. Create one with: convtui new \"your task\"")
+        return EXIT_OK
+    _print_table(result.results)
+    if result.next_page_id:
+        print(f"more: convtui list --page {result.next_page_id}")
+    return EXIT_OK
+
+
+async def cmd_show(service: Any, arguments: argparse.Namespace) -> int:
+    info = await service.get(arguments.id)
+    events = await service.search_events(info.conversation_id) if arguments.events else None
+    if arguments.json:
+        document = _info_json(info)
+        if events is not None:
+            document["events"] = events
+        _print_json(document)
+        return EXIT_OK
+    _print_info(info)
+    if events is not None:
+        print()
+        for event in events:
+            print(describe_event(event))
+    return EXIT_OK
+
+
+def _read_input_file(path: str | Path) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidInput(describe_os_error(error, "read")) from None
+
+
+async def cmd_new(service: Any, arguments: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"trigger": ConversationTrigger.CLI}
+    for field, value in (
+        ("initial_user_msg", arguments.message),
+        ("repository", arguments.repo),
+        ("selected_branch", arguments.branch),
+        ("conversation_instructions", arguments.instructions),
+    ):
+        if value is not None:
+            fields[field] = value
+    if arguments.replay is not None:
+        fields["replay_json"] = _read_input_file(arguments.replay).decode("utf-8", errors="replace")
+    try:
+        request = NewConversationRequest.model_validate(fields)
+    except ValueError as error:
+        from .backend.errors import first_validation_error
+
+        raise InvalidInput(first_validation_error(error)) from None
+    response = await service.new_conversation(request)
+    return _print_response(response, arguments.json, "created")
+
+
+def _print_response(response: Any, as_json: bool, verb: str) -> int:
+    if as_json:
+        _print_json(
+            {
+                "status": response.status,
+                "conversation_id": response.conversation_id,
+                "conversation_status": response.conversation_status.value if response.conversation_status else None,
+            }
+        )
+    else:
+        print(f"{verb} {response.conversation_id}")
+    return EXIT_OK
+
+
+async def cmd_rename(service: Any, arguments: argparse.Namespace) -> int:
+    info = await service.rename(arguments.id, arguments.title)
+    print(f"renamed {info.conversation_id[:8]}: {one_line(info.title)}")
+    return EXIT_OK
+
+
+async def _each(ids: list[str], action: Callable[[str], Awaitable[str]]) -> int:
+    """Run `action` on every id; report each failure on one line and go on."""
+    failed = 0
+    for conversation_id in ids:
+        try:
+            print(await action(conversation_id))
+        except ConvtuiError as error:
+            print(f"convtui: {conversation_id}: {error}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
+    full_ids = []
+    for given in arguments.ids:
+        full_ids.append((await service.get(given)).conversation_id)
+    if not arguments.yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("refusing to delete without --yes when not at a terminal")
+        answer = input(f"Delete {len(full_ids)} conversation(s) with their events and workspaces? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return EXIT_FAILED
+
+    async def delete(conversation_id: str) -> str:
+        await service.delete(conversation_id)
+        return f"deleted {conversation_id}"
+
+    return await _each(full_ids, delete)
+
+
+async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
+    archived = arguments.command == "archive"
+
+    async def change(conversation_id: str) -> str:
+        info = await service.set_archived(conversation_id, archived)
+        return f"{arguments.command}d {info.conversation_id}"
+
+    return await _each(arguments.ids, change)
+
+
+async def cmd_export(service: Any, arguments: argparse.Namespace) -> int:
+    if arguments.format == "md":
+        data = (await service.export_markdown(arguments.id)).encode()
+    else:
+        data = await service.export_json(arguments.id)
+    if arguments.output is None:
+        sys.stdout.buffer.write(data if data.endswith(b"\n") else data + b"\n")
+        sys.stdout.flush()
+        return EXIT_OK
+    from .backend.durable_files import atomic_write
+
+    output = arguments.output.expanduser()
+    if output.is_dir():
+        raise InvalidInput(f"{output} is a directory")
+    atomic_write(output.absolute(), data)
+    print(f"wrote {output}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_import(service: Any, arguments: argparse.Namespace) -> int:
+    response = await service.import_trajectory(_read_input_file(arguments.file))
+    return _print_response(response, arguments.json, "imported")
+
+
+async def cmd_config(service: Any, arguments: argparse.Namespace) -> int:
+    action = arguments.config_command
+    if action == "set":
+        settings = await service.set_setting(arguments.key, arguments.value)
+        print(f"{arguments.key} = {display_value(arguments.key, settings)}")
+        return EXIT_OK
+    settings: Settings = await service.load_settings()
+    overridden = service.settings_store.overridden()
+    if action == "get":
+        print(display_value(arguments.key, settings))
+        return EXIT_OK
+    for name in SETTING_NAMES:
+        source = f"   (from ${overridden[name]})" if name in overridden else ""
+        print(f"{name} = {display_value(name, settings)}{source}")
+    return EXIT_OK
+
+
+def cmd_doctor(arguments: argparse.Namespace) -> int:
+    from .backend.doctor import report_json, run_doctor
+
+    root = (arguments.data_dir or default_data_dir()).expanduser()
+    report = run_doctor(root, repair=arguments.repair)
+    if arguments.json:
+        sys.stdout.write(report_json(report).decode() + "\n")
+    else:
+        print(f"{root}: {report.conversations} conversations in the store")
+        for finding in report.findings:
+            state = f" -> {finding.repaired}" if finding.repaired else ""
+            print(f"  {inert(str(finding.path))}: {finding.problem}{state}")
+        if report.healthy:
+            print("no problems need attention")
+        elif not arguments.repair:
+            print("run `convtui doctor --repair` to move damaged files aside and recover")
+    return EXIT_OK if report.healthy else EXIT_FAILED
+
+
+COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "new": cmd_new,
+    "rename": cmd_rename,
+    "delete": cmd_delete,
+    "archive": cmd_archive,
+    "unarchive": cmd_archive,
+    "export": cmd_export,
+    "import": cmd_import,
+    "config": cmd_config,
+}
+
+
+async def _run(arguments: argparse.Namespace) -> int:
+    service = await _open_service(arguments)
+    try:
+        return await COMMANDS[arguments.command](service, arguments)
+    finally:
+        service.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="convtui: warning: %(message)s")
+    if arguments.command is None:
+        # The terminal UI lands in a later release; until then the bare
+        # command lists conversations.
+        arguments = parser.parse_args([*(argv or sys.argv[1:]), "list"])
+    try:
+        if arguments.command == "doctor":
+            return cmd_doctor(arguments)
+        return asyncio.run(_run(arguments))
+    except ConvtuiError as error:
+        print(f"convtui: {one_line(str(error))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("convtui: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as error:
+        print(f"convtui: {one_line(describe_os_error(error, 'complete the operation'))}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # a bug: still one line, the details in a file
+        return _report_internal_error(error)
+
+
+def _report_internal_error(error: Exception) -> int:
+    import tempfile
+    import traceback
+
+    details = Path(tempfile.gettempdir()) / "convtui-error.log"
+    try:
+        details.write_text("".join(traceback.format_exception(error)))
+        where = f" (details in {details})"
+    except OSError:
+        where = ""
+    print(f"convtui: internal error: {one_line(f'{type(error).__name__}: {error}', 300)}{where}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
