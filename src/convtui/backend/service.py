@@ -299,7 +299,12 @@ class ConversationService:
                 request = NewConversationRequest.model_validate(request)
             except ValidationError as error:
                 raise InvalidInput(first_validation_error(error)) from None
-        replay = parse_trajectory(request.replay_json) if request.replay_json is not None else None
+        replay = None
+        if request.replay_json is not None:
+            try:
+                replay = parse_trajectory(request.replay_json)
+            except InvalidInput as error:
+                raise InvalidInput(f"replay_json: {error}") from None
 
         def run() -> ConversationResponse:
             conversation_id = uuid.uuid4().hex

@@ -1,0 +1,201 @@
+"""The command line is a contract: names, JSON shapes and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from convtui import __version__
+from convtui.cli import main
+
+from .conftest import TRAJECTORIES
+
+
+class Cli:
+    def __init__(self, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.data_dir = data_dir
+        self.capsys = capsys
+
+    def __call__(self, *arguments: str, code: int = 0) -> str:
+        """Run convtui in-process; check the exit code; return stdout."""
+        self.capsys.readouterr()
+        exit_code = main(["--data-dir", str(self.data_dir), *arguments])
+        captured = self.capsys.readouterr()
+        assert exit_code == code, captured.err
+        self.err = captured.err
+        return captured.out
+
+    def json(self, *arguments: str) -> dict:
+        return orjson.loads(self(*arguments))
+
+    def new(self, *arguments: str) -> str:
+        return self.json("new", *arguments, "--json")["conversation_id"]
+
+
+@pytest.fixture
+def cli(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(data_dir, capsys)
+
+
+def test_new_and_list_json_shapes(cli: Cli) -> None:
+    created = cli.json("new", "Fix the build", "--repo", "org/app", "--branch", "main", "--json")
+    assert set(created) == {"status", "conversation_id", "conversation_status"}
+    assert created["status"] == "ok" and created["conversation_status"] == "STOPPED"
+    listing = cli.json("list", "--json")
+    assert set(listing) == {"results", "next_page_id"}
+    assert listing["next_page_id"] is None
+    [info] = listing["results"]
+    for field in (
+        "conversation_id", "title", "last_updated_at", "created_at", "status", "runtime_status",
+        "selected_repository", "selected_branch", "git_provider", "trigger", "num_connections",
+        "url", "session_api_key", "pr_number",
+    ):
+        assert field in info
+    assert (info["conversation_id"], info["trigger"], info["selected_repository"]) == (
+        created["conversation_id"], "cli", "org/app",
+    )
+
+
+def test_list_paging_and_filters(cli: Cli) -> None:
+    for number in range(5):
+        cli.new(f"task {number}", "--repo", "org/a" if number % 2 else "org/b")
+    first = cli.json("list", "--json", "--limit", "2", "--repo", "org/b")
+    assert len(first["results"]) == 2 and first["next_page_id"]
+    second = cli.json("list", "--json", "--limit", "2", "--repo", "org/b", "--page", first["next_page_id"])
+    assert len(second["results"]) == 1 and second["next_page_id"] is None
+    assert cli.json("list", "--json", "--trigger", "gui")["results"] == []
+    assert len(cli.json("list", "--json", "--status", "stopped")["results"]) == 5
+    table = cli("list")
+    assert table.splitlines()[0].split() == ["ID", "STATUS", "UPDATED", "TITLE", "REPOSITORY"]
+    assert len(table.splitlines()) == 6
+
+
+def test_show_rename_archive_delete_with_prefixes(cli: Cli) -> None:
+    conversation_id = cli.new("hello there")
+    prefix = conversation_id[:6]
+    assert "renamed" in cli("rename", prefix, "Better title")
+    shown = cli.json("show", prefix, "--json", "--events")
+    assert shown["title"] == "Better title"
+    assert [e["message"] for e in shown["events"]] == ["hello there"]
+    assert "user" in cli("show", prefix, "--events")
+    cli("archive", prefix)
+    assert cli.json("list", "--json")["results"] == []
+    assert [r["conversation_id"] for r in cli.json("list", "--json", "--archived")["results"]] == [conversation_id]
+    cli("unarchive", prefix)
+    cli("delete", prefix, "--yes")
+    cli("show", conversation_id, code=1)
+    assert "no conversation" in cli.err
+
+
+def test_delete_without_yes_refuses_when_not_a_terminal(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    conversation_id = cli.new()
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    cli("delete", conversation_id, code=1)
+    assert "--yes" in cli.err
+    assert cli.json("show", conversation_id, "--json")["conversation_id"] == conversation_id
+
+
+def test_errors_are_one_line_with_exit_code_1(cli: Cli) -> None:
+    conversation_id = cli.new()
+    cli("rename", conversation_id, "", code=1)
+    assert cli.err.count("\n") == 1 and "title is empty" in cli.err
+    cli("rename", conversation_id, "x" * 201, code=1)
+    cli("show", "nothex", code=1)
+    cli("list", "--limit", "500", code=1)
+    cli("list", "--page", "garbage", code=1)
+    cli("list", "--status", "dancing", code=1)
+    cli("new", "--branch", "has space", code=1)
+    assert "selected_branch" in cli.err
+    cli("import", "/no/such/file.json", code=1)
+    cli("archive", conversation_id, "ffffffffffff", code=1)  # the first still archived
+    assert cli.json("show", conversation_id, "--json")["archived"] is True
+
+
+def test_usage_errors_exit_2(cli: Cli) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rename"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "x", "--format", "pdf"])
+    assert exit_info.value.code == 2
+
+
+def test_import_and_export(cli: Cli, tmp_path: Path) -> None:
+    imported = cli.json("import", str(TRAJECTORIES[0]), "--json")
+    assert imported["status"] == "ok"
+    exported = orjson.loads(cli("export", imported["conversation_id"]))
+    assert exported == orjson.loads(TRAJECTORIES[0].read_bytes())
+    output = tmp_path / "out.md"
+    cli("export", imported["conversation_id"][:5], "--format", "md", "-o", str(output))
+    assert output.read_text().startswith("# Conversation ")
+    replayed = cli.new("--replay", str(TRAJECTORIES[1]))
+    assert cli.json("show", replayed, "--json")["trigger"] == "replay"
+
+
+def test_config_masks_the_key_and_validates(cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("config", "set", "llm_model", "openai/gpt-4o")
+    out = cli("config", "set", "llm_api_key", "sk-abcdefghijklmnop1234")
+    assert "sk-abcdefghijklmnop1234" not in out and "1234" in out
+    shown = cli("config", "show")
+    assert "llm_model = openai/gpt-4o" in shown and "sk-abcdefghijklmnop1234" not in shown
+    assert cli("config", "get", "confirmation_mode").strip() == "on"
+    cli("config", "set", "confirmation_mode", "off")
+    assert cli("config", "get", "confirmation_mode").strip() == "off"
+    cli("config", "set", "max_iterations", "zero", code=1)
+    assert "max_iterations" in cli.err
+    cli("config", "set", "llm_base_url", "ftp://x", code=1)
+    assert cli("config", "get", "max_iterations").strip() == "50"
+    assert os.stat(data_dir / "settings.json").st_mode & 0o777 == 0o600
+    monkeypatch.setenv("CONVTUI_LLM_MODEL", "anthropic/claude")
+    assert "anthropic/claude   (from $CONVTUI_LLM_MODEL)" in cli("config", "show")
+
+
+def test_titles_with_escape_sequences_print_inertly(cli: Cli) -> None:
+    conversation_id = cli.new()
+    # Titles cannot hold control characters, but event text can.
+    cli("rename", conversation_id, "[bold]not bold[/]")
+    assert "[bold]not bold[/]" in cli("list")
+    hostile = "ring\x07 \x1b]52;c;ZXZpbA==\x07 \x1b[2J done"
+    cli.json("new", hostile, "--json")
+    output = cli("list", "--query", "x") + "".join(
+        cli("show", r["conversation_id"], "--events") for r in cli.json("list", "--json")["results"]
+    )
+    assert "\x1b" not in output and "\x07" not in output
+    assert "␛]52;c;ZXZpbA==" in output
+
+
+def test_bare_command_lists_and_version(cli: Cli) -> None:
+    assert "No conversations" in cli()
+    assert __version__ in subprocess.run(
+        [sys.executable, "-m", "convtui", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_a_damaged_store_gives_one_line_and_is_kept(cli: Cli, data_dir: Path) -> None:
+    conversation_id = cli.new("hello")
+    shard = data_dir / "store" / f"meta-{conversation_id[:2]}.json"
+    shard.write_bytes(b'{"conversations": {"1": {"conversation_id": "')
+    damaged = shard.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "list"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(shard) in result.stderr and "convtui doctor" in result.stderr
+    assert shard.read_bytes() == damaged
+    cli("doctor", code=1)
+    assert "unreadable metadata shard" in cli("doctor", code=1)
+    repaired = cli("doctor", "--repair")
+    assert "metadata re-created" in repaired
+    assert list(shard.parent.glob("meta-*.json.damaged-*"))[0].read_bytes() == damaged
+    info = cli.json("show", conversation_id, "--json")
+    assert info["title"].startswith("Conversation ")
+    assert [e["message"] for e in cli.json("show", conversation_id, "--json", "--events")["events"]] == ["hello"]
+    assert "no problems" in cli("doctor")

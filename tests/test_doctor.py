@@ -1,0 +1,46 @@
+"""`convtui doctor`: reports damage, repairs without destroying anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from convtui.backend.doctor import run_doctor
+from convtui.backend.events import EventLog
+from convtui.backend.service import ConversationService
+
+
+async def test_a_healthy_directory_has_no_findings(service: ConversationService, data_dir: Path) -> None:
+    await service.new_conversation({"initial_user_msg": "hi"})
+    report = run_doctor(data_dir)
+    assert report.healthy and report.conversations == 1 and report.findings == []
+
+
+async def test_files_without_metadata_are_recovered(service: ConversationService, data_dir: Path) -> None:
+    """A crash between writing a conversation's files and its metadata."""
+    orphan = "ab" * 16
+    EventLog(service.data_dir.conversation(orphan)).append(
+        [{"source": "user", "action": "message", "message": "lost", "args": {"content": "lost"}}]
+    )
+    report = run_doctor(data_dir)
+    assert not report.healthy
+    assert [f.problem for f in report.findings] == ["conversation files without metadata"]
+    assert run_doctor(data_dir, repair=True).healthy
+    reopened = await ConversationService.open(data_dir)
+    try:
+        info = await reopened.get(orphan)
+        assert info.title == "Conversation ababa"
+        assert [e["message"] for e in await reopened.search_events(orphan)] == ["lost"]
+    finally:
+        reopened.close()
+    assert run_doctor(data_dir).findings == []
+
+
+async def test_a_torn_event_line_is_saved_aside_and_cut(service: ConversationService, data_dir: Path) -> None:
+    conversation_id = (await service.new_conversation({"initial_user_msg": "hi"})).conversation_id
+    events = service.data_dir.conversation(conversation_id) / "events.jsonl"
+    with open(events, "ab") as handle:
+        handle.write(b'{"id": 1, "sou')
+    assert "torn last line" in run_doctor(data_dir).findings[0].problem
+    assert run_doctor(data_dir, repair=True).healthy
+    assert events.read_bytes().endswith(b"\n")
+    assert next(events.parent.glob("events.jsonl.torn-*")).read_bytes() == b'{"id": 1, "sou'
