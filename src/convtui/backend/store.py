@@ -123,16 +123,20 @@ class _Columns:
 
     @classmethod
     def build(cls, by_activity: SortedList, documents: dict[str, Document], haystacks: dict[str, str]) -> _Columns:
-        rows = []
-        for _, conversation_id in reversed(by_activity):
-            document = documents[conversation_id]
-            text = haystacks.get(conversation_id)
-            if text is None:
-                text = haystacks[conversation_id] = _haystack(document)
-            rows.append(_row(conversation_id, document, text))
-        if not rows:
-            return cls([], [], [], [], [], [], [])
-        return cls(*(list(column) for column in zip(*rows)))
+        ids = [key[1] for key in reversed(by_activity)]
+        ordered = [documents[conversation_id] for conversation_id in ids]
+        missing = [i for i in ids if i not in haystacks]
+        for conversation_id in missing:
+            haystacks[conversation_id] = _haystack(documents[conversation_id])
+        return cls(
+            ids=ids,
+            updated=[key[0] for key in reversed(by_activity)],
+            haystack=[haystacks[conversation_id] for conversation_id in ids],
+            repository=[document.get("selected_repository") for document in ordered],
+            trigger=[document.get("trigger") for document in ordered],
+            archived=[bool(document.get("archived")) for document in ordered],
+            status=[display_status(document) for document in ordered],
+        )
 
     def insert(self, position: int, row: tuple) -> None:
         for name, value in zip(_COLUMN_NAMES, row):
@@ -157,9 +161,11 @@ class _Columns:
         self,
         positions: Iterable[int],
         query: ConversationFilter,
+        words: list[str],
+        prefixed: dict[str, set[str]],
         status_overrides: dict[str, str],
-        store: ConversationStore,
     ) -> list[int]:
+        """The positions among `positions` whose row matches."""
         rows = list(positions)
         ids = self.ids
         if query.archived is not None:
@@ -171,10 +177,10 @@ class _Columns:
         if query.trigger is not None:
             trigger, wanted_trigger = self.trigger, query.trigger
             rows = [i for i in rows if trigger[i] == wanted_trigger]
-        for word in (query.text or "").lower().split():
-            haystack = self.haystack
-            if _HEX.issuperset(word):
-                by_id = set(store.ids_with_prefix(word, limit=len(ids)))
+        haystack = self.haystack
+        for word in words:
+            by_id = prefixed.get(word)
+            if by_id:
                 rows = [i for i in rows if word in haystack[i] or ids[i] in by_id]
             else:
                 rows = [i for i in rows if word in haystack[i]]
@@ -380,24 +386,25 @@ class ConversationStore:
         replaces the stored status of some conversations (live loops) for the
         status filter. Returns copies of the documents and the key to continue
         from, or None on the last page."""
-        columns = self._snapshot()
-        start = 0
-        if after is not None:
-            with self._index_lock:
+        with self._index_lock:
+            columns = self._snapshot()
+            start = 0
+            if after is not None:
                 # The snapshot is newest first; the sorted list oldest first.
                 start = len(columns.ids) - self._by_activity.bisect_left(after)
                 start = max(0, min(start, len(columns.ids)))
-        stop = len(columns.ids)
-        if query.updated_since is not None:
-            stop = columns.count_since(query.updated_since)
-        found: list[int] = []
-        chunk = max(64, limit + 1)
-        while start < stop and len(found) <= limit:
-            end = min(stop, start + chunk)
-            found.extend(columns.filter(range(start, end), query, status_overrides or {}, self))
-            start = end
-            chunk *= 4
-        documents = [dict(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
+            stop = len(columns.ids)
+            if query.updated_since is not None:
+                stop = columns.count_since(query.updated_since)
+            matcher = self._matcher(query, status_overrides)
+            found: list[int] = []
+            chunk = max(64, limit + 1)
+            while start < stop and len(found) <= limit:
+                end = min(stop, start + chunk)
+                found.extend(matcher(range(start, end)))
+                start = end
+                chunk *= 4
+            documents = [dict(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
         if len(documents) > limit:
             last = documents[limit - 1]
             return documents[:limit], (last["last_updated_at"], last["conversation_id"])
@@ -405,9 +412,21 @@ class ConversationStore:
 
     def count(self, query: ConversationFilter, status_overrides: dict[str, str] | None = None) -> int:
         """How many documents match."""
+        with self._index_lock:
+            columns = self._snapshot()
+            stop = len(columns.ids) if query.updated_since is None else columns.count_since(query.updated_since)
+            return len(self._matcher(query, status_overrides)(range(stop)))
+
+    def _matcher(
+        self, query: ConversationFilter, status_overrides: dict[str, str] | None
+    ) -> Callable[[Iterable[int]], list[int]]:
+        words = (query.text or "").lower().split()
+        # Ids that a hex word is a prefix of, found once per search.
+        prefixed = {
+            word: set(self.ids_with_prefix(word, limit=len(self._ids))) for word in words if _HEX.issuperset(word)
+        }
         columns = self._snapshot()
-        stop = len(columns.ids) if query.updated_since is None else columns.count_since(query.updated_since)
-        return len(columns.filter(range(stop), query, status_overrides or {}, self))
+        return lambda rows: columns.filter(rows, query, words, prefixed, status_overrides or {})
 
     def iter_documents(self) -> Iterator[Document]:
         with self._index_lock:
