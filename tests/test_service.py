@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from convtui.backend.loop_lock import LoopLock
 from convtui.backend.errors import AmbiguousId, InvalidInput, NotFound, PermissionDenied
 from convtui.backend.models import ConversationStatus, ConversationTrigger, format_timestamp, utc_now
 from convtui.backend.service import ConversationService
@@ -164,22 +165,18 @@ async def test_search_rejects_bad_limits_and_tokens(service: ConversationService
 
 async def test_a_loop_left_running_by_a_dead_process_shows_stopped(service: ConversationService) -> None:
     conversation_id = await _new(service)
-    dead_pid = _dead_pid()
-    await service.update_metadata(conversation_id, status="RUNNING", runner_pid=dead_pid)
+    await service.update_metadata(conversation_id, status="RUNNING", runner_pid=12345)
+    # Nobody holds the conversation's loop lock: its runner is gone.
     assert (await service.get(conversation_id)).status is ConversationStatus.STOPPED
     assert [i.conversation_id for i in (await service.search(status="stopped")).results] == [conversation_id]
     assert (await service.search(status="running")).results == []
-    await service.update_metadata(conversation_id, status="RUNNING", runner_pid=os.getpid())
-    assert (await service.get(conversation_id)).status is ConversationStatus.RUNNING
-
-
-def _dead_pid() -> int:
-    import subprocess
-    import sys
-
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+    lock = LoopLock(service.data_dir.conversation(conversation_id))
+    assert lock.acquire() is None
+    try:
+        assert (await service.get(conversation_id)).status is ConversationStatus.RUNNING
+        assert [i.conversation_id for i in (await service.search(status="running")).results] == [conversation_id]
+    finally:
+        lock.release()
 
 
 # -- get and ids -------------------------------------------------------------------

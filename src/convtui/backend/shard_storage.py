@@ -28,29 +28,32 @@ class DurableJSONStorage(Storage):
     leaves half a file. This one writes a temporary file, fsyncs it and renames
     it over the old one: readers and crashes see the old or the new file whole.
 
-    One instance serves one operation (TinyDB reads then writes); it reads the
-    file from disk once and hands TinyDB a fresh parse each time, because
-    TinyDB mutates what `read()` returns."""
+    One instance serves one operation: it reads and parses the file once and
+    hands TinyDB the same dict on every read. TinyDB mutates that dict only in
+    the write that ends the operation, after which the instance is dropped."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._raw: bytes | None = None
+        self._data: dict[str, Any] | None = None
+        self._missing = False
         self.written: dict[str, Any] | None = None
 
     def read(self) -> dict[str, Any] | None:
-        if self._raw is None:
+        if self._data is None and not self._missing:
             try:
-                self._raw = self.path.read_bytes()
+                raw = self.path.read_bytes()
             except FileNotFoundError:
+                self._missing = True
                 return None
             except OSError as error:
                 raise StorageError(describe_os_error(error, "read")) from error
-        return load_json_file(self.path, self._raw)
+            self._data = load_json_file(self.path, raw)
+        return self._data
 
     def write(self, data: dict[str, Any]) -> None:
-        raw = orjson.dumps(data)
-        atomic_write(self.path, raw)
-        self._raw = raw
+        atomic_write(self.path, orjson.dumps(data))
+        self._data = data
+        self._missing = False
         self.written = data
 
     def close(self) -> None:

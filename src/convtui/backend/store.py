@@ -490,23 +490,36 @@ class ConversationStore:
         returning None stores nothing. Returns the stored document, or None if
         there is no such conversation or nothing was stored."""
 
-        def operation(table: Any) -> Document | None:
-            current = table.get(Query().conversation_id == conversation_id)
-            if current is None:
-                return None
-            replacement = change(dict(current))
+        stored: list[Document] = []
+
+        def transform(document: Document) -> None:
+            replacement = change(dict(document))
             if replacement is None:
+                raise _NothingToStore
+            document.clear()
+            document.update(replacement)
+            stored.append(replacement)
+
+        def operation(table: Any) -> Document | None:
+            # The shard is parsed once per operation, so contains() is cheap,
+            # and it keeps a missing id from rewriting the shard.
+            condition = Query().conversation_id == conversation_id
+            if not table.contains(condition):
                 return None
-            table.update(_replace_with(replacement), doc_ids=[current.doc_id])
-            return replacement
+            try:
+                table.update(transform, condition)
+            except _NothingToStore:
+                return None
+            return stored[0] if stored else None
 
         return self._write(shard_of(conversation_id), operation)
 
     def remove(self, conversation_id: str) -> bool:
-        """Remove a document. Returns False if there was none."""
+        """Remove a document. Returns False if there was none (nothing written)."""
 
         def operation(table: Any) -> bool:
-            return bool(table.remove(Query().conversation_id == conversation_id))
+            condition = Query().conversation_id == conversation_id
+            return table.contains(condition) and bool(table.remove(condition))
 
         return self._write(shard_of(conversation_id), operation)
 
@@ -517,9 +530,5 @@ class ConversationStore:
             pass
 
 
-def _replace_with(replacement: Document) -> Callable[[Document], None]:
-    def transform(document: Document) -> None:
-        document.clear()
-        document.update(replacement)
-
-    return transform
+class _NothingToStore(Exception):
+    """Raised inside a TinyDB update to leave the shard unwritten."""
