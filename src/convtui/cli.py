@@ -64,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--instructions", metavar="TEXT", help="extra instructions for the agent")
     new.add_argument("--replay", type=Path, metavar="FILE", help="an OpenHands trajectory JSON to replay")
     new.add_argument("--json", action="store_true")
+    new.add_argument("--start", action="store_true", help="then run its loop in the foreground (like `run`)")
+    new.add_argument("--yes", "-y", action="store_true", help="with --start: approve every action")
+
+    run = commands.add_parser("run", help="run a conversation's agent loop in the foreground until it waits for you")
+    run.add_argument("id")
+    run.add_argument("--yes", "-y", action="store_true", help="approve every command and file write")
+
+    stop = commands.add_parser("stop", help="stop a conversation's loop (also one run by another convtui)")
+    stop.add_argument("id")
+
+    send = commands.add_parser("send", help="add a message for the agent (the next run answers it)")
+    send.add_argument("id")
+    send.add_argument("message")
+
+    remember = commands.add_parser("remember", help="generate a remember prompt from the events around one")
+    remember.add_argument("id")
+    remember.add_argument("event_id", type=int, metavar="EVENT_ID")
 
     rename = commands.add_parser("rename", help="change a conversation's title")
     rename.add_argument("id")
@@ -261,7 +278,10 @@ async def cmd_new(service: Any, arguments: argparse.Namespace) -> int:
 
         raise InvalidInput(first_validation_error(error)) from None
     response = await service.new_conversation(request)
-    return _print_response(response, arguments.json, "created")
+    code = _print_response(response, arguments.json, "created")
+    if arguments.start:
+        return await _run_loop(service, response.conversation_id, arguments.yes, quiet=arguments.json)
+    return code
 
 
 def _print_response(response: Any, as_json: bool, verb: str) -> int:
@@ -385,6 +405,90 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
     return EXIT_OK if report.healthy else EXIT_FAILED
 
 
+async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet: bool = False) -> int:
+    """Run one loop in the foreground, printing its events, until the agent
+    waits for the user, finishes, fails or is stopped (Ctrl-C stops it)."""
+    from .backend.manager import ConversationManager
+    from .backend.updates import EventAdded, StatusChanged
+
+    manager = ConversationManager(service)
+    interactive = sys.stdin.isatty() and not approve_all
+    confirmations: asyncio.Queue[EventDict] = asyncio.Queue()
+    last: list[StatusChanged] = []
+
+    def show(update: Any) -> None:
+        if isinstance(update, EventAdded) and not quiet:
+            print(describe_event(update.event), flush=True)
+        elif isinstance(update, StatusChanged):
+            last[:] = [update]
+            if update.agent_state is not None and update.agent_state.value == "awaiting_user_confirmation":
+                pending = manager.pending_action(update.conversation_id)
+                if pending is not None:
+                    confirmations.put_nowait(pending)
+
+    manager.subscribe(show)
+    try:
+        await manager.start(conversation_id, until_idle=True, confirm=False if approve_all else None)
+        full_id = (await service.get(conversation_id)).conversation_id
+        waiter = asyncio.ensure_future(manager.wait(full_id))
+        while not waiter.done():
+            getter = asyncio.ensure_future(confirmations.get())
+            await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                continue
+            action = getter.result()
+            if not interactive:
+                print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
+                await manager.stop(full_id)
+                return EXIT_FAILED
+            answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
+            choice = answer.strip().lower()[:1]
+            if choice in ("y", "a"):
+                await manager.approve(full_id, always=choice == "a")
+            else:
+                await manager.reject(full_id)
+    finally:
+        await manager.shutdown()
+    final = last[-1] if last else None
+    if final is not None and final.status.value == "ERROR":
+        print(f"convtui: {one_line(final.message or 'the loop failed')}", file=sys.stderr)
+        return EXIT_FAILED
+    if final is not None and final.message and not quiet:
+        print(f"-- {final.agent_state.value if final.agent_state else final.status.value}: {one_line(final.message)}")
+    return EXIT_OK
+
+
+async def cmd_run(service: Any, arguments: argparse.Namespace) -> int:
+    return await _run_loop(service, arguments.id, arguments.yes)
+
+
+async def cmd_stop(service: Any, arguments: argparse.Namespace) -> int:
+    from .backend.manager import ConversationManager
+
+    result = await ConversationManager(service).stop(arguments.id)
+    print(f"{result.conversation_id[:8]}: {result.message}")
+    return EXIT_OK
+
+
+async def cmd_send(service: Any, arguments: argparse.Namespace) -> int:
+    from .backend.manager import ConversationManager
+
+    event = await ConversationManager(service).send_message(arguments.id, arguments.message)
+    print(f"sent as event {event['id']}")
+    return EXIT_OK
+
+
+async def cmd_remember(service: Any, arguments: argparse.Namespace) -> int:
+    from .backend.llm import LLMConfig
+    from .backend.remember import remember_prompt
+
+    config = LLMConfig.from_settings(await service.load_settings())
+    event_log = await service.event_log(arguments.id)
+    print(inert(await remember_prompt(event_log, arguments.event_id, config)))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "show": cmd_show,
@@ -396,6 +500,10 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
     "export": cmd_export,
     "import": cmd_import,
     "config": cmd_config,
+    "run": cmd_run,
+    "stop": cmd_stop,
+    "send": cmd_send,
+    "remember": cmd_remember,
 }
 
 

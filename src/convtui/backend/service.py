@@ -38,6 +38,7 @@ from .errors import (
     first_validation_error,
 )
 from .events import EventDict, EventFilter, EventLog
+from .loop_lock import runner_pid
 from .models import (
     AgentState,
     ConversationInfo,
@@ -85,19 +86,12 @@ class LiveLoops(Protocol):
     async def stop(self, conversation_id: str) -> object: ...
 
 
-def _runner_is_gone(document: Document) -> bool:
-    """True if the document says a loop runs but the process that ran it on
-    this host no longer exists."""
-    pid = document.get("runner_pid")
-    if pid is None or document.get("runner_host") not in (None, _HOST):
-        return pid is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _runner_is_gone(data_dir: DataDirectory, document: Document) -> bool:
+    """True if the document says a loop runs on this host but no process
+    holds its loop lock any more (the runner died)."""
+    if document.get("runner_host") not in (None, _HOST):
+        return False  # another machine sharing the directory: cannot tell
+    return runner_pid(data_dir.conversation(document["conversation_id"])) is None
 
 
 def _encode_page(key: tuple[str, str]) -> str:
@@ -198,7 +192,7 @@ class ConversationService:
         overrides = {conversation_id: state.status.value for conversation_id, state in live.items()}
         for document in self.store.active_documents():
             conversation_id = document["conversation_id"]
-            if conversation_id not in overrides and _runner_is_gone(document):
+            if conversation_id not in overrides and _runner_is_gone(self.data_dir, document):
                 stopped = {**document, "status": ConversationStatus.STOPPED.value}
                 overrides[conversation_id] = display_status(stopped)
         return overrides
@@ -215,8 +209,8 @@ class ConversationService:
                 num_connections=state.num_connections,
             )
         else:
-            if document.get("status") in ("STARTING", "RUNNING") and _runner_is_gone(document):
-                info.update(status="STOPPED", runtime_status=RuntimeStatus.STOPPED, agent_state=None)
+            if document.get("status") in ("STARTING", "RUNNING") and _runner_is_gone(self.data_dir, document):
+                info.update(status="STOPPED", runtime_status=RuntimeStatus.STOPPED, agent_state=AgentState.STOPPED)
             info["status"] = display_status(info)
         return ConversationInfo.model_validate(info)
 
@@ -394,6 +388,25 @@ class ConversationService:
         info = await asyncio.to_thread(run)
         self._changed(info.conversation_id)
         return info
+
+    async def set_title_if_default(self, conversation_id: str, title: str) -> bool:
+        """Set an automatic title, only while the title is still the default
+        one (a person's rename wins). False if it was not set."""
+        try:
+            clean = validate_title(title)
+        except ValueError:
+            return False
+        applied = False
+
+        def change(document: Document) -> Document | None:
+            nonlocal applied
+            if document.get("title") not in (None, "", default_title(document["conversation_id"])):
+                return None
+            applied = True
+            return {**document, "title": clean}
+
+        await self._update(conversation_id, change)
+        return applied
 
     async def touch(self, conversation_id: str) -> ConversationInfo:
         return await self.update_metadata(conversation_id)

@@ -41,6 +41,7 @@ class Settings(BaseModel):
     )
     max_concurrent_loops: int = Field(default=20, ge=1, le=1_000, description="loops running at once")
     command_timeout: float = Field(default=120.0, gt=0, le=86_400, description="seconds a shell command may run")
+    llm_timeout: float = Field(default=120.0, gt=0, le=3_600, description="seconds to wait for the model")
     conversation_max_age_days: float = Field(
         default=10.0, gt=0, description="the list hides conversations idle longer than this"
     )

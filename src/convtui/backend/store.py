@@ -264,7 +264,20 @@ class ConversationStore:
             documents[conversation_id] = document
         return documents
 
+    def _remove_stale_temporaries(self) -> None:
+        """A writer killed between writing a shard's temporary file and
+        renaming it leaves the temporary behind. Shard temporaries are only
+        made under the write lock, so while we hold it any that exist are
+        leftovers."""
+        with self._write_lock:
+            for path in self.directory.glob(f".{SHARD_PREFIX}??.json.*.tmp"):
+                try:
+                    path.unlink()
+                except OSError as error:
+                    log.warning("could not remove %s: %s", path, error)
+
     def _load_everything(self) -> None:
+        self._remove_stale_temporaries()
         with self._index_lock:
             version = self._read_version()
             signatures = self._scan_shards()

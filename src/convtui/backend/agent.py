@@ -1,0 +1,455 @@
+"""One conversation's agent loop: an asyncio task that sets up the
+workspace, replays a trajectory if there is one, then answers each user
+message by calling the model and carrying out its tool calls until it
+replies, finishes, or hits a limit.
+
+Every action and observation is appended to the event log before anything
+else hears of it; every state change is published to subscribers and
+stored in the conversation's metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import ConvtuiError
+from .events import EventDict, event_kind
+from .history import build_messages, system_prompt
+from .llm import LLMConfig, LLMFailure, LLMResponse, complete
+from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
+from .replay import replay_steps
+from .runtime import Workspace
+from .settings import Settings
+from .tools import (
+    CONFIRMED_ACTIONS,
+    TOOL_DEFINITIONS,
+    ToolCallError,
+    action_from_tool_call,
+    error_observation,
+    execute,
+    observation,
+)
+from .updates import EventAdded, MetricsChanged, StatusChanged, TextStreamed, TitleChanged, UpdateHub
+
+log = logging.getLogger(__name__)
+
+TITLE_PROMPT = (
+    "Write a short title (at most 50 characters) for a conversation that starts with the user's "
+    "message below. Answer with the title only, no quotes."
+)
+RATE_LIMIT_RETRIES = 3
+TRANSIENT_RETRIES = 2
+POLL_SECONDS = 0.25
+
+
+class LoopEnded(Exception):
+    """The loop stops on purpose (a limit); the reason is recorded."""
+
+
+@dataclass
+class Decision:
+    approved: bool
+    always: bool = False
+
+
+def _printable(text: str) -> str:
+    return "".join(character for character in " ".join(text.split()) if character.isprintable())
+
+
+def clip_title(raw: str) -> str:
+    """A model's title, cleaned and cut to 50 characters (47 + '...')."""
+    title = _printable(raw).strip().strip("\"'`").strip()
+    return title if len(title) <= 50 else title[:47] + "..."
+
+
+def fallback_title(message: str) -> str:
+    """The first 30 characters of the message, '...' if there was more."""
+    flat = _printable(message).strip()
+    return flat if len(flat) <= 30 else flat[:30] + "..."
+
+
+class AgentLoop:
+    """Driven by the ConversationManager; `run()` is the task's coroutine."""
+
+    def __init__(
+        self,
+        conversation_id: str,
+        service: Any,  # ConversationService (not imported: it imports the manager's types)
+        hub: UpdateHub,
+        settings: Settings,
+        llm_config: LLMConfig | None,
+        workspace: Workspace,
+        until_idle: bool = False,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.service = service
+        self.hub = hub
+        self.settings = settings
+        self.llm_config = llm_config
+        self.workspace = workspace
+        self.until_idle = until_idle
+        self.retry_delay = retry_delay
+        self.confirmation_mode = settings.confirmation_mode
+        self.status = ConversationStatus.STARTING
+        self.runtime_status: RuntimeStatus | None = RuntimeStatus.STARTING_RUNTIME
+        self.agent_state: AgentState | None = AgentState.LOADING
+        self.status_message: str | None = None
+        self.pending_action: EventDict | None = None
+        self._decision: asyncio.Future[Decision] | None = None
+        self._wake = asyncio.Event()
+        self._event_log = None
+        self._title_task: asyncio.Task[None] | None = None
+        self._default_title = False
+        self._cost: float | None = 0.0
+        self._tokens = (0, 0)
+
+    # -- control (called by the manager) -----------------------------------------
+
+    def wake(self) -> None:
+        """Something arrived (a user message): look at the log again."""
+        self._wake.set()
+
+    def decide(self, decision: Decision) -> bool:
+        """Answer the pending confirmation. False if nothing was pending."""
+        if self._decision is None or self._decision.done():
+            return False
+        self._decision.set_result(decision)
+        return True
+
+    # -- state ---------------------------------------------------------------------
+
+    async def _set(
+        self,
+        status: ConversationStatus | None = None,
+        runtime_status: RuntimeStatus | None = None,
+        agent_state: AgentState | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.status = status or self.status
+        self.runtime_status = runtime_status or self.runtime_status
+        self.agent_state = agent_state or self.agent_state
+        self.status_message = message
+        self.hub.publish(
+            StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message)
+        )
+        await self.service.update_metadata(
+            self.conversation_id,
+            status=self.status,
+            runtime_status=self.runtime_status,
+            agent_state=self.agent_state,
+            status_message=message,
+            runner_pid=os.getpid(),
+            runner_host=socket.gethostname(),
+        )
+
+    async def _append(self, event: EventDict) -> EventDict:
+        [stored] = await asyncio.to_thread(self._event_log.append, [event])
+        self.hub.publish(EventAdded(self.conversation_id, stored))
+        return stored
+
+    # -- the task ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._event_log = await self.service.event_log(self.conversation_id)
+        metadata = await self.service.metadata(self.conversation_id)
+        self._cost = metadata.accumulated_cost
+        self._tokens = (metadata.prompt_tokens, metadata.completion_tokens)
+        try:
+            await self._set(ConversationStatus.STARTING, RuntimeStatus.STARTING_RUNTIME, AgentState.LOADING)
+            if metadata.selected_repository:
+                await self._set(runtime_status=RuntimeStatus.SETTING_UP_WORKSPACE)
+                await self.workspace.clone(metadata.selected_repository, metadata.selected_branch)
+            await self._close_dangling_actions()
+            await self._set(ConversationStatus.RUNNING, RuntimeStatus.READY, AgentState.RUNNING)
+            self._default_title = metadata.title == default_title(self.conversation_id)
+            await self._replay_if_pending()
+            await self._converse(metadata)
+            # Only a run `until_idle` gets here: the agent waits for the user.
+            if self._title_task is not None:
+                await asyncio.wait({self._title_task}, timeout=self.llm_config.timeout if self.llm_config else 5)
+            await self._set(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, message=self.status_message)
+        except asyncio.CancelledError:
+            await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, "stopped")
+            raise
+        except LoopEnded as ended:
+            await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, str(ended))
+        except LLMFailure as failure:
+            await self._record_end(ConversationStatus.ERROR, failure.runtime_status, failure.agent_state, str(failure))
+        except ConvtuiError as error:
+            await self._record_end(ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, str(error))
+        except Exception as error:  # a bug must not take other loops down
+            log.exception("loop %s failed", self.conversation_id)
+            message = f"internal error: {type(error).__name__}: {error}"
+            await self._record_end(ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, message)
+        finally:
+            if self._title_task is not None and not self._title_task.done():
+                self._title_task.cancel()
+
+    async def _record_end(
+        self, status: ConversationStatus, runtime_status: RuntimeStatus, agent_state: AgentState, reason: str
+    ) -> None:
+        """Record why the loop ended, as an event and in the metadata. Runs
+        even while the task is being cancelled."""
+        try:
+            await self._append(
+                {
+                    "source": "environment",
+                    "observation": "agent_state_changed",
+                    "content": reason,
+                    "extras": {"agent_state": agent_state.value, "reason": reason},
+                }
+            )
+            await self._set(status, runtime_status, agent_state, reason)
+        except Exception:
+            log.exception("could not record the end of loop %s", self.conversation_id)
+
+    async def _close_dangling_actions(self) -> None:
+        """A loop stopped mid-action leaves an action without observation;
+        answer it so the history stays consistent for the model."""
+        events = await asyncio.to_thread(self._event_log.search_events)
+        answered = {event.get("cause") for event in events if event.get("observation")}
+        for event in events[-20:]:
+            if event.get("action") in CONFIRMED_ACTIONS | {"read"} and event["id"] not in answered:
+                await self._append(error_observation("interrupted: the loop stopped before this action ran", event["id"]))
+
+    # -- replay --------------------------------------------------------------------
+
+    async def _replay_if_pending(self) -> None:
+        directory = self.service.data_dir.conversation(self.conversation_id)
+        script, done = directory / "replay.json", directory / "replay.done"
+        if not script.exists() or done.exists():
+            return
+        trajectory = orjson.loads(await asyncio.to_thread(script.read_bytes))
+        # An imported conversation already holds the recorded events: replay
+        # rebuilds its workspace without logging the same actions again.
+        record = await asyncio.to_thread(len, self._event_log) == 0
+        for step in replay_steps(trajectory):
+            kind = step["action"]
+            if kind in ("message", "finish"):
+                if record:
+                    await self._append(step)
+                continue
+            action = await self._append(step) if record else {**step, "id": None}
+            result = await execute(self.workspace, action, self.settings.command_timeout)
+            if record:
+                await self._append(result)
+        await asyncio.to_thread(done.write_bytes, b"")
+        await self._set(agent_state=AgentState.FINISHED, message="replay finished")
+
+    # -- conversation ----------------------------------------------------------------
+
+    def _needs_answer(self, events: list[EventDict]) -> bool:
+        """True if the last thing in the log is the user's (or a tool result
+        the agent has not yet seen)."""
+        for event in reversed(events):
+            if event.get("hidden") or event_kind(event) in ("agent_state_changed", "change_agent_state", "null"):
+                continue
+            if event.get("source") == "user" and event.get("action") == "message":
+                return True
+            if event.get("action") in ("message", "finish") and event.get("source") == "agent":
+                return False
+            if event.get("observation") in ("run", "read", "edit", "think", "error", "user_rejected"):
+                return True
+            return False
+        return False
+
+    async def _converse(self, metadata: Any) -> None:
+        while True:
+            events = await asyncio.to_thread(self._event_log.search_events)
+            self._maybe_start_auto_title(events)
+            if self._needs_answer(events):
+                if self.llm_config is None:
+                    raise LoopEnded(
+                        "no model is configured: set llm_model (convtui config set llm_model ...) to go on"
+                    )
+                await self._set(agent_state=AgentState.RUNNING)
+                await self._answer(metadata)
+                continue
+            if self.agent_state not in (AgentState.FINISHED, AgentState.AWAITING_USER_INPUT):
+                await self._set(agent_state=AgentState.AWAITING_USER_INPUT)
+            if self.until_idle:
+                return
+            await self._wait_for_user(len(events))
+
+    async def _wait_for_user(self, known: int) -> None:
+        """Wait for a new event: woken at once by this process, found by
+        polling the log when another process (`convtui send`) appended."""
+        while True:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS * 2)
+            except TimeoutError:
+                pass
+            if await asyncio.to_thread(len, self._event_log) > known:
+                return
+
+    async def _answer(self, metadata: Any) -> None:
+        """Call the model until it replies, finishes or a limit is reached."""
+        for _ in range(self.settings.max_iterations):
+            budget = self.settings.max_budget_per_conversation
+            if budget is not None and self._cost is not None and self._cost >= budget:
+                raise LoopEnded(f"budget reached: ${self._cost:.4f} of ${budget:.2f} (max_budget_per_conversation)")
+            response = await self._call_model(metadata)
+            if not response.tool_calls:
+                await self._append(
+                    {
+                        "source": "agent",
+                        "action": "message",
+                        "message": response.content,
+                        "args": {"content": response.content, "image_urls": None, "wait_for_response": True},
+                    }
+                )
+                await self._set(agent_state=AgentState.AWAITING_USER_INPUT)
+                return
+            if await self._carry_out(response):
+                await self._set(agent_state=AgentState.FINISHED, message="finished")
+                return
+        raise LoopEnded(
+            f"reached {self.settings.max_iterations} steps for one message (max_iterations); send a message to go on"
+        )
+
+    async def _call_model(self, metadata: Any) -> LLMResponse:
+        assert self.llm_config is not None
+        events = await asyncio.to_thread(self._event_log.search_events)
+        init = await asyncio.to_thread(self._read_init)
+        messages = build_messages(
+            events,
+            system_prompt(init.get("conversation_instructions"), metadata.selected_repository, metadata.selected_branch),
+        )
+        attempt = 0
+        while True:
+            try:
+                response = await complete(
+                    self.llm_config,
+                    messages,
+                    TOOL_DEFINITIONS,
+                    on_text=lambda text: self.hub.publish(TextStreamed(self.conversation_id, text)),
+                )
+                break
+            except LLMFailure as failure:
+                limit = RATE_LIMIT_RETRIES if failure.agent_state is AgentState.RATE_LIMITED else TRANSIENT_RETRIES
+                if not failure.retryable or attempt >= limit:
+                    raise
+                attempt += 1
+                delay = self.retry_delay * 2 ** (attempt - 1)
+                agent_state = AgentState.RATE_LIMITED if failure.agent_state is AgentState.RATE_LIMITED else None
+                await self._set(
+                    runtime_status=RuntimeStatus.LLM_RETRY,
+                    agent_state=agent_state,
+                    message=f"{failure}; retry {attempt} of {limit} in {delay:g} s",
+                )
+                await asyncio.sleep(delay)
+                await self._set(runtime_status=RuntimeStatus.READY, agent_state=AgentState.RUNNING)
+        await self._account(response)
+        return response
+
+    def _read_init(self) -> dict[str, Any]:
+        path = self.service.data_dir.conversation(self.conversation_id) / "init.json"
+        try:
+            return orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+
+    async def _account(self, response: LLMResponse) -> None:
+        prompt_tokens = self._tokens[0] + response.prompt_tokens
+        completion_tokens = self._tokens[1] + response.completion_tokens
+        self._tokens = (prompt_tokens, completion_tokens)
+        if response.cost is None:
+            self._cost = None if response.prompt_tokens or response.completion_tokens else self._cost
+        elif self._cost is not None:
+            self._cost += response.cost
+        total = prompt_tokens + completion_tokens
+        self.hub.publish(MetricsChanged(self.conversation_id, self._cost, prompt_tokens, completion_tokens, total))
+        await self.service.update_metadata(
+            self.conversation_id,
+            accumulated_cost=self._cost,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total,
+            llm_model=self.llm_config.model if self.llm_config else None,
+        )
+
+    async def _carry_out(self, response: LLMResponse) -> bool:
+        """Log and execute each tool call of one reply. True if the agent finished."""
+        finished = False
+        thought = response.content
+        for number, call in enumerate(response.tool_calls):
+            metadata = {
+                "function_name": call.name,
+                "tool_call_id": call.call_id,
+                "arguments": call.arguments,
+                "model_response": {"id": response.response_id},
+                "total_calls_in_response": len(response.tool_calls),
+            }
+            try:
+                action = action_from_tool_call(call.name, call.arguments, thought if number == 0 else "")
+            except ToolCallError as error:
+                await self._append({**error_observation(str(error)), "tool_call_metadata": metadata})
+                continue
+            stored = await self._append({**action, "tool_call_metadata": metadata})
+            if stored["action"] == "finish":
+                finished = True
+                continue
+            if stored["action"] in CONFIRMED_ACTIONS and not await self._confirmed(stored):
+                await self._append(
+                    observation("user_rejected", "The user rejected this action.", stored["id"])
+                )
+                continue
+            await self._append(await execute(self.workspace, stored, self.settings.command_timeout))
+        return finished
+
+    async def _confirmed(self, action: EventDict) -> bool:
+        if not self.confirmation_mode:
+            return True
+        self.pending_action = action
+        self._decision = asyncio.get_running_loop().create_future()
+        await self._set(agent_state=AgentState.AWAITING_USER_CONFIRMATION, message=action.get("message"))
+        try:
+            decision = await self._decision
+        finally:
+            self.pending_action = None
+            self._decision = None
+        if decision.always:
+            self.confirmation_mode = False
+        await self._set(agent_state=AgentState.RUNNING if decision.approved else AgentState.REJECTED)
+        return decision.approved
+
+    # -- title ---------------------------------------------------------------------
+
+    def _maybe_start_auto_title(self, events: list[EventDict]) -> None:
+        """Once the first user message is in the log, title the conversation
+        (in the background) if it still has its default title."""
+        if not self._default_title or self._title_task is not None:
+            return
+        first = next((e for e in events if e.get("source") == "user" and e.get("action") == "message"), None)
+        if first is not None:
+            message = (first.get("args") or {}).get("content") or first.get("message") or ""
+            self._title_task = asyncio.create_task(self._auto_title(message))
+
+    async def _auto_title(self, message: str) -> None:
+        """Ask the model for a title, unless someone renamed the conversation
+        meanwhile. Falls back to the message's start."""
+        title = fallback_title(message)
+        if self.llm_config is not None:
+            try:
+                response = await complete(
+                    self.llm_config,
+                    [{"role": "system", "content": TITLE_PROMPT}, {"role": "user", "content": message[:4000]}],
+                    max_tokens=30,
+                )
+                await self._account(response)
+                title = clip_title(response.content) or title
+            except LLMFailure as failure:
+                log.info("auto title for %s failed: %s", self.conversation_id, failure)
+        if not title.strip():
+            return
+        if await self.service.set_title_if_default(self.conversation_id, title):
+            self.hub.publish(TitleChanged(self.conversation_id, title))
+

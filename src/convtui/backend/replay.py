@@ -1,0 +1,46 @@
+"""Replaying a recorded OpenHands trajectory: which of its events become
+actions to carry out again, and in what form."""
+
+from __future__ import annotations
+
+import orjson
+
+from .events import EventDict
+from .history import tool_call_arguments
+
+REPLAYED_ACTIONS = frozenset({"message", "run", "read", "edit", "think", "finish"})
+_EDIT_FIELDS = ("command", "path", "file_text", "old_str", "new_str", "insert_line")
+
+
+def replay_steps(trajectory: list[EventDict]) -> list[EventDict]:
+    """The actions to replay, in order, as fresh events (no id, timestamp or
+    cause). Observations are dropped: replaying produces new ones."""
+    steps = []
+    for event in trajectory:
+        kind = event.get("action")
+        if kind not in REPLAYED_ACTIONS:
+            continue
+        step = {key: value for key, value in event.items() if key not in ("id", "timestamp", "cause")}
+        if kind == "edit":
+            step["args"] = _editor_arguments(event)
+        steps.append(step)
+    return steps
+
+
+def _editor_arguments(event: EventDict) -> dict:
+    """OpenHands' edit actions (impl_source oh_aci) keep the editor call in
+    the tool call, not in `args`; take the call's arguments when `args` lack
+    a command."""
+    args = dict(event.get("args") or {})
+    if "command" in args:
+        return args
+    try:
+        called = orjson.loads(tool_call_arguments(event))
+    except orjson.JSONDecodeError:
+        called = {}
+    if isinstance(called, dict) and called.get("command"):
+        merged = {key: called[key] for key in _EDIT_FIELDS if key in called}
+        merged["thought"] = args.get("thought", "")
+        return merged
+    # An old-style edit: the whole new content of a file.
+    return {"command": "create", "path": args.get("path", ""), "file_text": args.get("content", "")}

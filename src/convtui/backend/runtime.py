@@ -1,0 +1,939 @@
+"""The agent's workspace: the directory its tools act in, and the running of
+shell commands there.
+
+The agent sees the workspace as `/workspace`; `Workspace.resolve` maps such
+paths to real ones and refuses anything that lands outside the root, symlinks
+included. The file operations (`read`, `create`, `str_replace`, `insert`) are
+blocking and meant to be called through `asyncio.to_thread`; `run` and `clone`
+are coroutines whose subprocesses die with them (timeout or cancellation).
+
+What this is NOT: a sandbox. `run` executes arbitrary shell commands with the
+user's privileges, so a command can read or write anything the user can. The
+path rules keep the *file tools* of a confused or hostile model inside the
+workspace; the environment scrubbing and output redaction keep the LLM keys
+out of what the model is told. Only an OS-level sandbox (container, VM) would
+confine the commands themselves.
+
+Every argument the model controls is checked; a bad one raises InvalidInput
+(or a subclass) with a one-line message meant to be shown back to the model.
+POSIX only (process groups, O_NOFOLLOW, dir_fd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import errno
+import logging
+import math
+import os
+import re
+import secrets as _random
+import shutil
+import signal
+import stat
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConvtuiError, InvalidInput
+from .models import check_branch, find_control_character
+
+log = logging.getLogger(__name__)
+
+AGENT_ROOT = "/workspace"
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 8
+MAX_FILE_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_OUTPUT = 30_000
+MIN_MAX_OUTPUT = 200
+LISTING_MAX_ENTRIES = 1_000
+SNIPPET_CONTEXT_LINES = 4
+# After SIGTERM, how long a process group gets to exit before SIGKILL.
+TERMINATE_GRACE_SECONDS = 0.5
+# After the group is dead, how long to keep reading what is left in the pipe.
+# Bounded because a process that left the group (setsid) may still hold it.
+DRAIN_SECONDS = 0.25
+
+DEFAULT_REMOVED_VARIABLES: frozenset[str] = frozenset(
+    {
+        "CONVTUI_LLM_API_KEY",
+        # The keys litellm reads for the usual providers.
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "AZURE_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_AI_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "VERTEXAI_API_KEY",
+        "MISTRAL_API_KEY",
+        "CODESTRAL_API_KEY",
+        "GROQ_API_KEY",
+        "COHERE_API_KEY",
+        "CO_API_KEY",
+        "DEEPSEEK_API_KEY",
+        "OPENROUTER_API_KEY",
+        "TOGETHERAI_API_KEY",
+        "TOGETHER_API_KEY",
+        "HUGGINGFACE_API_KEY",
+        "XAI_API_KEY",
+        "LITELLM_API_KEY",
+        "LITELLM_MASTER_KEY",
+        "PERPLEXITYAI_API_KEY",
+        "PERPLEXITY_API_KEY",
+        "FIREWORKS_AI_API_KEY",
+        "FIREWORKS_API_KEY",
+        "REPLICATE_API_KEY",
+        "ANYSCALE_API_KEY",
+        "CEREBRAS_API_KEY",
+        "NVIDIA_NIM_API_KEY",
+        "AI21_API_KEY",
+        "VOYAGE_API_KEY",
+        "DEEPINFRA_API_KEY",
+        "SAMBANOVA_API_KEY",
+        "MOONSHOT_API_KEY",
+        "DASHSCOPE_API_KEY",
+        "OLLAMA_API_KEY",
+    }
+)
+
+# Opening a directory component: never through a symlink, never inherited.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK so that opening a FIFO the agent made does not hang a thread.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REMOTE_URL = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
+
+
+class PathOutsideWorkspace(InvalidInput):
+    """A path given by the agent lands outside the workspace root."""
+
+
+class WorkspaceSetupError(ConvtuiError):
+    """The workspace could not be prepared (e.g. the clone failed)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command ended. `exit_code` is None when it timed out; a negative
+    value -N means the shell was killed by signal N. `output` is stdout and
+    stderr interleaved, decoded as UTF-8 (bad bytes become U+FFFD), secrets
+    redacted, and at most `max_output` characters: when `truncated`, the
+    middle was cut and a line in its place says how much."""
+
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    truncated: bool
+
+
+def _quote(text: str, limit: int = 200) -> str:
+    """`text` as a one-line repr, shortened: for error messages."""
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def repository_source(repository: str) -> str:
+    """What `git clone` is given for `repository`: a git URL as is, `owner/name`
+    as its GitHub https URL, anything else as a local path made absolute.
+
+    Like models.check_repository, `owner/name` wins over a relative directory
+    of the same name. A local path is made absolute so that it can never be
+    read by git as an option or as a `transport::address` URL."""
+    if not isinstance(repository, str) or not repository.strip():
+        raise InvalidInput("repository is empty")
+    value = repository.strip()
+    bad = find_control_character(value)
+    if bad is not None:
+        raise InvalidInput(f"repository contains a control character (U+{ord(bad):04X})")
+    if _REMOTE_URL.match(value):
+        return value
+    if _OWNER_NAME.match(value):
+        return f"https://github.com/{value}.git"
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines as `cat -n` counts them: split on \\n only, a final newline does
+    not start a new line, the empty text has no line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _numbered(lines: Sequence[str], first: int) -> str:
+    """`lines` numbered from `first` the way `cat -n` does."""
+    return "\n".join(f"{number:6}\t{line}" for number, line in enumerate(lines, start=first))
+
+
+def _check_text_argument(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be text, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL character")
+    return value
+
+
+def _check_line_number(value: object, name: str) -> int:
+    # bool is an int subclass; a model sending `true` made a mistake.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be an integer, not {_quote(str(value), 40)}")
+    return value
+
+
+def _signal_group(pgid: int, signal_number: int) -> None:
+    try:
+        os.killpg(pgid, signal_number)
+    except ProcessLookupError:
+        pass  # already gone
+    except PermissionError:
+        # A member changed identity (setuid); nothing more we are allowed to do.
+        log.warning("not allowed to signal process group %d", pgid)
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """The live (non-zombie) processes of group `pgid`, from /proc; None
+    where there is no /proc."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        # After the command name: state, ppid, pgrp.
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count:
+    killed members reparented to an init that reaps slowly (or never, in
+    some containers) would otherwise look alive for ever."""
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _within(seconds: float, awaitable: Awaitable[object]) -> bool:
+    """Await `awaitable` for at most `seconds`; False if it did not finish
+    (it is then cancelled). Built on asyncio.wait rather than asyncio.timeout
+    so that it behaves the same inside a task that is being cancelled."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        return False
+    task.result()
+    return True
+
+
+class _Redactor:
+    """Replaces hidden secrets by REDACTED, also in a stream cut into chunks
+    at arbitrary places: it holds back the last (longest secret - 1)
+    characters, which may be the start of a secret completed by the next
+    chunk."""
+
+    def __init__(self, hidden: Sequence[str]) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
+        self._secrets = sorted(hidden, key=len, reverse=True)
+        self._hold = max((len(s) for s in self._secrets), default=1) - 1
+        self._pending = ""
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def feed(self, text: str) -> str:
+        """The part of the stream so far that is safe to pass on."""
+        if not self._secrets:
+            return text
+        self._pending = self(self._pending + text)
+        if len(self._pending) <= self._hold:
+            return ""
+        cut = len(self._pending) - self._hold
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        return ready
+
+    def flush(self) -> str:
+        rest, self._pending = self(self._pending), ""
+        return rest
+
+
+class _OutputCollector:
+    """Decodes and redacts a command's output as it arrives and keeps only
+    its head and its tail, so that memory stays bounded by `limit` whatever
+    the command prints."""
+
+    def __init__(self, limit: int, redactor: _Redactor) -> None:
+        self._limit = limit
+        self._head_limit = limit // 2
+        self._tail_limit = limit - self._head_limit
+        self._head: list[str] = []
+        self._head_size = 0
+        self._tail = ""
+        self._total = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._redactor = redactor
+
+    def feed(self, data: bytes) -> None:
+        self._keep(self._redactor.feed(self._decoder.decode(data)))
+
+    def _keep(self, text: str) -> None:
+        if not text:
+            return
+        self._total += len(text)
+        room = self._head_limit - self._head_size
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_size += min(room, len(text))
+            text = text[room:]
+        if text:
+            self._tail = (self._tail + text)[-self._tail_limit :]
+
+    def finish(self) -> tuple[str, bool]:
+        """(output, truncated). Within `limit` characters, the marker included."""
+        self._keep(self._redactor.feed(self._decoder.decode(b"", final=True)))
+        self._keep(self._redactor.flush())
+        head = "".join(self._head)
+        if self._total <= self._limit:  # head and tail hold all of it
+            return head + self._tail, False
+        # Make room for the marker line; the count in it is at most `total`.
+        room = self._limit - len(f"\n[... {self._total:,} characters cut ...]\n")
+        head = head[: room // 2]
+        keep = room - len(head)
+        tail = self._tail[-keep:] if keep > 0 else ""
+        cut = self._total - len(head) - len(tail)
+        return f"{head}\n[... {cut:,} characters cut ...]\n{tail}", True
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """Feeds what arrives on the read end of the output pipe to a collector.
+    Processing each chunk inside data_received is the back-pressure: the loop
+    reads no more until the chunk has been reduced into the collector."""
+
+    def __init__(self, collector: _OutputCollector) -> None:
+        self.collector = collector
+        # An Event, not a Future: a waiter cancelled by a timeout must not
+        # cancel the signal itself.
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.collector.feed(data)
+
+    def eof_received(self) -> bool:
+        self.closed.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+
+class Workspace:
+    """The directory the agent's tools act in. See the module docstring."""
+
+    def __init__(
+        self,
+        root: Path,
+        hidden_secrets: Iterable[str] = (),
+        removed_variables: Iterable[str] = DEFAULT_REMOVED_VARIABLES,
+    ) -> None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        # Compared against resolved paths, so resolved itself.
+        self.root = Path(os.path.realpath(root))
+        # Short secrets are ignored: redacting "abc" everywhere would mangle
+        # the output and tells little anyway.
+        self._secrets = tuple(
+            sorted({s for s in hidden_secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
+        )
+        self._removed_variables = frozenset(removed_variables)
+        self._shell = shutil.which("bash") or "/bin/sh"
+
+    # -- paths ---------------------------------------------------------------------
+
+    def resolve(self, path: str) -> Path:
+        """The real path (symlinks followed, `..` collapsed) for an agent path:
+        `/workspace[/...]` or a path relative to the root. Raises InvalidInput
+        for an empty path or a NUL byte, PathOutsideWorkspace for any other
+        absolute path or for a result outside the root.
+
+        The result may not exist. File operations re-check it component by
+        component when they open it, so a symlink swapped in afterwards does
+        not redirect them."""
+        if not isinstance(path, str):
+            raise InvalidInput(f"path must be text, not {type(path).__name__}")
+        if not path.strip():
+            raise InvalidInput("path is empty")
+        if "\x00" in path:
+            raise InvalidInput(f"path {_quote(path)} contains a NUL character")
+        if path == AGENT_ROOT or path.startswith(AGENT_ROOT + "/"):
+            # lstrip: "/workspace//etc" must not become the absolute "/etc".
+            candidate = self.root / path[len(AGENT_ROOT) :].lstrip("/")
+        elif path.startswith("/"):
+            raise PathOutsideWorkspace(
+                f"{_quote(path)} is outside the workspace: use a path under {AGENT_ROOT} or a relative one"
+            )
+        else:
+            candidate = self.root / path
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and not real.is_relative_to(self.root):
+            raise PathOutsideWorkspace(f"{_quote(path)} leads outside the workspace {AGENT_ROOT}")
+        return real
+
+    def display_path(self, real: Path) -> str:
+        """`real` as the agent knows it: `/workspace/...`. A path outside the
+        root (there should be none) is shown as it is."""
+        real = Path(real)
+        if real == self.root:
+            return AGENT_ROOT
+        if real.is_relative_to(self.root):
+            return f"{AGENT_ROOT}/{real.relative_to(self.root).as_posix()}"
+        return str(real)
+
+    def _open_directory(self, real: Path, create: bool = False) -> int:
+        """A descriptor of directory `real` (the root or inside it), opened one
+        component at a time from the root, never through a symlink: whatever
+        resolve() saw, a symlink found now fails with ELOOP/ENOTDIR instead of
+        leading outside. With `create`, missing directories are made."""
+        relative = real.relative_to(self.root)  # ValueError: a bug, not input
+        self.root.mkdir(parents=True, exist_ok=True)  # `rm -rf /workspace` heals
+        fd = os.open(self.root, _DIRECTORY_FLAGS)
+        try:
+            for part in relative.parts:
+                if create:
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_existing(self, real: Path, shown: str) -> int:
+        """A read-only descriptor of the file or directory `real`."""
+        try:
+            if real == self.root:
+                return self._open_directory(real)
+            parent = self._open_directory(real.parent)
+            try:
+                return os.open(real.name, _READ_FLAGS, dir_fd=parent)
+            finally:
+                os.close(parent)
+        except FileNotFoundError:
+            raise InvalidInput(f"{shown} does not exist") from None
+        except OSError as error:
+            raise InvalidInput(_describe(error, "open", shown)) from None
+
+    # -- reading -------------------------------------------------------------------
+
+    def read(self, path: str, view_range: Sequence[int] | None = None) -> str:
+        """A file's text numbered like `cat -n`, or lines `start..end` of it
+        (1-based, inclusive; end -1 or past the last line means to the end).
+        A directory gives its non-hidden entries up to 2 levels deep.
+        Binary files (a NUL byte) and files over 10 MB are refused; bytes that
+        are not UTF-8 are shown as U+FFFD. Hidden secrets are redacted."""
+        real = self.resolve(path)
+        shown = self.display_path(real)
+        fd = self._open_existing(real, shown)
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                if view_range is not None:
+                    raise InvalidInput(f"{shown} is a directory; view_range applies to files only")
+                return self._redact(self._listing(fd, shown))
+            data = _read_regular(fd, info, shown)
+        finally:
+            os.close(fd)
+        lines = _split_lines(data.decode("utf-8", errors="replace"))
+        first = 1
+        if view_range is not None:
+            first, last = _check_view_range(view_range, len(lines), shown)
+            lines = lines[first - 1 : last]
+        return self._redact(_numbered(lines, first))
+
+    def _listing(self, fd: int, shown: str) -> str:
+        header = f"Files and directories up to 2 levels deep in {shown}, hidden items excluded:"
+        entries = [shown.rstrip("/") + "/"]
+        stopped = False
+
+        def scan(directory_fd: int, prefix: str, depth: int) -> None:
+            nonlocal stopped
+            try:
+                # scandir(fd) works on its own duplicate; directory_fd stays ours.
+                with os.scandir(directory_fd) as found:
+                    children = sorted(
+                        (entry.name, entry.is_dir(follow_symlinks=False))
+                        for entry in found
+                        if not entry.name.startswith(".")
+                    )
+            except OSError as error:
+                entries.append(f"{prefix} (unreadable: {error.strerror})")
+                return
+            for name, is_directory in children:
+                if len(entries) > LISTING_MAX_ENTRIES:
+                    stopped = True
+                    return
+                entries.append(f"{prefix}/{name}/" if is_directory else f"{prefix}/{name}")
+                if is_directory and depth < 2:
+                    try:
+                        child = os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
+                    except OSError as error:
+                        entries.append(f"{prefix}/{name}/ (unreadable: {error.strerror})")
+                        continue
+                    try:
+                        scan(child, f"{prefix}/{name}", depth + 1)
+                    finally:
+                        os.close(child)
+
+        scan(fd, shown.rstrip("/"), 1)
+        if stopped:
+            entries.append(f"[listing stopped after {LISTING_MAX_ENTRIES} entries]")
+        return "\n".join([header, *entries])
+
+    def _read_text_for_edit(self, path: str) -> tuple[Path, str, str, int]:
+        """(real path, shown path, text, permission bits) of an existing UTF-8
+        text file to edit."""
+        real = self.resolve(path)
+        shown = self.display_path(real)
+        fd = self._open_existing(real, shown)
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidInput(f"{shown} is a directory, not a file")
+            data = _read_regular(fd, info, shown)
+        finally:
+            os.close(fd)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Decoding with "replace" and writing back would corrupt the bytes.
+            raise InvalidInput(f"{shown} is not UTF-8 text; edit it with a shell command") from None
+        return real, shown, text, stat.S_IMODE(info.st_mode)
+
+    # -- writing -------------------------------------------------------------------
+
+    def create(self, path: str, file_text: str) -> str:
+        """Create a new file (and its missing parent directories) holding
+        `file_text`. Refuses if anything exists at `path`. Atomic: the file
+        appears complete or not at all."""
+        file_text = _check_text_argument(file_text, "file_text")
+        if isinstance(path, str) and path.endswith("/"):
+            raise InvalidInput(f"{_quote(path)} ends with '/'; create makes files, give a file path")
+        real = self.resolve(path)
+        shown = self.display_path(real)
+        if real == self.root or os.path.lexists(real):
+            raise InvalidInput(f"{shown} already exists; use str_replace or insert to change it")
+        data = file_text.encode("utf-8")
+        _check_size(len(data), shown)
+        self._write(real, shown, data, mode=None)
+        lines = len(_split_lines(file_text))
+        return f"Created {shown} ({lines} line{'s' if lines != 1 else ''}, {len(data)} bytes)."
+
+    def str_replace(self, path: str, old_str: str, new_str: str) -> str:
+        """Replace the one occurrence of `old_str` by `new_str`. Zero or several
+        occurrences are refused (the latter naming their lines). Returns the
+        edited region with line numbers."""
+        old_str = _check_text_argument(old_str, "old_str")
+        new_str = _check_text_argument(new_str, "new_str")
+        if not old_str:
+            raise InvalidInput("old_str is empty; give the exact text to replace")
+        real, shown, text, mode = self._read_text_for_edit(path)
+        positions = _occurrences(text, old_str)
+        if not positions:
+            raise InvalidInput(
+                f"no match for old_str in {shown}; nothing was changed "
+                "(it must match exactly, whitespace and indentation included)"
+            )
+        if len(positions) > 1:
+            numbers = [text.count("\n", 0, position) + 1 for position in positions]
+            listed = ", ".join(str(n) for n in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+            raise InvalidInput(
+                f"old_str occurs {len(positions)} times in {shown}, at lines {listed}; "
+                "nothing was changed: include more context to make it unique"
+            )
+        start = positions[0]
+        edited = text[:start] + new_str + text[start + len(old_str) :]
+        data = edited.encode("utf-8")
+        _check_size(len(data), shown)
+        self._write(real, shown, data, mode=mode)
+        first_line = edited.count("\n", 0, start) + 1
+        last_line = first_line + new_str.count("\n")
+        return f"Edited {shown}. " + self._snippet(edited, first_line, last_line)
+
+    def insert(self, path: str, insert_line: int, new_str: str) -> str:
+        """Insert `new_str` as whole lines after line `insert_line` (0 = at the
+        top, the line count = at the end). Returns the edited region."""
+        new_str = _check_text_argument(new_str, "new_str")
+        insert_line = _check_line_number(insert_line, "insert_line")
+        if not new_str:
+            raise InvalidInput("new_str is empty; nothing to insert")
+        real, shown, text, mode = self._read_text_for_edit(path)
+        lines = _split_lines(text)
+        count = len(lines)
+        if not 0 <= insert_line <= count:
+            raise InvalidInput(
+                f"insert_line {insert_line} is out of range: {shown} has {count} "
+                f"line{'s' if count != 1 else ''}, so it must be between 0 and {count}"
+            )
+        # Whole lines: the inserted text ends with a newline, and so does the
+        # line it follows (a last line without one gets one).
+        block = new_str if new_str.endswith("\n") else new_str + "\n"
+        before = "".join(line + "\n" for line in lines[:insert_line])
+        after = text[len(before) :] if len(before) <= len(text) else ""
+        edited = before + block + after
+        data = edited.encode("utf-8")
+        _check_size(len(data), shown)
+        self._write(real, shown, data, mode=mode)
+        first_line = insert_line + 1
+        last_line = insert_line + block.count("\n")
+        return f"Inserted {last_line - insert_line} line(s) into {shown}. " + self._snippet(
+            edited, first_line, last_line
+        )
+
+    def _snippet(self, text: str, first_line: int, last_line: int) -> str:
+        lines = _split_lines(text)
+        start = max(1, first_line - SNIPPET_CONTEXT_LINES)
+        end = min(len(lines), max(last_line, first_line) + SNIPPET_CONTEXT_LINES)
+        if start > end:
+            return "The file is now empty."
+        body = _numbered(lines[start - 1 : end], start)
+        return self._redact(f"Lines {start}-{end} now read:\n{body}")
+
+    def _write(self, real: Path, shown: str, data: bytes, mode: int | None) -> None:
+        """Atomically give `real` the content `data`: write a temporary file in
+        the same directory, then rename it over `real` (or, for a new file
+        (`mode` None), hard-link it so that a file that appeared meanwhile is
+        not overwritten). The rename replaces the directory entry, so even a
+        hard link to a file outside is never written through. `mode` keeps
+        the edited file's permission bits."""
+        temporary = f".convtui-{_random.token_hex(8)}.tmp"
+        try:
+            parent = self._open_directory(real.parent, create=mode is None)
+        except OSError as error:
+            raise InvalidInput(_describe(error, "write", shown)) from None
+        try:
+            # A new file gets 0o666 minus the umask, like any editor's; the
+            # umask is never changed (that would race with other threads).
+            fd = os.open(temporary, _TEMPORARY_FLAGS, 0o600 if mode is not None else 0o666, dir_fd=parent)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if mode is not None:
+                    os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if mode is not None:
+                os.replace(temporary, real.name, src_dir_fd=parent, dst_dir_fd=parent)
+            else:
+                _link_new(temporary, real.name, parent, shown)
+        except OSError as error:
+            raise InvalidInput(_describe(error, "write", shown)) from None
+        finally:
+            try:
+                os.unlink(temporary, dir_fd=parent)
+            except FileNotFoundError:
+                pass  # renamed into place
+            except OSError:
+                log.warning("could not remove temporary file %s in %s", temporary, shown)
+            os.close(parent)
+
+    # -- commands ------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return _Redactor(self._secrets)(text)
+
+    def environment(self) -> dict[str, str]:
+        """The environment commands get: os.environ as it is now, minus the
+        removed variables and any variable whose value holds a hidden secret."""
+        return {
+            name: value
+            for name, value in os.environ.items()
+            if name not in self._removed_variables and not any(s in value for s in self._secrets)
+        }
+
+    async def run(self, command: str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
+        """Run `bash -c command` in the root, in its own process group, with
+        stdin from /dev/null and the scrubbed environment.
+
+        The command is finished when its output is closed and the shell has
+        exited: a background job still holding the output keeps it running
+        until `timeout`. On timeout the whole group gets SIGTERM, then SIGKILL
+        0.5 s later, and the result says timed_out with the output so far. On
+        cancellation the group gets SIGKILL at once and CancelledError is
+        re-raised. Processes that redirected their output and detached
+        (`nohup server > log 2>&1 &`) outlive a command that finishes."""
+        command = _check_text_argument(command, "command")
+        if not command.strip():
+            raise InvalidInput("command is empty")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            math.isfinite(timeout) and timeout > 0
+        ):
+            raise InvalidInput(f"timeout must be a positive number of seconds, not {_quote(str(timeout), 40)}")
+        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < MIN_MAX_OUTPUT:
+            raise InvalidInput(f"max_output must be an integer of at least {MIN_MAX_OUTPUT}")
+        self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
+        return await self._execute([self._shell, "-c", command], self.environment(), timeout, max_output)
+
+    async def _execute(self, argv: list[str], env: dict[str, str], timeout: float, max_output: int) -> CommandResult:
+        """Run `argv` in the root as described in run()."""
+        loop = asyncio.get_running_loop()
+        collector = _OutputCollector(max_output, _Redactor(self._secrets))
+        protocol = _PipeProtocol(collector)
+        # Our own pipe rather than stdout=PIPE: its read end is ours to close
+        # whenever we decide, and proc.wait() then depends only on the shell
+        # exiting, not on every holder of the pipe closing it (which a process
+        # that escaped the group could delay forever).
+        read_fd, write_fd = os.pipe()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here
+        try:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=self.root,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, id = its pid
+                )
+            finally:
+                os.close(write_fd)  # the child has its copy; EOF needs ours closed
+        except OSError as error:
+            pipe.close()
+            if error.errno == errno.E2BIG:
+                raise InvalidInput("command is too long for the operating system") from None
+            raise ConvtuiError(_describe(error, "start", argv[0])) from None
+        except BaseException:
+            pipe.close()
+            raise
+        group = process.pid
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
+        except BaseException:
+            pipe.close()
+            _signal_group(group, signal.SIGKILL)
+            await _within(1.0, process.wait())
+            raise
+        try:
+            try:
+                if await _within(timeout, self._until_finished(process, protocol)):
+                    exit_code: int | None = process.returncode
+                    timed_out = False
+                else:
+                    exit_code, timed_out = None, True
+                    await self._terminate(process, group)
+                    await _within(DRAIN_SECONDS, protocol.closed.wait())
+            except BaseException:
+                # Cancelled (or interrupted): no grace, the caller has moved on.
+                _signal_group(group, signal.SIGKILL)
+                await _within(1.0, process.wait())
+                raise
+        finally:
+            transport.close()
+        output, truncated = collector.finish()
+        return CommandResult(exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated)
+
+    @staticmethod
+    async def _until_finished(process: asyncio.subprocess.Process, protocol: _PipeProtocol) -> None:
+        await protocol.closed.wait()
+        await process.wait()
+
+    @staticmethod
+    async def _terminate(process: asyncio.subprocess.Process, group: int) -> None:
+        """SIGTERM the group, SIGKILL it if anything is left after the grace,
+        and reap the shell."""
+        _signal_group(group, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TERMINATE_GRACE_SECONDS
+        while _group_alive(group) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if _group_alive(group):
+            # Ignoring SIGTERM, or a zombie awaiting its reaper (harmless).
+            _signal_group(group, signal.SIGKILL)
+        if not await _within(2.0, process.wait()):
+            log.warning("process %d did not exit after SIGKILL", process.pid)
+
+    # -- setup ---------------------------------------------------------------------
+
+    async def clone(self, repository: str, branch: str | None, timeout: float = 300) -> None:
+        """Clone `repository` (a local directory, a git URL or `owner/name` for
+        GitHub) into the empty root, only `branch` if given. Does nothing if
+        the root already holds a `.git` (a resumed conversation). Raises
+        InvalidInput for a malformed repository or branch and
+        WorkspaceSetupError when git fails or times out; the root is then
+        emptied again so that a retry starts clean."""
+        source = repository_source(repository)
+        if branch is not None:
+            try:
+                branch = check_branch(branch)
+            except ValueError as error:
+                raise InvalidInput(str(error)) from None
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(self.root / ".git"):
+            return
+        git = shutil.which("git")
+        if git is None:
+            raise WorkspaceSetupError("git clone failed: git is not installed")
+        with os.scandir(self.root) as entries:
+            if any(True for _ in entries):
+                raise WorkspaceSetupError(
+                    f"cannot clone into {self.root}: the directory is not empty and is not a git repository"
+                )
+        env = self.environment()
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        # No host-key or passphrase prompt that nobody can answer.
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        argv = [git, "-c", "protocol.ext.allow=never", "clone"]
+        if branch is not None:
+            argv += ["--branch", branch]
+        argv += ["--single-branch", "--", source, "."]
+        try:
+            result = await self._execute(argv, env, timeout, DEFAULT_MAX_OUTPUT)
+        except BaseException:
+            self._empty_root()  # a partial .git would later pass for a clone
+            raise
+        if result.timed_out:
+            self._empty_root()
+            raise WorkspaceSetupError(f"git clone timed out after {timeout:g} s")
+        if result.exit_code != 0:
+            self._empty_root()
+            raise WorkspaceSetupError(f"git clone failed: {_last_error_line(result.output, result.exit_code)}")
+
+    def _empty_root(self) -> None:
+        """Remove what a failed clone left. Only called when the root was empty
+        before it; rmtree does not follow symlinks."""
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in list(entries):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+        except OSError:
+            log.warning("could not empty %s after a failed clone", self.root, exc_info=True)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _describe(error: OSError, action: str, shown: str) -> str:
+    return f"could not {action} {shown}: {error.strerror or error}"
+
+
+def _check_size(size: int, shown: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{shown} would be {size / 1024 / 1024:.1f} MB; the file tools handle files up to "
+            f"{MAX_FILE_BYTES // 1024 // 1024} MB: use a shell command"
+        )
+
+
+def _read_regular(fd: int, info: os.stat_result, shown: str) -> bytes:
+    """The bytes of the regular, non-binary file open as `fd`, at most 10 MB."""
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{shown} is not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{shown} is {info.st_size / 1024 / 1024:.1f} MB; the file tools read files up to "
+            f"{MAX_FILE_BYTES // 1024 // 1024} MB: use a shell command such as head, tail or grep"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    # One byte over the limit is enough to know the file grew past it.
+    while size <= MAX_FILE_BYTES:
+        chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_FILE_BYTES:
+        raise InvalidInput(f"{shown} is over {MAX_FILE_BYTES // 1024 // 1024} MB: use a shell command")
+    data = b"".join(chunks)
+    if b"\x00" in data:
+        raise InvalidInput(f"{shown} is a binary file; the file tools handle text only")
+    return data
+
+
+def _check_view_range(view_range: Sequence[int], count: int, shown: str) -> tuple[int, int]:
+    """(first, last) 1-based inclusive lines for a view_range, last clamped."""
+    if isinstance(view_range, str | bytes) or not isinstance(view_range, Sequence) or len(view_range) != 2:
+        raise InvalidInput("view_range must be two line numbers [start, end]")
+    start = _check_line_number(view_range[0], "view_range start")
+    end = _check_line_number(view_range[1], "view_range end")
+    if count == 0:
+        raise InvalidInput(f"{shown} is empty; it has no line to view")
+    if not 1 <= start <= count:
+        raise InvalidInput(f"view_range start {start} is out of range: {shown} has lines 1 to {count}")
+    if end == -1:
+        return start, count
+    if end < start:
+        raise InvalidInput(f"view_range end {end} is before start {start} (use -1 for the end of the file)")
+    return start, min(end, count)
+
+
+def _occurrences(text: str, needle: str) -> list[int]:
+    """Start of every occurrence of `needle`, overlapping ones included (each
+    is a different possible edit)."""
+    positions = []
+    position = text.find(needle)
+    while position != -1:
+        positions.append(position)
+        position = text.find(needle, position + 1)
+    return positions
+
+
+def _link_new(temporary: str, name: str, parent: int, shown: str) -> None:
+    """Give the complete temporary file its final name, refusing to replace
+    anything that appeared since create() looked."""
+    try:
+        os.link(temporary, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+    except FileExistsError:
+        raise InvalidInput(f"{shown} already exists; use str_replace or insert to change it") from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        # No hard links on this filesystem: check, then rename (a narrow race).
+        try:
+            os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+            return
+        raise InvalidInput(f"{shown} already exists; use str_replace or insert to change it") from None
+
+
+def _last_error_line(output: str, exit_code: int | None) -> str:
+    """git's last `fatal:`/`error:` line, else its last line, shortened."""
+    lines = [line.strip() for line in output.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    line = (errors or lines or [f"git exited with status {exit_code}"])[-1]
+    return line if len(line) <= 300 else line[:300] + "..."

@@ -1,0 +1,482 @@
+"""Agent loops end to end: real litellm against the fake server on 127.0.0.1,
+real files and real subprocesses in the conversation's workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from convtui.backend.errors import InvalidInput, MissingSettings
+from convtui.backend.manager import ConversationManager, LoopLimitReached
+from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
+from convtui.backend.remember import NoPromptFound, remember_prompt
+from convtui.backend.llm import LLMConfig
+from convtui.backend.service import ConversationService
+from convtui.backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed, TitleChanged
+
+from .conftest import TRAJECTORIES
+from .fake_llm import Drop, Error, FakeLLMServer, Hang, Response, Slow, Text, ToolCall, ToolCalls
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+class Script:
+    """Answers title requests with a fixed title and everything else from a
+    queue, so the order of the two kinds of request does not matter."""
+
+    def __init__(self, *responses: Response, title: str = "Scripted title") -> None:
+        self.responses = list(responses)
+        self.title = title
+        self.agent_requests: list[dict[str, Any]] = []
+
+    def add(self, *responses: Response) -> None:
+        self.responses.extend(responses)
+
+    def __call__(self, body: dict[str, Any]) -> Response:
+        if body["messages"][0]["content"].startswith("Write a short title"):
+            return Text(self.title)
+        self.agent_requests.append(body)
+        return self.responses.pop(0) if self.responses else Text("(script exhausted)")
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLMServer]:
+    async with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def configured(service: ConversationService, llm: FakeLLMServer) -> ConversationService:
+    await service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "llm_timeout": 5}
+    )
+    return service
+
+
+@pytest.fixture
+async def manager(service: ConversationService) -> AsyncIterator[ConversationManager]:
+    created = ConversationManager(service, retry_delay=0.01)
+    yield created
+    await created.shutdown()
+
+
+class Recorder:
+    def __init__(self, manager: ConversationManager) -> None:
+        self.updates: list[LoopUpdate] = []
+        manager.subscribe(self.updates.append)
+
+    def of(self, kind: type) -> list[Any]:
+        return [update for update in self.updates if isinstance(update, kind)]
+
+    def states(self) -> list[AgentState | None]:
+        return [update.agent_state for update in self.of(StatusChanged)]
+
+    def runtime(self) -> list[RuntimeStatus | None]:
+        return [update.runtime_status for update in self.of(StatusChanged)]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def new(service: ConversationService, message: str = "Write hello.py that prints hi", **fields: Any) -> str:
+    return (await service.new_conversation({"initial_user_msg": message, **fields})).conversation_id
+
+
+async def run_to_idle(manager: ConversationManager, conversation_id: str, **options: Any) -> None:
+    await manager.start(conversation_id, until_idle=True, **options)
+    await asyncio.wait_for(manager.wait(conversation_id), 30)
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [f"{'a' if e.get('action') else 'o'}:{e.get('action') or e.get('observation')}" for e in events]
+
+
+# -- a full run ----------------------------------------------------------------------
+
+
+async def test_a_tool_using_run_edits_a_file_and_finishes(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    script = Script(
+        ToolCall("str_replace_editor", {"command": "create", "path": "/workspace/hello.py", "file_text": "print('hi')\n"}),
+        ToolCall("execute_bash", {"command": "python3 hello.py"}, content="Let me run it."),
+        ToolCall("finish", {"message": "hello.py prints hi"}),
+    )
+    llm.responder = script
+    conversation_id = await new(configured)
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id, confirm=False)
+
+    workspace = configured.data_dir.workspace(conversation_id)
+    assert (workspace / "hello.py").read_text() == "print('hi')\n"
+    events = await configured.search_events(conversation_id)
+    assert kinds(events) == ["a:message", "a:edit", "o:edit", "a:run", "o:run", "a:finish"]
+    run_observation = events[4]
+    assert run_observation["content"].strip() == "hi"
+    assert run_observation["extras"]["exit_code"] == 0 and run_observation["cause"] == events[3]["id"]
+    assert events[3]["args"]["thought"] == "Let me run it."
+    assert events[1]["tool_call_metadata"]["function_name"] == "str_replace_editor"
+
+    # The model saw the tool results, paired with its calls.
+    last_request = script.agent_requests[-1]["messages"]
+    tool_messages = [m for m in last_request if m["role"] == "tool"]
+    assert len(tool_messages) == 2 and "hi" in tool_messages[1]["content"]
+
+    info = await configured.get(conversation_id)
+    assert info.agent_state is AgentState.FINISHED
+    assert info.title == "Scripted title"
+    assert (info.prompt_tokens, info.completion_tokens, info.total_tokens) == (40, 20, 60)  # 3 steps + title
+    assert info.accumulated_cost is None  # the fake model has no price: cost unknown, tokens counted
+    assert info.llm_model == "openai/fake-model"
+    assert RuntimeStatus.READY in recorder.runtime()
+    assert AgentState.FINISHED in recorder.states()
+    assert [u.title for u in recorder.of(TitleChanged)] == ["Scripted title"]
+    assert len(recorder.of(EventAdded)) == 5  # the first message was logged by `new`
+
+
+async def test_streamed_text_reaches_subscribers_before_the_event(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(Text("Here is a fairly long answer that arrives in many pieces"))
+    conversation_id = await new(configured, "Explain")
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id)
+    pieces = [u.text for u in recorder.of(TextStreamed)]
+    assert len(pieces) > 3 and "".join(pieces) == "Here is a fairly long answer that arrives in many pieces"
+    first_piece = next(i for i, u in enumerate(recorder.updates) if isinstance(u, TextStreamed))
+    message_event = next(
+        i for i, u in enumerate(recorder.updates) if isinstance(u, EventAdded) and u.event.get("source") == "agent"
+    )
+    assert first_piece < message_event
+    assert (await configured.get(conversation_id)).agent_state is AgentState.AWAITING_USER_INPUT
+
+
+# -- confirmation --------------------------------------------------------------------
+
+
+async def test_confirmation_approve_and_reject(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    script = Script(
+        ToolCall("execute_bash", {"command": "echo approved > a.txt"}),
+        ToolCall("execute_bash", {"command": "echo rejected > b.txt"}),
+        Text("I will not write b.txt then."),
+    )
+    llm.responder = script
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, until_idle=True)
+    await until(lambda: manager.pending_action(conversation_id) is not None)
+    assert (await configured.get(conversation_id)).agent_state is AgentState.AWAITING_USER_CONFIRMATION
+    assert manager.pending_action(conversation_id)["args"]["command"] == "echo approved > a.txt"
+    await manager.approve(conversation_id)
+    await until(lambda: (manager.pending_action(conversation_id) or {}).get("args", {}).get("command", "").endswith("b.txt"))
+    await manager.reject(conversation_id)
+    await asyncio.wait_for(manager.wait(conversation_id), 10)
+
+    workspace = configured.data_dir.workspace(conversation_id)
+    assert (workspace / "a.txt").exists() and not (workspace / "b.txt").exists()
+    events = await configured.search_events(conversation_id)
+    rejected = [e for e in events if e.get("observation") == "user_rejected"]
+    assert len(rejected) == 1
+    tool_results = [m["content"] for m in script.agent_requests[-1]["messages"] if m["role"] == "tool"]
+    assert "rejected" in tool_results[-1]
+    with pytest.raises(InvalidInput, match="no action waiting"):
+        await manager.approve(conversation_id)
+
+
+async def test_always_approves_the_rest_of_the_run(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": "touch one"}),
+        ToolCall("execute_bash", {"command": "touch two"}),
+        ToolCall("finish", {"message": "ok"}),
+    )
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, until_idle=True)
+    await until(lambda: manager.pending_action(conversation_id) is not None)
+    await manager.approve(conversation_id, always=True)
+    await asyncio.wait_for(manager.wait(conversation_id), 10)
+    workspace = configured.data_dir.workspace(conversation_id)
+    assert (workspace / "one").exists() and (workspace / "two").exists()
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("responses", "runtime_status", "agent_state"),
+    [
+        ([Error(401)], RuntimeStatus.ERROR_LLM_AUTHENTICATION, AgentState.ERROR),
+        ([Error(500)] * 3, RuntimeStatus.ERROR_LLM_INTERNAL_SERVER_ERROR, AgentState.ERROR),
+        ([Error(429)] * 4, RuntimeStatus.AGENT_RATE_LIMITED, AgentState.RATE_LIMITED),
+        ([Slow(30)] * 3, RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE, AgentState.ERROR),
+        (
+            [Error(400, "This model's maximum context length is 8192 tokens", "invalid_request_error", "context_length_exceeded")],
+            RuntimeStatus.ERROR,
+            AgentState.ERROR,
+        ),
+    ],
+    ids=["401", "500", "429", "timeout", "context-window"],
+)
+async def test_llm_errors_end_in_a_labelled_state(
+    configured: ConversationService,
+    manager: ConversationManager,
+    llm: FakeLLMServer,
+    responses: list[Response],
+    runtime_status: RuntimeStatus,
+    agent_state: AgentState,
+) -> None:
+    await configured.set_setting("llm_timeout", "0.5")
+    llm.responder = Script(*responses)
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id)
+    info = await configured.get(conversation_id)
+    assert (info.status, info.runtime_status, info.agent_state) == (ConversationStatus.ERROR, runtime_status, agent_state)
+    assert info.status_message and "Traceback" not in info.status_message
+    assert API_KEY not in info.status_message
+    last = (await configured.search_events(conversation_id))[-1]
+    assert last["observation"] == "agent_state_changed" and last["content"] == info.status_message
+
+
+async def test_a_rate_limit_backs_off_and_recovers(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(Error(429), Error(429), Text("made it"))
+    conversation_id = await new(configured)
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id)
+    assert recorder.runtime().count(RuntimeStatus.LLM_RETRY) == 2
+    info = await configured.get(conversation_id)
+    assert (info.status, info.agent_state) == (ConversationStatus.RUNNING, AgentState.AWAITING_USER_INPUT) or (
+        info.agent_state is AgentState.AWAITING_USER_INPUT
+    )
+    assert (await configured.search_events(conversation_id))[-1]["message"] == "made it"
+
+
+async def test_a_refused_connection_is_service_unavailable(
+    configured: ConversationService, manager: ConversationManager
+) -> None:
+    await configured.set_setting("llm_base_url", "http://127.0.0.1:9/v1")
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id)
+    info = await configured.get(conversation_id)
+    assert info.runtime_status is RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE
+    assert "127.0.0.1:9" in (info.status_message or "")
+
+
+async def test_bad_tool_calls_are_reported_to_the_model_and_the_loop_goes_on(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    script = Script(
+        ToolCall("execute_bash", '{"command": "ls"'),  # malformed JSON
+        ToolCall("launch_rockets", {"count": 3}),
+        ToolCall("str_replace_editor", {"command": "create", "path": "/etc/evil", "file_text": "x"}),
+        ToolCalls([ToolCall("think", {"thought": "hmm"}), ToolCall("finish", {"message": "done"})]),
+    )
+    llm.responder = script
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id, confirm=False)
+    events = await configured.search_events(conversation_id)
+    errors = [e["content"] for e in events if e.get("observation") == "error"]
+    assert "not valid JSON" in errors[0]
+    assert "no tool named 'launch_rockets'" in errors[1]
+    assert "/etc/evil" in errors[2]
+    assert (await configured.get(conversation_id)).agent_state is AgentState.FINISHED
+    # Every tool call the model made got exactly one answer.
+    for request in script.agent_requests:
+        calls = [c["id"] for m in request["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+        answers = [m["tool_call_id"] for m in request["messages"] if m["role"] == "tool"]
+        assert calls == answers
+
+
+# -- stop and resume -----------------------------------------------------------------
+
+
+async def test_stop_in_the_middle_of_an_llm_call(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(Hang())
+    conversation_id = await new(configured)
+    await manager.start(conversation_id)
+    await until(lambda: len(llm.requests) >= 1)
+    started = time.monotonic()
+    result = await manager.stop(conversation_id)
+    assert time.monotonic() - started < 1.0
+    assert result.was_running
+    info = await configured.get(conversation_id)
+    assert (info.status, info.agent_state) == (ConversationStatus.STOPPED, AgentState.STOPPED)
+    assert (await configured.search_events(conversation_id))[0]["message"] == "Write hello.py that prints hi"
+
+
+async def test_stop_in_the_middle_of_a_command_kills_it(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo $$ > pid; sleep 100"}))
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, confirm=False)
+    pid_file = configured.data_dir.workspace(conversation_id) / "pid"
+    await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    shell_pid = int(pid_file.read_text())
+    started = time.monotonic()
+    await manager.stop(conversation_id)
+    assert time.monotonic() - started < 1.0
+    await until(lambda: not Path(f"/proc/{shell_pid}").exists(), timeout=1.0)
+    events = await configured.search_events(conversation_id)
+    assert events[-1]["observation"] == "agent_state_changed"
+    assert any(e.get("action") == "run" for e in events)
+
+
+async def test_a_stopped_conversation_resumes_from_its_history(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    script = Script(ToolCall("execute_bash", {"command": "sleep 100"}))
+    llm.responder = script
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, confirm=False)
+    await until(lambda: any(e.get("action") == "run" for e in manager.service._event_log(conversation_id).search_events()))
+    await manager.stop(conversation_id)
+
+    script.add(Text("Resumed; the command was interrupted."))
+    await run_to_idle(manager, conversation_id)
+    events = await configured.search_events(conversation_id)
+    run_action = next(e for e in events if e.get("action") == "run")
+    interrupted = [e for e in events if e.get("cause") == run_action["id"]]
+    assert interrupted and "interrupted" in interrupted[0]["content"]
+    assert events[-1]["message"] == "Resumed; the command was interrupted."
+    messages = script.agent_requests[-1]["messages"]
+    assert messages[1] == {"role": "user", "content": "Write hello.py that prints hi"}
+
+
+async def test_a_message_sent_while_running_is_answered(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(Text("first answer"), Text("second answer"))
+    conversation_id = await new(configured)
+    recorder = Recorder(manager)
+    await manager.start(conversation_id)
+    await until(lambda: AgentState.AWAITING_USER_INPUT in recorder.states())
+    await manager.send_message(conversation_id, "and then?")
+    await until(lambda: any(isinstance(u, EventAdded) and u.event.get("message") == "second answer" for u in recorder.updates))
+    with pytest.raises(InvalidInput):
+        await manager.send_message(conversation_id, "   ")
+
+
+# -- limits --------------------------------------------------------------------------
+
+
+async def test_iteration_and_budget_limits_stop_the_loop(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    await configured.set_setting("max_iterations", "2")
+    llm.responder = Script(*[ToolCall("think", {"thought": f"step {i}"}) for i in range(5)])
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id)
+    info = await configured.get(conversation_id)
+    assert info.status is ConversationStatus.STOPPED and "max_iterations" in (info.status_message or "")
+
+    await configured.set_setting("max_iterations", "50")
+    await configured.set_setting("max_budget_per_conversation", "0.5")
+    await configured.update_metadata(conversation_id, accumulated_cost=0.75)
+    await manager.send_message(conversation_id, "go on")
+    await run_to_idle(manager, conversation_id)
+    info = await configured.get(conversation_id)
+    assert info.status is ConversationStatus.STOPPED and "budget" in (info.status_message or "")
+
+
+async def test_start_needs_a_model_and_respects_the_loop_limit(
+    service: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    conversation_id = await new(service)
+    with pytest.raises(MissingSettings, match="configure|no model"):
+        await manager.start(conversation_id)
+    await service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "max_concurrent_loops": 1}
+    )
+    llm.responder = Script(Hang())
+    first = await manager.start(conversation_id)
+    again = await manager.start(conversation_id[:6])  # idempotent
+    assert again.status == first.status
+    other = await new(service)
+    with pytest.raises(LoopLimitReached, match="limit is 1"):
+        await manager.start(other)
+    assert manager.running_ids() == [conversation_id]
+
+
+# -- replay --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trajectory", TRAJECTORIES, ids=lambda path: path.name)
+async def test_replays_run_to_the_end_without_an_llm(
+    service: ConversationService, manager: ConversationManager, trajectory: Path
+) -> None:
+    conversation_id = (await service.new_conversation({"replay_json": trajectory.read_text()})).conversation_id
+    await run_to_idle(manager, conversation_id)
+    info = await service.get(conversation_id)
+    assert info.agent_state is AgentState.FINISHED and info.status is ConversationStatus.RUNNING or (
+        info.agent_state is AgentState.FINISHED
+    )
+    events = await service.search_events(conversation_id)
+    original = [e for e in orjson.loads(trajectory.read_bytes()) if e.get("action")]
+    replayed = [e for e in events if e.get("action")]
+    assert [(e["action"], e["source"]) for e in replayed] == [(e["action"], e["source"]) for e in original]
+    if trajectory.name == "basic.json":
+        game = service.data_dir.workspace(conversation_id) / "game_2048.py"
+        assert "class Game2048" in game.read_text()
+        edit_observation = next(e for e in events if e.get("observation") == "edit")
+        assert edit_observation["cause"] == next(e["id"] for e in events if e.get("action") == "edit")
+    assert info.title != f"Conversation {conversation_id[:5]}"  # titled from the first message
+
+
+async def test_an_imported_conversation_replays_into_its_workspace(
+    service: ConversationService, manager: ConversationManager
+) -> None:
+    conversation_id = (await service.import_trajectory(TRAJECTORIES[0].read_bytes())).conversation_id
+    before = await service.export_json(conversation_id)
+    await run_to_idle(manager, conversation_id)
+    assert (service.data_dir.workspace(conversation_id) / "game_2048.py").exists()
+    after = orjson.loads(await service.export_json(conversation_id))
+    assert after[: len(orjson.loads(before))] == orjson.loads(before)
+
+
+# -- remember prompt -----------------------------------------------------------------
+
+
+async def test_remember_prompt_with_and_without_the_tag(
+    configured: ConversationService, llm: FakeLLMServer
+) -> None:
+    conversation_id = (await configured.import_trajectory(TRAJECTORIES[1].read_bytes())).conversation_id
+    log = await configured.event_log(conversation_id)
+    config = LLMConfig.from_settings(await configured.load_settings())
+    llm.script(Text("Sure.\n<update_prompt>\nRemember: the user likes number theory.\n</update_prompt>"))
+    assert await remember_prompt(log, 6, config) == "Remember: the user likes number theory."
+    system = llm.requests[-1]["messages"][0]["content"]
+    # Nearest 4 before event 6 are 0 and 3 (all there is); 6 and the 4 after it follow.
+    assert [line.split("]")[0] for line in system.split("<events>")[1].strip().splitlines() if line.startswith("[")] == [
+        "[0", "[3", "[6", "[9", "[12", "[15",
+    ]
+    llm.script(Text("I have no idea."))
+    with pytest.raises(NoPromptFound, match="update_prompt"):
+        await remember_prompt(log, 6, config)
+
+
+async def test_remember_prompt_prints_template_syntax_literally(
+    configured: ConversationService, llm: FakeLLMServer
+) -> None:
+    conversation_id = await new(configured, "What is {{ 7 * 7 }} and {% for x in y %}?")
+    log = await configured.event_log(conversation_id)
+    llm.script(Text("<update_prompt>ok</update_prompt>"))
+    await remember_prompt(log, 0, LLMConfig.from_settings(await configured.load_settings()))
+    system = llm.requests[-1]["messages"][0]["content"]
+    assert "{{ 7 * 7 }}" in system and "{% for x in y %}" in system and "49" not in system
