@@ -454,8 +454,10 @@ async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet
     if final is not None and final.status.value == "ERROR":
         print(f"convtui: {one_line(final.message or 'the loop failed')}", file=sys.stderr)
         return EXIT_FAILED
-    if final is not None and final.message and not quiet:
-        print(f"-- {final.agent_state.value if final.agent_state else final.status.value}: {one_line(final.message)}")
+    if final is not None and not quiet:
+        state = final.agent_state.value if final.agent_state else final.status.value
+        reason = f": {one_line(final.message)}" if final.message and final.message != state else ""
+        print(f"-- {state}{reason}")
     return EXIT_OK
 
 

@@ -87,6 +87,7 @@ class AgentLoop:
         workspace: Workspace,
         until_idle: bool = False,
         retry_delay: float = 1.0,
+        secrets: list[str] | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.service = service
@@ -96,6 +97,7 @@ class AgentLoop:
         self.workspace = workspace
         self.until_idle = until_idle
         self.retry_delay = retry_delay
+        self.secrets = [secret for secret in secrets or [] if secret]
         self.confirmation_mode = settings.confirmation_mode
         self.status = ConversationStatus.STARTING
         self.runtime_status: RuntimeStatus | None = RuntimeStatus.STARTING_RUNTIME
@@ -149,8 +151,19 @@ class AgentLoop:
             runner_host=socket.gethostname(),
         )
 
+    def _redact(self, event: EventDict) -> EventDict:
+        """Keep API keys out of the log even when the model writes one into
+        a command or a message."""
+        raw = orjson.dumps(event)
+        secrets = [secret.encode() for secret in self.secrets if len(secret) >= 8]
+        if not any(secret in raw for secret in secrets):
+            return event
+        for secret in secrets:
+            raw = raw.replace(secret, b"<redacted>")
+        return orjson.loads(raw)
+
     async def _append(self, event: EventDict) -> EventDict:
-        [stored] = await asyncio.to_thread(self._event_log.append, [event])
+        [stored] = await asyncio.to_thread(self._event_log.append, [self._redact(event)])
         self.hub.publish(EventAdded(self.conversation_id, stored))
         return stored
 

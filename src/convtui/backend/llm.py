@@ -178,15 +178,26 @@ def classify(error: BaseException, config: LLMConfig) -> LLMFailure:
     return LLMFailure(f"model call failed ({name}): {detail}", RuntimeStatus.ERROR, AgentState.ERROR)
 
 
+def provider_keys_in_environment() -> list[str]:
+    """Values of the provider key variables litellm reads (OPENAI_API_KEY...)."""
+    from .runtime import DEFAULT_REMOVED_VARIABLES
+
+    return [os.environ[name] for name in sorted(DEFAULT_REMOVED_VARIABLES) if os.environ.get(name)]
+
+
 def _request_arguments(config: LLMConfig, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "model": config.model,
         "messages": messages,
-        "api_key": config.api_key or PLACEHOLDER_API_KEY,
         "timeout": config.timeout,
         "max_retries": 0,  # retries are the loop's, shown as LLM_RETRY
         **extra,
     }
+    if config.api_key:
+        arguments["api_key"] = config.api_key
+    elif not provider_keys_in_environment():
+        # litellm reads provider variables itself; with none, it needs a key.
+        arguments["api_key"] = PLACEHOLDER_API_KEY
     if config.base_url:
         arguments["api_base"] = config.base_url
     return arguments

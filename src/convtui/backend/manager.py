@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .agent import AgentLoop, Decision
 from .errors import ConvtuiError, InvalidInput, MissingSettings
 from .events import EventDict
-from .llm import LLMConfig
+from .llm import LLMConfig, provider_keys_in_environment
 from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
 from .models import AgentState, ConversationStatus, check_message
 from .runtime import Workspace
@@ -133,8 +133,8 @@ class ConversationManager:
             raise RunningElsewhere(full_id, holder)
         if confirm is not None:
             settings = settings.model_copy(update={"confirmation_mode": confirm})
-        secret = settings.api_key()
-        workspace = Workspace(self.service.data_dir.workspace(full_id), hidden_secrets=[secret] if secret else [])
+        secrets = [settings.api_key() or "", *provider_keys_in_environment()]
+        workspace = Workspace(self.service.data_dir.workspace(full_id), hidden_secrets=secrets)
         with contextlib.suppress(FileNotFoundError):
             (directory / STOP_REQUEST_NAME).unlink()
         loop = AgentLoop(
@@ -146,6 +146,7 @@ class ConversationManager:
             workspace,
             until_idle=until_idle,
             retry_delay=self.retry_delay,
+            secrets=secrets,
         )
         task = asyncio.create_task(loop.run(), name=f"loop-{full_id[:8]}")
         self._running[full_id] = _Running(loop, task, lock)
