@@ -34,11 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convtui",
         description="Manage AI coding-agent conversations from the terminal. "
-        "With no command, lists conversations.",
+        "With no command, opens the terminal UI.",
         epilog=f"Data directory: --data-dir, else ${DATA_DIR_VARIABLE}, else {default_data_dir()}.",
     )
     parser.add_argument("--version", action="version", version=f"convtui {__version__}")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where conversations are stored")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="open the UI on a temporary data directory with sample conversations that replay (no API key needed)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list conversations, newest activity first")
@@ -517,15 +522,26 @@ async def _run(arguments: argparse.Namespace) -> int:
         service.close()
 
 
+def run_ui(arguments: argparse.Namespace) -> int:
+    """The full-screen UI (the data directory, or a seeded demo one)."""
+    from .app import ConvtuiApp
+
+    if arguments.demo:
+        from .demo import demo_app
+
+        return demo_app()
+    root = (arguments.data_dir or default_data_dir()).expanduser()
+    ConvtuiApp(root).run()
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="convtui: warning: %(message)s")
-    if arguments.command is None:
-        # The terminal UI lands in a later release; until then the bare
-        # command lists conversations.
-        arguments = parser.parse_args([*(argv or sys.argv[1:]), "list"])
     try:
+        if arguments.command is None:
+            return run_ui(arguments)
         if arguments.command == "doctor":
             return cmd_doctor(arguments)
         return asyncio.run(_run(arguments))

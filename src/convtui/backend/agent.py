@@ -88,6 +88,7 @@ class AgentLoop:
         until_idle: bool = False,
         retry_delay: float = 1.0,
         secrets: list[str] | None = None,
+        replay_delay: float = 0.0,
     ) -> None:
         self.conversation_id = conversation_id
         self.service = service
@@ -98,6 +99,7 @@ class AgentLoop:
         self.until_idle = until_idle
         self.retry_delay = retry_delay
         self.secrets = [secret for secret in secrets or [] if secret]
+        self.replay_delay = replay_delay
         self.confirmation_mode = settings.confirmation_mode
         self.status = ConversationStatus.STARTING
         self.runtime_status: RuntimeStatus | None = RuntimeStatus.STARTING_RUNTIME
@@ -244,6 +246,8 @@ class AgentLoop:
         # rebuilds its workspace without logging the same actions again.
         record = await asyncio.to_thread(len, self._event_log) == 0
         for step in replay_steps(trajectory):
+            if self.replay_delay:
+                await asyncio.sleep(self.replay_delay)
             kind = step["action"]
             if kind in ("message", "finish"):
                 if record:

@@ -64,6 +64,7 @@ class ConversationManager:
         self.service = service
         self.hub = UpdateHub()
         self.retry_delay = retry_delay
+        self.replay_delay = 0.0  # seconds between replayed steps (the demo slows them to be watched)
         self._running: dict[str, _Running] = {}
         self._watcher: asyncio.Task[None] | None = None
         service.loops = self
@@ -82,15 +83,20 @@ class ConversationManager:
     # -- what runs -----------------------------------------------------------------
 
     def live_states(self) -> dict[str, LiveState]:
-        return {
-            conversation_id: LiveState(
-                status=running.loop.status,
-                runtime_status=running.loop.runtime_status,
-                agent_state=running.loop.agent_state,
-                num_connections=1,
-            )
-            for conversation_id, running in self._running.items()
-        }
+        return {conversation_id: self._state(running) for conversation_id, running in self._running.items()}
+
+    def live_state(self, conversation_id: str) -> LiveState | None:
+        running = self._running.get(conversation_id)
+        return self._state(running) if running is not None else None
+
+    @staticmethod
+    def _state(running: _Running) -> LiveState:
+        return LiveState(
+            status=running.loop.status,
+            runtime_status=running.loop.runtime_status,
+            agent_state=running.loop.agent_state,
+            num_connections=1,
+        )
 
     def is_running(self, conversation_id: str) -> bool:
         return conversation_id in self._running
@@ -147,6 +153,7 @@ class ConversationManager:
             until_idle=until_idle,
             retry_delay=self.retry_delay,
             secrets=secrets,
+            replay_delay=self.replay_delay,
         )
         task = asyncio.create_task(loop.run(), name=f"loop-{full_id[:8]}")
         self._running[full_id] = _Running(loop, task, lock)

@@ -83,6 +83,8 @@ class LiveLoops(Protocol):
 
     def live_states(self) -> dict[str, LiveState]: ...
 
+    def live_state(self, conversation_id: str) -> LiveState | None: ...
+
     async def stop(self, conversation_id: str) -> object: ...
 
 
@@ -197,8 +199,8 @@ class ConversationService:
                 overrides[conversation_id] = display_status(stopped)
         return overrides
 
-    def _info(self, document: Document, live: dict[str, LiveState]) -> ConversationInfo:
-        state = live.get(document["conversation_id"])
+    def _info(self, document: Document, live: dict[str, LiveState] | LiveState | None) -> ConversationInfo:
+        state = live.get(document["conversation_id"]) if isinstance(live, dict) else live
         info = dict(document)
         info["title"] = info.get("title") or default_title(document["conversation_id"])
         if state is not None:
@@ -261,6 +263,25 @@ class ConversationService:
             )
 
         return await asyncio.to_thread(run)
+
+    async def list_ids(self, query: ConversationFilter, sort: str = "updated") -> list[str]:
+        """Every matching conversation id in display order (no paging, no
+        max age): what a list view holds. See ConversationStore.matching_ids."""
+
+        def run() -> list[str]:
+            self.store.refresh()
+            overrides = self._status_overrides(self._live_states())
+            return self.store.matching_ids(query, overrides, sort)
+
+        return await asyncio.to_thread(run)
+
+    def row(self, conversation_id: str) -> ConversationInfo | None:
+        """One conversation from memory, joined with its live loop: cheap
+        enough to call for each visible row while painting. None if gone."""
+        document = self.store.peek(conversation_id)
+        if document is None:
+            return None
+        return self._info(document, self.loops.live_state(conversation_id) if self.loops is not None else None)
 
     async def get(self, conversation_id: str) -> ConversationInfo:
         """One conversation by id or unique prefix. Raises NotFound."""

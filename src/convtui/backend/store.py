@@ -423,6 +423,43 @@ class ConversationStore:
             return documents[:limit], (last["last_updated_at"], last["conversation_id"])
         return documents, None
 
+    def matching_ids(
+        self,
+        query: ConversationFilter,
+        status_overrides: dict[str, str] | None = None,
+        sort: str = "updated",
+    ) -> list[str]:
+        """Every matching id in display order: "updated" (newest activity
+        first), "created" (newest first), "title", "status" or "cost"
+        (highest first). What a list view of all conversations shows."""
+        with self._index_lock:
+            columns = self._snapshot()
+            stop = len(columns.ids) if query.updated_since is None else columns.count_since(query.updated_since)
+            ids = columns.ids
+            positions = self._matcher(query, status_overrides)(range(stop))
+            matched = [ids[position] for position in positions]
+            if sort == "updated":
+                return matched
+            documents = self._documents
+            if sort == "created":
+                matched.sort(key=lambda i: documents[i]["created_at"], reverse=True)
+            elif sort == "title":
+                matched.sort(key=lambda i: (documents[i].get("title") or "").casefold())
+            elif sort == "status":
+                rank = {"RUNNING": 0, "STARTING": 1, "ERROR": 2, "STOPPED": 3, "ARCHIVED": 4}
+                statuses = status_overrides or {}
+                matched.sort(key=lambda i: rank.get(statuses.get(i) or display_status(documents[i]), 5))
+            elif sort == "cost":
+                matched.sort(key=lambda i: documents[i].get("accumulated_cost") or 0.0, reverse=True)
+            else:
+                raise ValueError(f"unknown sort {sort!r}")
+            return matched
+
+    def peek(self, conversation_id: str) -> Document | None:
+        """The stored document itself, not a copy: read it, never change it.
+        For rendering many rows without copying each."""
+        return self._documents.get(conversation_id)
+
     def count(self, query: ConversationFilter, status_overrides: dict[str, str] | None = None) -> int:
         """How many documents match."""
         with self._index_lock:

@@ -90,6 +90,8 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
 ]
 
 TOOL_NAMES = tuple(tool["function"]["name"] for tool in TOOL_DEFINITIONS)
+# A read is logged as an event: a 10 MB file must not become a 10 MB event.
+MAX_READ_CHARACTERS = 100_000
 # Actions that change the workspace: they wait for approval in confirmation mode.
 CONFIRMED_ACTIONS = frozenset({"run", "edit"})
 
@@ -216,6 +218,9 @@ async def execute(workspace: Workspace, action: EventDict, command_timeout: floa
             text = await asyncio.to_thread(
                 workspace.read, args["path"], tuple(view_range) if view_range else None
             )
+            if len(text) > MAX_READ_CHARACTERS:
+                cut = len(text) - MAX_READ_CHARACTERS
+                text = text[:MAX_READ_CHARACTERS] + f"\n[... {cut} more characters: view a line range ...]"
             return observation("read", text, cause, path=args["path"])
         if kind == "edit":
             return observation("edit", await asyncio.to_thread(_edit, workspace, args), cause, path=args["path"])

@@ -1,0 +1,96 @@
+"""The convtui terminal application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+from textual.widgets import Static
+
+from .backend.errors import ConvtuiError
+from .commands import ConversationCommands
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ConvtuiApp(App[None]):
+    """Opens the data directory in a worker (the window paints at once), then
+    shows the main screen."""
+
+    TITLE = "convtui"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ConversationCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: Callable[[], datetime] = _utc_now,
+        user_id: str | None = None,
+        on_ready: Callable[[ConvtuiApp], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.clock = clock
+        self.user_id = user_id
+        self.on_ready = on_ready
+        self.service = None
+        self.manager = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Opening {self.data_dir} …", id="loading")
+
+    def on_mount(self) -> None:
+        self.screen_change_signal.subscribe(self, self._still_cursors)
+        self._open()
+
+    def _still_cursors(self, screen: Screen) -> None:
+        """With animations off (TEXTUAL_ANIMATIONS=none: reduced motion, and
+        deterministic snapshots) text cursors do not blink either."""
+        if self.animation_level != "none":
+            return
+
+        def stop_blinking() -> None:
+            for widget in screen.query("Input, TextArea"):
+                widget.cursor_blink = False
+
+        self.call_after_refresh(stop_blinking)
+
+    @work(exclusive=True)
+    async def _open(self) -> None:
+        from .backend.manager import ConversationManager
+        from .backend.service import ConversationService
+        from .screens.main import MainScreen
+
+        try:
+            self.service = await ConversationService.open(self.data_dir, user_id=self.user_id)
+        except ConvtuiError as error:
+            self.query_one("#loading", Static).update(f"convtui cannot open its data:\n\n{error}\n\nPress q to quit.")
+            self.bind("q", "quit")
+            return
+        self.manager = ConversationManager(self.service)
+        await self.push_screen(MainScreen(self.service, self.manager, self.clock))
+        if self.on_ready is not None:
+            self.on_ready(self)
+
+    async def action_quit(self) -> None:
+        """ctrl+q: the main screen asks first when loops are running."""
+        from .screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                screen.action_quit()
+                return
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        if self.manager is not None:
+            await self.manager.shutdown()
+        if self.service is not None:
+            self.service.close()

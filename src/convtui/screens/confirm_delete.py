@@ -1,0 +1,80 @@
+"""The delete confirmation: says exactly which conversations go, and that
+their events and workspaces go with them."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Label
+
+from ..terminal_text import one_line
+
+# How many titles a multi-delete lists before "… and N more".
+TITLES_SHOWN = 5
+TITLE_WIDTH = 62
+
+
+def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
+    """The question, the titles (as literal text) and the consequence line."""
+    if len(titles) == 1:
+        return (
+            "Delete this conversation?",
+            Content(one_line(titles[0])),
+            "Its events and workspace go too. This cannot be undone.",
+        )
+    lines = [f"• {one_line(title, TITLE_WIDTH)}" for title in titles[:TITLES_SHOWN]]
+    if len(titles) > TITLES_SHOWN:
+        lines.append(f"… and {len(titles) - TITLES_SHOWN} more")
+    return (
+        f"Delete {len(titles)} conversations?",
+        Content("\n".join(lines)),
+        "Their events and workspaces go too. This cannot be undone.",
+    )
+
+
+class ConfirmDeleteScreen(ModalScreen[bool]):
+    """Ask before deleting one or more conversations.
+
+    Dismisses with True (Enter on Delete, `y`) or False (Esc, `n`, Cancel).
+    Titles are shown literally: markup in a title is never interpreted.
+    """
+
+    CSS_PATH = "dialogs.tcss"
+    DEFAULT_CLASSES = "dialog"
+    AUTO_FOCUS = "#delete"
+    BINDINGS = [
+        Binding("y", "confirm", "Delete", id="confirm_delete.yes"),
+        # Enter on a focused button presses that button; this covers no focus.
+        Binding("enter", "confirm", "Delete", show=False),
+        Binding("n,escape", "cancel", "Cancel", id="confirm_delete.no"),
+    ]
+
+    def __init__(self, titles: list[str]) -> None:
+        if not titles:
+            raise ValueError("ConfirmDeleteScreen needs at least one title")
+        super().__init__()
+        self.titles = list(titles)
+
+    def compose(self) -> ComposeResult:
+        question, titles, consequence = describe_deletion(self.titles)
+        with Vertical(classes="dialog--box") as box:
+            box.border_title = "Delete"
+            yield Label(question, id="question", classes="dialog--text")
+            yield Label(titles, id="titles", classes="dialog--titles")
+            yield Label(consequence, id="consequence", classes="dialog--text")
+            with Horizontal(classes="dialog--buttons"):
+                yield Button("Delete", variant="error", id="delete")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    @on(Button.Pressed, "#delete")
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(False)

@@ -1,0 +1,555 @@
+"""The main screen: the conversation list beside (or, when narrow, under) the
+detail pane of the selected conversation, with every action on a key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ..backend.errors import ConvtuiError
+from ..backend.manager import ConversationManager
+from ..backend.query import parse_query
+from ..backend.service import ConversationService
+from ..backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed
+from ..terminal_text import one_line
+from ..widgets.conversation_list import ConversationList
+from ..widgets.detail_pane import ApprovalBar, DetailPane
+from ..widgets.event_log import EventLog
+from .confirm import ConfirmScreen
+from .confirm_delete import ConfirmDeleteScreen
+from .help import HelpScreen
+from .new_conversation import NewConversationScreen
+from .remember import RememberPromptScreen
+from .rename import RenameScreen
+from .settings import SettingsScreen
+
+SORTS = ("updated", "created", "title", "status", "cost")
+WIDE_LAYOUT_COLUMNS = 110
+POLL_SECONDS = 0.5
+
+
+class MainScreen(Screen[None]):
+    CSS_PATH = "main.tcss"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "new", "New", id="new"),
+        Binding("r", "rename", "Rename", id="rename"),
+        Binding("s", "start", "Start", id="start"),
+        Binding("x", "stop", "Stop", id="stop"),
+        Binding("d", "delete", "Delete", id="delete"),
+        Binding("a", "archive", "Archive", id="archive"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("o", "sort", "Sort", id="sort"),
+        Binding("e", "export", "Export", id="export", show=False),
+        Binding("c", "copy_id", "Copy id", id="copy", show=False),
+        Binding("R", "remember", "Remember", id="remember", show=False),
+        Binding("y", "decide('approve')", "Approve", id="approve"),
+        Binding("N", "decide('reject')", "Reject", id="reject"),
+        Binding("Y", "decide('always')", "Always", id="always"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("f2", "settings", "Settings", id="settings"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    sort: reactive[str] = reactive("updated", bindings=True)
+    selected_id: reactive[str | None] = reactive(None, bindings=True)
+    narrow: reactive[bool] = reactive(False)
+
+    def __init__(
+        self, service: ConversationService, manager: ConversationManager, clock: Callable[[], datetime]
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.manager = manager
+        self.clock = clock
+        self.query_text = ""
+        self._version = -1
+        self._streaming: dict[str, str] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._shown_events_for: str | None = None
+
+    # -- layout --------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            with Vertical(id="list-column"):
+                yield Input(placeholder="Filter: words, status:running, repo:owner/name, trigger:cli, is:archived", id="filter")
+                yield Static(id="list-status")
+                yield ConversationList(self._row, self.clock, id="conversations")
+                yield Static(id="empty-state")
+            yield DetailPane(self.clock, id="detail")
+        yield Footer()
+
+    @property
+    def conversation_list(self) -> ConversationList:
+        return self.query_one(ConversationList)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one(DetailPane)
+
+    def _row(self, conversation_id: str):  # noqa: ANN202 (ConversationInfo | None)
+        return self.service.row(conversation_id)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self._unsubscribe = self.manager.subscribe(self._on_loop_update)
+        self.set_interval(POLL_SECONDS, self._poll)
+        if self.app.animation_level != "none":
+            self.set_interval(0.1, self.conversation_list.advance_spinner)
+        self.conversation_list.focus()
+        self.reload()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    def on_resize(self) -> None:
+        self.narrow = self.size.width < WIDE_LAYOUT_COLUMNS
+
+    def watch_narrow(self, narrow: bool) -> None:
+        self.set_class(narrow, "narrow")
+        if not narrow:
+            self.remove_class("detail-open")
+
+    # -- loading the list ----------------------------------------------------------
+
+    @work(exclusive=True, group="list")
+    async def reload(self) -> None:
+        """Recompute the list for the current filter and sort."""
+        parsed = parse_query(self.query_text)
+        try:
+            ids = await self.service.list_ids(parsed.filter, self.sort)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        self._version = self.service.data_version()
+        self.conversation_list.set_ids(ids, parsed.words)
+        total = len(self.service.store)
+        self._show_status(len(ids), total, parsed.problems)
+        self._show_empty_state(len(ids), total)
+        self._select(self.conversation_list.current_id)
+
+    def _show_status(self, shown: int, total: int, problems: tuple[str, ...]) -> None:
+        parts = [f"{shown:,} of {total:,}", f"sort: {self.sort}"]
+        marked = len(self.conversation_list.marked)
+        if marked:
+            parts.append(f"{marked} marked")
+        if self.query_text:
+            parts.append(f"filter: {one_line(self.query_text, 40)}")
+        if problems:
+            parts.append("; ".join(problems))
+        self.query_one("#list-status", Static).update(" · ".join(parts))
+
+    def _show_empty_state(self, shown: int, total: int) -> None:
+        empty = self.query_one("#empty-state", Static)
+        empty.display = shown == 0
+        if total == 0:
+            empty.update(
+                "No conversations yet.\n\n"
+                "Press n to start one: describe a task, optionally a repository.\n"
+                "Press F2 to set the model and API key, ? for every key."
+            )
+        elif shown == 0:
+            empty.update("Nothing matches the filter. Esc clears it.")
+
+    async def _poll(self) -> None:
+        """Take in changes made by other processes (the CLI, another UI)."""
+        if self.service.data_version() != self._version:
+            await self.service.refresh()
+            self.reload()
+        selected = self.selected_id
+        if selected is not None and not self.manager.is_running(selected):
+            await self._catch_up_events(selected)
+            info = self.service.row(selected)
+            if info is not None:
+                self.detail.show_info(info)
+
+    # -- the selected conversation -------------------------------------------------
+
+    @on(ConversationList.Highlighted)
+    def _highlighted(self, message: ConversationList.Highlighted) -> None:
+        self._select(message.conversation_id)
+
+    def _select(self, conversation_id: str | None) -> None:
+        self.selected_id = conversation_id
+        info = self.service.row(conversation_id) if conversation_id else None
+        self.detail.show_info(info)
+        self.detail.show_pending(self.manager.pending_action(conversation_id) if conversation_id else None)
+        if conversation_id != self._shown_events_for:
+            self._load_events(conversation_id)
+
+    @work(exclusive=True, group="events")
+    async def _load_events(self, conversation_id: str | None) -> None:
+        self._shown_events_for = conversation_id
+        event_log = self.detail.event_log
+        if conversation_id is None:
+            event_log.set_events([])
+            return
+        try:
+            events = await self.service.search_events(conversation_id)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        if self.selected_id == conversation_id:
+            event_log.set_events(events)
+            event_log.set_streaming(self._streaming.get(conversation_id, ""))
+
+    async def _catch_up_events(self, conversation_id: str) -> None:
+        event_log = self.detail.event_log
+        if self._shown_events_for != conversation_id:
+            return
+        last = event_log.events[-1].get("id", -1) if event_log.events else -1
+        try:
+            new = await self.service.search_events(conversation_id, start_id=last + 1)
+        except ConvtuiError:
+            return
+        for event in new:
+            event_log.add_event(event)
+
+    def _on_loop_update(self, update: LoopUpdate) -> None:
+        """From the manager, on this event loop: route to the row and pane."""
+        conversation_id = update.conversation_id
+        self.conversation_list.refresh_conversation(conversation_id)
+        is_selected = conversation_id == self.selected_id
+        if isinstance(update, TextStreamed):
+            self._streaming[conversation_id] = self._streaming.get(conversation_id, "") + update.text
+            if is_selected:
+                self.detail.event_log.set_streaming(self._streaming[conversation_id])
+            return
+        if isinstance(update, EventAdded):
+            if update.event.get("source") == "agent":
+                self._streaming.pop(conversation_id, None)
+            if is_selected and self._shown_events_for == conversation_id:
+                self.detail.event_log.add_event(update.event)
+        if isinstance(update, StatusChanged) and parse_query(self.query_text).filter.status is not None:
+            self.reload()
+        if is_selected:
+            self.detail.show_info(self.service.row(conversation_id))
+            self.detail.show_pending(self.manager.pending_action(conversation_id))
+            self.refresh_bindings()
+
+    # -- keys ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the keys that cannot apply now (footer and palette follow)."""
+        selected = self.selected_id
+        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember") and selected is None:
+            return False
+        if action == "decide":
+            return bool(selected and self.manager.pending_action(selected))
+        if action == "start" and selected and self.manager.is_running(selected) and not self.conversation_list.marked:
+            return False
+        if action == "stop" and selected and not self.conversation_list.marked and not self.manager.is_running(selected):
+            info = self.service.row(selected)
+            return info is not None and info.status.value in ("RUNNING", "STARTING")
+        return True
+
+    def _targets(self) -> list[str]:
+        return self.conversation_list.marked_or_current()
+
+    def action_filter(self) -> None:
+        filter_input = self.query_one("#filter", Input)
+        filter_input.display = True
+        filter_input.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value
+        self.reload()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self.conversation_list.focus()
+
+    def action_back(self) -> None:
+        filter_input = self.query_one("#filter", Input)
+        if filter_input.has_focus or (filter_input.display and not self.has_class("detail-open")):
+            filter_input.value = ""
+            filter_input.display = False
+            self.query_text = ""
+            self.reload()
+            self.conversation_list.focus()
+        elif self.has_class("detail-open"):
+            self.remove_class("detail-open")
+            self.conversation_list.focus()
+        elif self.conversation_list.marked:
+            self.conversation_list.clear_marks()
+            self.reload()
+        else:
+            self.conversation_list.focus()
+
+    @on(ConversationList.Opened)
+    def _opened(self, message: ConversationList.Opened) -> None:
+        if self.narrow:
+            self.add_class("detail-open")
+        self.detail.event_log.focus()
+
+    @on(ConversationList.MarksChanged)
+    def _marks_changed(self) -> None:
+        self._show_status(len(self.conversation_list.ids), len(self.service.store), ())
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.reload()
+
+    def action_copy_id(self) -> None:
+        if self.selected_id:
+            self.app.copy_to_clipboard(self.selected_id)
+            self.notify(f"Copied {self.selected_id}")
+
+    @work(group="actions")
+    async def action_start(self) -> None:
+        for conversation_id in self._targets():
+            try:
+                await self.manager.start(conversation_id)
+            except ConvtuiError as error:
+                self.notify(str(error), title="Cannot start", severity="error", timeout=8)
+            self.conversation_list.refresh_conversation(conversation_id)
+        self.refresh_bindings()
+
+    @work(group="actions")
+    async def action_stop(self) -> None:
+        for conversation_id in self._targets():
+            try:
+                result = await self.manager.stop(conversation_id)
+                if not result.was_running and len(self._targets()) == 1:
+                    self.notify(f"Conversation {result.message}")
+            except ConvtuiError as error:
+                self.notify(str(error), severity="error")
+            self.conversation_list.refresh_conversation(conversation_id)
+        self._select(self.selected_id)
+        self.refresh_bindings()
+
+    @work(group="actions")
+    async def action_archive(self) -> None:
+        targets = self._targets()
+        rows = [self.service.row(conversation_id) for conversation_id in targets]
+        archive = not all(row is not None and row.archived for row in rows)
+        for conversation_id in targets:
+            try:
+                await self.service.set_archived(conversation_id, archive)
+            except ConvtuiError as error:
+                self.notify(str(error), severity="error")
+        self.notify(f"{'Archived' if archive else 'Unarchived'} {len(targets)} conversation(s)")
+        self.conversation_list.clear_marks()
+        self.reload()
+
+    @work(group="actions")
+    async def action_export(self) -> None:
+        conversation_id = self.selected_id
+        if conversation_id is None:
+            return
+        path = Path.cwd() / f"convtui-{conversation_id[:8]}.json"
+        try:
+            data = await self.service.export_json(conversation_id)
+            from ..backend.durable_files import atomic_write
+
+            atomic_write(path, data)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.notify(f"Exported to {path}")
+
+    def action_decide(self, decision: str) -> None:
+        self._decide(decision)
+
+    @on(ApprovalBar.Decided)
+    def _approval_clicked(self, message: ApprovalBar.Decided) -> None:
+        self._decide(message.decision)
+
+    @work(group="actions")
+    async def _decide(self, decision: str) -> None:
+        conversation_id = self.selected_id
+        if conversation_id is None:
+            return
+        try:
+            if decision == "reject":
+                await self.manager.reject(conversation_id)
+            else:
+                await self.manager.approve(conversation_id, always=decision == "always")
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+        self.detail.show_pending(None)
+
+    @on(DetailPane.MessageSubmitted)
+    @work(group="actions")
+    async def _send(self, message: DetailPane.MessageSubmitted) -> None:
+        try:
+            await self.manager.send_message(message.conversation_id, message.text)
+            if not self.manager.is_running(message.conversation_id):
+                await self._catch_up_events(message.conversation_id)
+                self.notify("Message added; press s to start the conversation")
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+
+    @on(EventLog.Selected)
+    def _event_selected(self) -> None:
+        self.refresh_bindings()
+
+    # -- dialogs -------------------------------------------------------------------
+
+    @work(group="dialogs")
+    async def action_new(self) -> None:
+        result = await self.app.push_screen_wait(NewConversationScreen())
+        if result is None:
+            return
+        try:
+            response = await self.service.new_conversation(result.request)
+        except ConvtuiError as error:
+            self.notify(str(error), title="Not created", severity="error")
+            return
+        self.query_text = ""
+        self.query_one("#filter", Input).value = ""
+        self.reload()
+        self._select(response.conversation_id)
+        if result.start_now:
+            try:
+                await self.manager.start(response.conversation_id)
+            except ConvtuiError as error:
+                self.notify(str(error), title="Created, not started", severity="warning", timeout=8)
+        self.notify("Conversation created")
+
+    @work(group="dialogs")
+    async def action_rename(self) -> None:
+        conversation_id = self.selected_id
+        info = self.service.row(conversation_id) if conversation_id else None
+        if info is None:
+            return
+        title = await self.app.push_screen_wait(RenameScreen(info.title))
+        if title is None:
+            return
+        try:
+            await self.service.rename(info.conversation_id, title)
+        except ConvtuiError as error:
+            self.notify(str(error), title="Not renamed", severity="error")
+            return
+        self.conversation_list.refresh_conversation(info.conversation_id)
+        self._select(info.conversation_id)
+
+    @work(group="dialogs")
+    async def action_delete(self) -> None:
+        targets = self._targets()
+        titles = [(self.service.row(i).title if self.service.row(i) else i) for i in targets]
+        if not targets or not await self.app.push_screen_wait(ConfirmDeleteScreen(titles)):
+            return
+        for conversation_id in targets:
+            try:
+                await self.service.delete(conversation_id)
+            except ConvtuiError as error:
+                self.notify(str(error), severity="error")
+        self.notify(f"Deleted {len(targets)} conversation(s)")
+        self.conversation_list.clear_marks()
+        self.reload()
+
+    @work(group="dialogs")
+    async def action_remember(self) -> None:
+        conversation_id = self.selected_id
+        event_id = self.detail.event_log.selected_event_id
+        if conversation_id is None or event_id is None:
+            self.notify("Select an event in the log first (Tab, then ↑/↓)", severity="warning")
+            return
+
+        async def generate() -> str:
+            from ..backend.llm import LLMConfig
+            from ..backend.remember import remember_prompt
+
+            config = LLMConfig.from_settings(await self.service.load_settings())
+            return await remember_prompt(await self.service.event_log(conversation_id), event_id, config)
+
+        await self.app.push_screen_wait(RememberPromptScreen(generate, Path.cwd()))
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(help_sections()))
+
+    @work(group="dialogs")
+    async def action_settings(self) -> None:
+        settings = await self.service.load_settings()
+        values = await self.app.push_screen_wait(SettingsScreen(settings, test_connection(self.service)))
+        if not values:
+            return
+        try:
+            await self.service.update_settings(values)
+        except ConvtuiError as error:
+            self.notify(str(error), title="Settings not saved", severity="error")
+            return
+        self.notify("Settings saved")
+
+    @work(group="dialogs")
+    async def action_quit(self) -> None:
+        running = self.manager.running_ids()
+        if running:
+            question = f"{len(running)} loop(s) are running. Stop them and quit?"
+            if not await self.app.push_screen_wait(ConfirmScreen(question, "Stop and quit")):
+                return
+            self.notify("Stopping loops…")
+            await self.manager.shutdown()
+        self.app.exit()
+
+
+def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every key, for the help screen (kept beside the bindings it describes)."""
+    return [
+        (
+            "Conversations",
+            [
+                ("↑/↓ j/k", "move"),
+                ("g/G Home/End", "first / last"),
+                ("PgUp/PgDn", "page"),
+                ("Enter", "open the detail (narrow terminals) and focus its log"),
+                ("space", "mark a row; s x d a then act on every marked row"),
+                ("n", "new conversation"),
+                ("r", "rename"),
+                ("s / x", "start / stop the agent loop"),
+                ("d", "delete (asks first)"),
+                ("a", "archive / unarchive"),
+                ("/", "filter: words, status:running, repo:owner/name, trigger:cli, is:archived"),
+                ("o", "cycle the sort: updated, created, title, status, cost"),
+                ("e", "export as trajectory JSON into the current directory"),
+                ("c", "copy the id (OSC 52: works over SSH)"),
+                ("Esc", "clear the filter, close the detail, clear marks"),
+            ],
+        ),
+        (
+            "Detail",
+            [
+                ("Tab", "move between list, event log and message input"),
+                ("↑/↓ in the log", "select an event"),
+                ("Enter in the log", "expand or collapse a long output"),
+                ("R", "remember prompt for the selected event"),
+                ("y / N / Y", "approve / reject / always approve a pending action"),
+                ("Enter in the input", "send the message to the agent"),
+            ],
+        ),
+        (
+            "Application",
+            [("?", "this help"), ("F2", "settings"), ("ctrl+p", "command palette"), ("q", "quit (asks if loops run)")],
+        ),
+    ]
+
+
+def test_connection(service: ConversationService):  # noqa: ANN201 (a callback for the settings dialog)
+    """A callback that makes one tiny model call with the edited settings."""
+
+    async def run(values: dict) -> str:
+        from ..backend.llm import LLMConfig, complete
+        from ..backend.settings import Settings
+
+        current = await service.load_settings()
+        merged = Settings.model_validate({**current.model_dump(), **values})
+        config = LLMConfig.from_settings(merged)
+        response = await complete(config, [{"role": "user", "content": "Reply with the word ok."}], max_tokens=5)
+        return f"ok: {config.model} answered {one_line(response.content, 40)!r}"
+
+    return run

@@ -1,0 +1,213 @@
+"""The settings dialog: model, API key, base URL, confirmation mode and limits,
+validated by the `Settings` model itself, plus a "Test connection" button
+that asks the model for an answer without leaving the dialog."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Input, Label, LoadingIndicator, Switch
+
+from ..backend.errors import first_validation_error
+from ..backend.settings import Settings, mask_secret
+from ..terminal_text import one_line
+
+# The settings the dialog edits as text, with their labels, in form order.
+TEXT_FIELDS: dict[str, str] = {
+    "llm_model": "Model",
+    "llm_api_key": "API key",
+    "llm_base_url": "Base URL",
+    "max_iterations": "Max iterations",
+    "max_budget_per_conversation": "Budget (USD)",
+    "max_concurrent_loops": "Max loops",
+    "command_timeout": "Cmd timeout (s)",
+}
+EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode")
+
+
+def shown_value(value: Any) -> str:
+    """A setting as the Input shows it: '' for None, 120.0 as '120'."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class SettingsScreen(ModalScreen[dict | None]):
+    """Edit settings.
+
+    Dismisses with a dict of the settings that changed (name -> validated
+    value; `llm_api_key` appears, as a SecretStr, only when a new key was
+    typed), an empty dict when nothing changed, or None on Esc.
+
+    `test_connection(values)` receives the settings as edited (all of them,
+    as `Settings.model_dump()` gives them) and returns a one-line answer; its
+    exception's text is shown as an error.
+    """
+
+    CSS_PATH = "dialogs.tcss"
+    DEFAULT_CLASSES = "dialog"
+    AUTO_FOCUS = "#llm_model"
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="settings.save"),
+        Binding("ctrl+t", "test_connection", "Test connection", id="settings.test"),
+        Binding("escape", "cancel", "Cancel", id="settings.cancel"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        test_connection: Callable[[dict], Awaitable[str]],
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self._test_connection = test_connection
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog--box") as box:
+            box.border_title = "Settings"
+            with Grid(classes="dialog--form"):
+                for name, label in TEXT_FIELDS.items():
+                    yield Label(label)
+                    yield self._input(name)
+                    if name == "llm_base_url":
+                        yield Label("Confirm actions")
+                        with Horizontal(classes="dialog--switch-row"):
+                            yield Switch(self.settings.confirmation_mode, id="confirmation_mode")
+                            yield Label(id="confirmation_mode_meaning")
+            with Horizontal(id="testing", classes="dialog--progress"):
+                yield LoadingIndicator()
+                yield Label("testing…")
+            yield Label("", id="status", classes="dialog--status")
+            with Horizontal(classes="dialog--buttons"):
+                yield Button("Test connection", id="test")
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    def _input(self, name: str) -> Input:
+        field = Settings.model_fields[name]
+        if name == "llm_api_key":
+            # The key is never put in the Input; empty keeps the current one.
+            current = mask_secret(self.settings.api_key())
+            return Input(
+                placeholder=f"{current} (type to replace)" if current else "not set",
+                password=True,
+                id=name,
+                compact=True,
+                tooltip=field.description,
+            )
+        return Input(
+            shown_value(getattr(self.settings, name)),
+            id=name,
+            compact=True,
+            tooltip=field.description,
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#testing").display = False
+        self._describe_confirmation_mode()
+
+    @on(Switch.Changed, "#confirmation_mode")
+    def _describe_confirmation_mode(self) -> None:
+        """Say in words what the switch means, so it reads without colour."""
+        if self.query_one("#confirmation_mode", Switch).value:
+            meaning = "on: ask before commands and file writes"
+        else:
+            meaning = "off: run commands without asking"
+        self.query_one("#confirmation_mode_meaning", Label).update(meaning)
+
+    def edited_settings(self) -> Settings:
+        """The settings as the form has them. Raises ValidationError."""
+        values: dict[str, Any] = self.settings.model_dump()
+        for name in TEXT_FIELDS:
+            typed = self.query_one(f"#{name}", Input).value
+            if name == "llm_api_key":
+                if typed.strip():
+                    values[name] = typed
+            elif not typed.strip() and Settings.model_fields[name].default is None:
+                values[name] = None
+            else:
+                values[name] = typed
+        values["confirmation_mode"] = self.query_one("#confirmation_mode", Switch).value
+        return Settings.model_validate(values)
+
+    def changed_values(self, edited: Settings) -> dict[str, Any]:
+        """The settings that differ from the ones the dialog opened with."""
+        changed = {
+            name: getattr(edited, name)
+            for name in EDITED_FIELDS
+            if name != "llm_api_key" and getattr(edited, name) != getattr(self.settings, name)
+        }
+        if self.query_one("#llm_api_key", Input).value.strip():
+            changed["llm_api_key"] = edited.llm_api_key
+        return changed
+
+    def _validated(self) -> Settings | None:
+        """The edited settings, or None after showing why they are refused."""
+        try:
+            edited = self.edited_settings()
+        except ValidationError as error:
+            self._show_status(first_validation_error(error), error=True)
+            self._mark_invalid(error.errors()[0]["loc"])
+            return None
+        self._mark_invalid(())
+        return edited
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        edited = self._validated()
+        if edited is not None:
+            self.dismiss(self.changed_values(edited))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#test")
+    def action_test_connection(self) -> None:
+        edited = self._validated()
+        if edited is not None:
+            self._run_connection_test(edited.model_dump())
+
+    @work(exclusive=True, group="settings-test-connection")
+    async def _run_connection_test(self, values: dict[str, Any]) -> None:
+        """Await the caller's test; show its answer or its error, one line."""
+        self._show_status("", error=False)
+        self.query_one("#testing").display = True
+        try:
+            answer = await self._test_connection(values)
+        except Exception as error:  # shown to the user, never as a traceback
+            self._show_status(one_line(str(error)) or type(error).__name__, error=True)
+        else:
+            self._show_status(one_line(str(answer)), error=False)
+        self.query_one("#testing").display = False
+
+    def _show_status(self, message: str, *, error: bool) -> None:
+        status = self.query_one("#status", Label)
+        status.update(Content(message))
+        status.set_class(error, "-error")
+        status.set_class(bool(message) and not error, "-ok")
+
+    def _mark_invalid(self, location: tuple[object, ...]) -> None:
+        for field in self.query(".-invalid"):
+            field.remove_class("-invalid")
+        if not location:
+            return
+        try:
+            field = self.query_one(f"#{location[0]}", Widget)
+        except NoMatches:
+            return
+        field.add_class("-invalid")
+        field.focus()

@@ -1,0 +1,305 @@
+"""The conversation list: one row per conversation, drawn with Textual's Line
+API so that only the visible rows are ever rendered — 100,000 rows cost what
+40 do. The list holds ids in display order; each visible row asks the
+service for its conversation as it paints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ..backend.models import ConversationInfo
+from ..formatting import format_cost, relative_time
+from ..terminal_text import one_line
+from .status_badge import badge_for
+
+RowSource = Callable[[str], ConversationInfo | None]
+
+
+class ConversationList(ScrollView, can_focus=True):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("enter", "open", "Open", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "conversation-list--cursor",
+        "conversation-list--marked",
+        "conversation-list--match",
+        "conversation-list--dim",
+        "conversation-list--running",
+        "conversation-list--waiting",
+        "conversation-list--error",
+        "conversation-list--done",
+    }
+
+    DEFAULT_CSS = """
+    ConversationList {
+        background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    ConversationList > .conversation-list--cursor { background: $boost; text-style: bold; }
+    ConversationList:focus > .conversation-list--cursor { background: $accent 40%; text-style: bold; }
+    ConversationList > .conversation-list--marked { color: $warning; text-style: bold; }
+    ConversationList > .conversation-list--match { color: $accent; text-style: bold underline; }
+    ConversationList > .conversation-list--dim { color: $text-muted; }
+    ConversationList > .conversation-list--running { color: $success; text-style: bold; }
+    ConversationList > .conversation-list--waiting { color: $warning; text-style: bold; }
+    ConversationList > .conversation-list--error { color: $error; text-style: bold; }
+    ConversationList > .conversation-list--done { color: $text-muted; }
+    """
+
+    cursor: reactive[int] = reactive(0, always_update=True, init=False)
+
+    class Highlighted(Message):
+        """The cursor moved to another conversation (None: the list is empty)."""
+
+        def __init__(self, conversation_list: ConversationList, conversation_id: str | None) -> None:
+            super().__init__()
+            self.conversation_list = conversation_list
+            self.conversation_id = conversation_id
+
+        @property
+        def control(self) -> ConversationList:
+            return self.conversation_list
+
+    class Opened(Message):
+        """Enter on a row."""
+
+        def __init__(self, conversation_list: ConversationList, conversation_id: str) -> None:
+            super().__init__()
+            self.conversation_list = conversation_list
+            self.conversation_id = conversation_id
+
+        @property
+        def control(self) -> ConversationList:
+            return self.conversation_list
+
+    class MarksChanged(Message):
+        def __init__(self, conversation_list: ConversationList, count: int) -> None:
+            super().__init__()
+            self.conversation_list = conversation_list
+            self.count = count
+
+        @property
+        def control(self) -> ConversationList:
+            return self.conversation_list
+
+    def __init__(
+        self,
+        row_source: RowSource,
+        clock: Callable[[], datetime],
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.row_source = row_source
+        self.clock = clock
+        self.ids: list[str] = []
+        self._positions: dict[str, int] | None = None
+        self.marked: set[str] = set()
+        self.highlight_words: tuple[str, ...] = ()
+        self.spinner_frame = 0
+        self._animated_rows: set[int] = set()
+        self._highlighted_id: str | None = None
+
+    # -- data ------------------------------------------------------------------------
+
+    @property
+    def current_id(self) -> str | None:
+        return self.ids[self.cursor] if 0 <= self.cursor < len(self.ids) else None
+
+    def set_ids(self, ids: list[str], highlight_words: tuple[str, ...] = ()) -> None:
+        """Show these conversations, in this order, keeping the cursor on the
+        same conversation when it is still there."""
+        keep = self.current_id
+        self.ids = ids
+        self._positions = None
+        self.highlight_words = highlight_words
+        self.marked &= set(ids) if len(self.marked) < 10_000 else self.marked
+        self.virtual_size = Size(self.size.width, len(ids))
+        position = self.position_of(keep) if keep is not None else None
+        self.cursor = position if position is not None else min(self.cursor, max(0, len(ids) - 1))
+        self.refresh()
+
+    def position_of(self, conversation_id: str) -> int | None:
+        if self._positions is None:
+            self._positions = {conversation_id: index for index, conversation_id in enumerate(self.ids)}
+        return self._positions.get(conversation_id)
+
+    def refresh_conversation(self, conversation_id: str) -> None:
+        """Repaint one row if it is on screen (no rebuild of the list)."""
+        position = self.position_of(conversation_id)
+        if position is not None and self.scroll_offset.y <= position < self.scroll_offset.y + self.size.height:
+            self.refresh_line(position)
+
+    def marked_or_current(self) -> list[str]:
+        """The marked conversations in display order, else the current one."""
+        if self.marked:
+            return [conversation_id for conversation_id in self.ids if conversation_id in self.marked]
+        return [self.current_id] if self.current_id else []
+
+    def clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self.post_message(self.MarksChanged(self, 0))
+            self.refresh()
+
+    # -- cursor --------------------------------------------------------------------
+
+    def validate_cursor(self, cursor: int) -> int:
+        return max(0, min(cursor, len(self.ids) - 1)) if self.ids else 0
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh_line(old)
+        self.refresh_line(new)
+        self.scroll_to_region_of_cursor()
+        current = self.current_id
+        if current != self._highlighted_id:
+            self._highlighted_id = current
+            self.post_message(self.Highlighted(self, current))
+
+    def scroll_to_region_of_cursor(self) -> None:
+        height = max(1, self.scrollable_content_region.height)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+
+    def action_cursor_up(self) -> None:
+        self.cursor -= 1
+
+    def action_cursor_down(self) -> None:
+        self.cursor += 1
+
+    def action_first(self) -> None:
+        self.cursor = 0
+
+    def action_last(self) -> None:
+        self.cursor = len(self.ids) - 1
+
+    def action_page_up(self) -> None:
+        self.cursor -= max(1, self.scrollable_content_region.height - 1)
+
+    def action_page_down(self) -> None:
+        self.cursor += max(1, self.scrollable_content_region.height - 1)
+
+    def action_toggle_mark(self) -> None:
+        current = self.current_id
+        if current is None:
+            return
+        self.marked ^= {current}
+        self.post_message(self.MarksChanged(self, len(self.marked)))
+        self.cursor += 1
+        self.refresh_line(self.cursor - 1)
+
+    def action_open(self) -> None:
+        if self.current_id is not None:
+            self.post_message(self.Opened(self, self.current_id))
+
+    def on_click(self, event) -> None:  # noqa: ANN001 (textual.events.Click)
+        row = int(self.scroll_offset.y) + event.y
+        if 0 <= row < len(self.ids):
+            if row == self.cursor and event.chain >= 2:
+                self.action_open()
+            self.cursor = row
+
+    # -- painting ------------------------------------------------------------------
+
+    def advance_spinner(self) -> None:
+        """Next animation frame for running rows (only their lines repaint)."""
+        self.spinner_frame += 1
+        top = int(self.scroll_offset.y)
+        for row in list(self._animated_rows):
+            if top <= row < top + self.size.height:
+                self.refresh_line(row)
+            else:
+                self._animated_rows.discard(row)
+
+    def render_line(self, y: int) -> Strip:
+        row = int(self.scroll_offset.y) + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if row >= len(self.ids):
+            return Strip.blank(width, base)
+        conversation_id = self.ids[row]
+        info = self.row_source(conversation_id)
+        if info is None:
+            return Strip([Segment(" " + conversation_id[:8] + " (deleted)", base)]).crop_extend(0, width, base)
+        segments = self._row_segments(info, width, base, row)
+        strip = Strip(segments).crop_extend(0, width, base)
+        if row == self.cursor:
+            strip = strip.apply_style(self.get_component_rich_style("conversation-list--cursor"))
+        return strip
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"conversation-list--{name}", partial=True)
+
+    def _row_segments(self, info: ConversationInfo, width: int, base: Style, row: int) -> list[Segment]:
+        badge = badge_for(info, self.spinner_frame)
+        if badge.animated:
+            self._animated_rows.add(row)
+        mark = Segment("●" if info.conversation_id in self.marked else " ", base + self._style("marked"))
+        updated = relative_time(info.last_updated_at, self.clock())
+        cost = format_cost(info.accumulated_cost)
+        repository = info.selected_repository or ""
+        if repository and info.selected_branch:
+            repository += f"@{info.selected_branch}"
+        trigger = info.trigger.value if info.trigger else ""
+        right_parts = [f"{updated:>9}", f"{cost:>7}"]
+        if width >= 100:
+            right_parts.insert(0, f"{trigger:<9}")
+        if width >= 70 and repository:
+            right_parts.insert(0, one_line(repository, 28))
+        right = " ".join(right_parts)
+        title_width = max(8, width - 4 - len(right) - 1)
+        title = one_line(info.title, title_width)
+        segments = [mark, Segment(badge.glyph, base + self._style(badge.style)), Segment(" ", base)]
+        segments.extend(self._highlighted(title, base))
+        padding = max(1, width - 3 - len(title) - len(right))
+        segments.append(Segment(" " * padding, base))
+        segments.append(Segment(right, base + self._style("dim")))
+        return segments
+
+    def _highlighted(self, text: str, base: Style) -> list[Segment]:
+        """`text` with the filter's words marked wherever they occur."""
+        if not self.highlight_words:
+            return [Segment(text, base)]
+        lowered = text.lower()
+        marks = [False] * len(text)
+        for word in self.highlight_words:
+            start = lowered.find(word)
+            while word and start != -1:
+                for index in range(start, min(len(text), start + len(word))):
+                    marks[index] = True
+                start = lowered.find(word, start + 1)
+        segments: list[Segment] = []
+        match_style = base + self._style("match")
+        run_start = 0
+        for index in range(1, len(text) + 1):
+            if index == len(text) or marks[index] != marks[run_start]:
+                segments.append(Segment(text[run_start:index], match_style if marks[run_start] else base))
+                run_start = index
+        return segments
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.ids))

@@ -1,0 +1,126 @@
+"""The detail pane of the selected conversation: its metadata and live
+status, its event log, the approval bar when an action waits for
+confirmation, and the input to message the agent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Input, Static
+
+from ..backend.events import EventDict
+from ..backend.models import ConversationInfo
+from ..formatting import format_cost, format_tokens, relative_time
+from ..terminal_text import one_line
+from .event_log import EventLog
+from .status_badge import badge_for
+
+
+def describe_info(info: ConversationInfo, now: datetime) -> Text:
+    """The header lines of the pane, built as Text so nothing is markup."""
+    badge = badge_for(info)
+    text = Text()
+    text.append(one_line(info.title), style="bold")
+    text.append("\n")
+    state = info.status.value
+    if info.runtime_status is not None:
+        state += f" · {info.runtime_status.value.removeprefix('STATUS$').lower()}"
+    if info.agent_state is not None:
+        state += f" · agent {info.agent_state.value.replace('_', ' ')}"
+    text.append(f"{badge.glyph} {state}")
+    if info.status_message:
+        text.append(f" — {one_line(info.status_message, 200)}", style="italic")
+    text.append("\n")
+    repository = info.selected_repository or "no repository"
+    if info.selected_branch:
+        repository += f" @ {info.selected_branch}"
+    text.append(f"{info.conversation_id}  ·  {one_line(repository)}  ·  {info.trigger.value if info.trigger else '-'}\n")
+    text.append(
+        f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
+        f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
+        f" ({format_tokens(info.prompt_tokens)} in, {format_tokens(info.completion_tokens)} out)"
+    )
+    if info.pr_number:
+        text.append(" · PR " + ", ".join(f"#{number}" for number in info.pr_number))
+    return text
+
+
+class ApprovalBar(Horizontal):
+    """Shown while an action waits for confirmation."""
+
+    class Decided(Message):
+        def __init__(self, decision: str) -> None:
+            super().__init__()
+            self.decision = decision  # "approve", "reject" or "always"
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="approval-text")
+        yield Button("Approve (y)", id="approve", variant="success")
+        yield Button("Reject (N)", id="reject", variant="error")
+        yield Button("Always (Y)", id="always")
+
+    def show_action(self, action: EventDict | None) -> None:
+        self.display = action is not None
+        if action is not None:
+            args = action.get("args") or {}
+            what = args.get("command") or f"{args.get('command', '')} {args.get('path', '')}".strip()
+            self.query_one("#approval-text", Static).update(
+                Text(f"Approve {action.get('action')}: {one_line(str(what), 200)}?")
+            )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.Decided(event.button.id or "reject"))
+
+
+class DetailPane(Vertical):
+    """Attributes down: the screen sets `info`, events and the pending action."""
+
+    class MessageSubmitted(Message):
+        def __init__(self, conversation_id: str, text: str) -> None:
+            super().__init__()
+            self.conversation_id = conversation_id
+            self.text = text
+
+    def __init__(self, clock: Callable[[], datetime], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.info: ConversationInfo | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-header")
+        yield EventLog(id="event-log")
+        yield ApprovalBar(id="approval-bar")
+        yield Input(placeholder="Message the agent — Enter sends", id="message-input")
+
+    def on_mount(self) -> None:
+        self.query_one(ApprovalBar).display = False
+        self.show_info(None)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.query_one(EventLog)
+
+    def show_info(self, info: ConversationInfo | None) -> None:
+        self.info = info
+        header = self.query_one("#detail-header", Static)
+        if info is None:
+            header.update(Text("No conversation selected.\nPress n to create one."))
+            self.query_one("#message-input", Input).disabled = True
+            return
+        header.update(describe_info(info, self.clock()))
+        self.query_one("#message-input", Input).disabled = False
+
+    def show_pending(self, action: EventDict | None) -> None:
+        self.query_one(ApprovalBar).show_action(action)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.info is not None and event.value.strip():
+            self.post_message(self.MessageSubmitted(self.info.conversation_id, event.value))
+            event.input.value = ""

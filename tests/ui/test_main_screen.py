@@ -1,0 +1,287 @@
+"""The main screen driven the way a person drives it: keys in, screen out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from convtui.app import ConvtuiApp
+from convtui.backend.models import AgentState, ConversationStatus
+from convtui.screens.main import MainScreen
+from convtui.widgets.conversation_list import ConversationList
+from convtui.widgets.event_log import EventLog
+
+from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
+from .seed import SAMPLES, seed_store, still_app
+
+
+async def settle(pilot, condition: Callable[[], bool] | None = None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while condition is not None and not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the screen did not reach the expected state")
+        await pilot.pause(0.02)
+
+
+def main_screen(app: ConvtuiApp) -> MainScreen:
+    screen = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+    return screen
+
+
+def listed(app: ConvtuiApp) -> ConversationList:
+    return main_screen(app).query_one(ConversationList)
+
+
+def titles(app: ConvtuiApp) -> list[str]:
+    service = main_screen(app).service
+    return [service.row(i).title for i in listed(app).ids]
+
+
+def status_line(app: ConvtuiApp) -> str:
+    return str(main_screen(app).query_one("#list-status").render())
+
+
+def ready(app: ConvtuiApp) -> Callable[[], bool]:
+    return lambda: any(isinstance(s, MainScreen) for s in app.screen_stack) and bool(listed(app).ids)
+
+
+@pytest.fixture
+def seeded(data_dir: Path) -> list[str]:
+    return seed_store(data_dir)
+
+
+async def test_moving_through_the_list_updates_the_detail(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        visible = [s["title"] for s in SAMPLES if not s.get("archived")]
+        assert titles(app) == visible  # newest activity first, archived hidden
+        assert status_line(app).startswith("5 of 6")
+        conversation_list = listed(app)
+        header = lambda: str(main_screen(app).query_one("#detail-header").render())  # noqa: E731
+        assert "Fix the flaky payments test" in header()
+        await pilot.press("j")
+        await settle(pilot, lambda: "Refactor the settings loader" in header())
+        await pilot.press("down", "down")
+        assert conversation_list.cursor == 3
+        await pilot.press("k")
+        assert conversation_list.cursor == 2
+        await pilot.press("G")
+        assert conversation_list.cursor == 4
+        await pilot.press("g")
+        assert conversation_list.cursor == 0
+        await pilot.press("end")
+        assert conversation_list.cursor == 4
+        await pilot.press("home", "pagedown")
+        assert conversation_list.cursor == 4
+        await pilot.press("pageup")
+        assert conversation_list.cursor == 0
+
+
+async def test_filter_narrows_highlights_and_escape_clears(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("slash")
+        for key in "engine":
+            await pilot.press(key)
+        await settle(pilot, lambda: len(listed(app).ids) == 2)
+        assert titles(app) == ["Investigate slow CI on the engine", "Port the parser to Rust"]
+        assert status_line(app).startswith("2 of 6")
+        assert listed(app).highlight_words == ("engine",)
+        await pilot.press("escape")
+        await settle(pilot, lambda: len(listed(app).ids) == 5)
+        assert app.focused is listed(app)
+
+        await pilot.press("slash", *"status:error")
+        await settle(pilot, lambda: len(listed(app).ids) == 1)
+        assert titles(app) == ["Refactor the settings loader"]
+        await pilot.press("escape")
+        await pilot.press("slash", *"is:archived")
+        await settle(pilot, lambda: titles(app) == ["Old experiment"])
+        await pilot.press("escape")
+        await pilot.press("slash", *"repo:acme/engine rust")
+        await settle(pilot, lambda: titles(app) == ["Port the parser to Rust"])
+        await pilot.press("enter")
+        assert app.focused is listed(app)
+
+
+async def test_sort_cycles(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("o", "o")  # created, then title
+        await settle(pilot, lambda: "sort: title" in status_line(app))
+        await settle(pilot, lambda: titles(app)[0] == "Fix the flaky payments test")
+        assert titles(app) == sorted(titles(app), key=str.casefold)
+        await pilot.press("o", "o")  # status, then cost
+        await settle(pilot, lambda: "sort: cost" in status_line(app))
+        await settle(pilot, lambda: titles(app)[0] == "Port the parser to Rust")
+
+
+async def test_new_conversation_dialog_creates_it(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("n")
+        await settle(pilot, lambda: type(app.screen).__name__ == "NewConversationScreen")
+        await pilot.press(*"Add a health check")
+        app.screen.query_one("Checkbox").value = False  # not start now: no model in this test
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and len(listed(app).ids) == 6)
+        service = main_screen(app).service
+        [new_id] = set(listed(app).ids) - set(seeded)
+        events = await service.search_events(new_id)
+        assert events[0]["message"] == "Add a health check"
+        assert (await service.get(new_id)).trigger.value == "gui"
+
+
+async def test_rename_delete_archive_and_marks(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        service = main_screen(app).service
+        first = listed(app).ids[0]
+        await pilot.press("r")
+        await settle(pilot, lambda: type(app.screen).__name__ == "RenameScreen")
+        await pilot.press(*"Renamed by keys", "enter")
+        await settle(pilot, lambda: service.row(first).title == "Renamed by keys")
+
+        # Mark two rows, archive both at once.
+        await pilot.press("g", "space", "space")
+        assert len(listed(app).marked) == 2
+        assert "2 marked" in status_line(app)
+        await pilot.press("a")
+        await settle(pilot, lambda: len(listed(app).ids) == 3)
+        assert (await service.get(first)).archived
+
+        # Delete asks first; n keeps it, y deletes it.
+        doomed = listed(app).ids[0]
+        await pilot.press("g", "d")
+        await settle(pilot, lambda: type(app.screen).__name__ == "ConfirmDeleteScreen")
+        await pilot.press("n")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert service.row(doomed) is not None
+        await pilot.press("d")
+        await settle(pilot, lambda: type(app.screen).__name__ == "ConfirmDeleteScreen")
+        await pilot.press("y")
+        await settle(pilot, lambda: service.row(doomed) is None and len(listed(app).ids) == 2)
+
+
+async def test_copy_export_help_and_settings(
+    data_dir: Path, seeded: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        first = listed(app).ids[0]
+        await pilot.press("c")
+        assert app.clipboard == first
+        await pilot.press("e")
+        await settle(pilot, lambda: (tmp_path / f"convtui-{first[:8]}.json").exists())
+        await pilot.press("question_mark")
+        await settle(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await pilot.press("f2")
+        await settle(pilot, lambda: type(app.screen).__name__ == "SettingsScreen")
+        await pilot.press("escape")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_empty_state_tells_what_to_press(data_dir: Path) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+        await settle(pilot, lambda: main_screen(app).query_one("#empty-state").display)
+        assert "Press n" in str(main_screen(app).query_one("#empty-state").render())
+
+
+async def test_narrow_terminals_open_the_detail_over_the_list(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, ready(app))
+        screen = main_screen(app)
+        assert screen.narrow and not screen.query_one("#detail").display
+        await pilot.press("enter")
+        await settle(pilot, lambda: screen.query_one("#detail").display)
+        assert not screen.query_one("#list-column").display
+        assert isinstance(app.focused, EventLog)
+        await pilot.press("escape")
+        await settle(pilot, lambda: screen.query_one("#list-column").display)
+        assert app.focused is listed(app)
+
+
+async def test_a_running_loop_updates_its_row_and_detail_live(data_dir: Path) -> None:
+    async with FakeLLMServer() as llm:
+        llm.responder = lambda body: (
+            Text("Live title") if body["messages"][0]["content"].startswith("Write a short title")
+            else ToolCall("execute_bash", {"command": "echo hello"}) if len(body["messages"]) < 4 else Hang()
+        )
+        app = still_app(data_dir)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+            screen = main_screen(app)
+            await screen.service.update_settings(
+                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
+            )
+            created = await screen.service.new_conversation({"initial_user_msg": "say hello"})
+            await settle(pilot, lambda: len(listed(app).ids) == 1)  # found by polling
+            await pilot.press("s")
+            conversation_id = created.conversation_id
+            # Confirmation mode is on: the row shows it waits, the approval bar appears.
+            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            await settle(pilot, lambda: screen.query_one("#approval-bar").display)
+            assert screen.service.row(conversation_id).agent_state is AgentState.AWAITING_USER_CONFIRMATION
+            await pilot.press("y")
+            log = screen.query_one(EventLog)
+            await settle(pilot, lambda: any(e.get("observation") == "run" for e in log.events), timeout=15)
+            run = next(e for e in log.events if e.get("observation") == "run")
+            assert run["content"].strip() == "hello"
+            await settle(pilot, lambda: screen.service.row(conversation_id).title == "Live title", timeout=15)
+            assert screen.service.row(conversation_id).status is ConversationStatus.RUNNING
+
+            # q asks first while a loop runs; answering no keeps it running.
+            await pilot.press("q")
+            await settle(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+            await pilot.press("n")
+            await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+            assert screen.manager.is_running(conversation_id)
+            await pilot.press("x")
+            await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)
+            assert (await screen.service.get(conversation_id)).status is ConversationStatus.STOPPED
+
+
+async def test_another_process_change_appears_within_a_second(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        first = listed(app).ids[0]
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "rename", first, "Renamed elsewhere"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CONVTUI_USER": "tester"},
+        )
+        assert result.returncode == 0, result.stderr
+        changed = time.monotonic()
+        await settle(pilot, lambda: titles(app)[0] == "Renamed elsewhere", timeout=3)
+        assert time.monotonic() - changed < 1.0
+        assert "Renamed elsewhere" in str(main_screen(app).query_one("#detail-header").render())
+
+
+async def test_start_without_a_model_explains_how_to_set_one(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("j", "j", "s")
+        await settle(pilot, lambda: any("llm_model" in str(n.message) for n in app._notifications))
