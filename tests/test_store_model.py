@@ -307,12 +307,6 @@ StoreModel.TestCase.settings = settings(
 test_store_model = StoreModel.TestCase
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: get() and search() return shallow copies and insert() keeps the caller's nested objects, "
-    "so mutating a returned document's list (pr_number) or the inserted dict changes the in-memory "
-    "index, which then disagrees with the disk",
-)
 def test_documents_handed_out_or_taken_in_are_independent_copies(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "store")
     try:

@@ -361,7 +361,7 @@ class ConversationStore:
     def get(self, conversation_id: str) -> Document | None:
         """A copy of the stored document, or None."""
         document = self._documents.get(conversation_id)
-        return dict(document) if document is not None else None
+        return _copy(document) if document is not None else None
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         with self._index_lock:
@@ -375,7 +375,7 @@ class ConversationStore:
     def active_documents(self) -> list[Document]:
         """Documents stored as STARTING or RUNNING (few, even in a big store)."""
         with self._index_lock:
-            return [dict(self._documents[i]) for i in self._active]
+            return [_copy(self._documents[i]) for i in self._active]
 
     def all_ids(self) -> list[str]:
         with self._index_lock:
@@ -417,7 +417,7 @@ class ConversationStore:
                 found.extend(matcher(range(start, end)))
                 start = end
                 chunk *= 4
-            documents = [dict(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
+            documents = [_copy(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
         if len(documents) > limit:
             last = documents[limit - 1]
             return documents[:limit], (last["last_updated_at"], last["conversation_id"])
@@ -482,7 +482,7 @@ class ConversationStore:
         with self._index_lock:
             snapshot = list(self._documents.values())
         for document in snapshot:
-            yield dict(document)
+            yield _copy(document)
 
     # -- writing -----------------------------------------------------------------
 
@@ -530,7 +530,7 @@ class ConversationStore:
         def operation(table: Any) -> None:
             if table.contains(Query().conversation_id == conversation_id):
                 raise ValueError(f"conversation {conversation_id} exists already")
-            table.insert(document)
+            table.insert(_copy(document))
 
         self._write(shard_of(conversation_id), operation)
 
@@ -543,7 +543,7 @@ class ConversationStore:
         stored: list[Document] = []
 
         def transform(document: Document) -> None:
-            replacement = change(dict(document))
+            replacement = change(_copy(document))
             if replacement is None:
                 raise _NothingToStore
             document.clear()
@@ -560,7 +560,7 @@ class ConversationStore:
                 table.update(transform, condition)
             except _NothingToStore:
                 return None
-            return stored[0] if stored else None
+            return _copy(stored[0]) if stored else None
 
         return self._write(shard_of(conversation_id), operation)
 
@@ -578,6 +578,11 @@ class ConversationStore:
             os.close(self._version_fd)
         except OSError:
             pass
+
+
+def _copy(document: Document) -> Document:
+    """An independent copy: documents are flat but for lists (pr_number)."""
+    return {key: list(value) if isinstance(value, list) else value for key, value in document.items()}
 
 
 class _NothingToStore(Exception):
