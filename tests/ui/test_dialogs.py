@@ -98,7 +98,7 @@ async def test_rename_escape_cancels() -> None:
     assert host.results == [None]
 
 
-async def test_rename_error_naming_markup_is_literal() -> None:
+async def test_rename_shows_a_markup_title_literally() -> None:
     host = DialogHost(RenameScreen(MARKUP_TITLE))
     async with host.run_test():
         assert host.dialog.query_one("#title", Input).value == MARKUP_TITLE

@@ -22,7 +22,7 @@ from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
 from .seed import SAMPLES, seed_store, still_app
 
 
-async def settle(pilot, condition: Callable[[], bool] | None = None, timeout: float = 5.0) -> None:
+async def settle(pilot, condition: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     await pilot.pause()
     while condition is not None and not condition():

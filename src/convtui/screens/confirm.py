@@ -14,6 +14,7 @@ from textual.widgets import Button, Static
 
 class ConfirmScreen(ModalScreen[bool]):
     CSS_PATH = "dialogs.tcss"
+    DEFAULT_CLASSES = "dialog"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y,enter", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -25,9 +26,10 @@ class ConfirmScreen(ModalScreen[bool]):
         self.yes_label = yes_label
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static(Text(self.question), classes="dialog-title")
-            with Horizontal(classes="dialog-buttons"):
+        with Vertical(classes="dialog--box") as box:
+            box.border_title = "Confirm"
+            yield Static(Text(self.question), classes="dialog--text")
+            with Horizontal(classes="dialog--buttons"):
                 yield Button(f"{self.yes_label} (y)", id="yes", variant="warning")
                 yield Button("Cancel (n)", id="no")
 

@@ -34,7 +34,7 @@ class ConversationList(ScrollView, can_focus=True):
         Binding("end,G", "last", "Last", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("space", "toggle_mark", "Mark", id="mark", show=False),
         Binding("enter", "open", "Open", show=False),
     ]
 
@@ -134,7 +134,8 @@ class ConversationList(ScrollView, can_focus=True):
         self.ids = ids
         self._positions = None
         self.highlight_words = highlight_words
-        self.marked &= set(ids) if len(self.marked) < 10_000 else self.marked
+        if self.marked:
+            self.marked &= set(ids)
         self.virtual_size = Size(self.size.width, len(ids))
         position = self.position_of(keep) if keep is not None else None
         self.cursor = position if position is not None else min(self.cursor, max(0, len(ids) - 1))
