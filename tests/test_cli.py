@@ -169,8 +169,15 @@ def test_titles_with_escape_sequences_print_inertly(cli: Cli) -> None:
     assert "␛]52;c;ZXZpbA==" in output
 
 
-def test_bare_command_lists_and_version(cli: Cli) -> None:
-    assert "No conversations" in cli()
+def test_bare_command_opens_the_ui_on_the_data_dir(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convtui.app import ConvtuiApp
+
+    opened: list[Path] = []
+    monkeypatch.setattr(ConvtuiApp, "run", lambda app: opened.append(app.data_dir))
+    cli()
+    assert opened == [data_dir]
     assert __version__ in subprocess.run(
         [sys.executable, "-m", "convtui", "--version"], capture_output=True, text=True, check=True
     ).stdout
