@@ -24,7 +24,7 @@ def relative_time(moment: datetime, now: datetime | None = None) -> str:
 
 def format_cost(cost: float | None) -> str:
     if cost is None:
-        return "?"
+        return "n/a"  # the model's price is unknown
     if cost == 0:
         return "$0"
     if cost < 0.01:

@@ -14,6 +14,7 @@ import pytest
 
 from convtui.app import ConvtuiApp
 from convtui.backend.models import AgentState, ConversationStatus
+from convtui.backend.query import parse_query
 from convtui.screens.main import MainScreen
 from convtui.widgets.conversation_list import ConversationList
 from convtui.widgets.event_log import EventLog
@@ -154,14 +155,18 @@ async def test_rename_delete_archive_and_marks(data_dir: Path, seeded: list[str]
         await settle(pilot, lambda: type(app.screen).__name__ == "RenameScreen")
         await pilot.press(*"Renamed by keys", "enter")
         await settle(pilot, lambda: service.row(first).title == "Renamed by keys")
+        expected = await service.list_ids(parse_query("").filter)
+        await settle(pilot, lambda: listed(app).ids == expected)  # the renamed row moved
 
         # Mark two rows, archive both at once.
         await pilot.press("g", "space", "space")
-        assert len(listed(app).marked) == 2
+        marked = set(listed(app).ids[:2])
+        assert listed(app).marked == marked
         assert "2 marked" in status_line(app)
         await pilot.press("a")
         await settle(pilot, lambda: len(listed(app).ids) == 3)
-        assert (await service.get(first)).archived
+        assert all([(await service.get(conversation_id)).archived for conversation_id in marked])
+        assert not listed(app).marked
 
         # Delete asks first; n keeps it, y deletes it.
         doomed = listed(app).ids[0]

@@ -96,6 +96,7 @@ class ConversationManager:
             runtime_status=running.loop.runtime_status,
             agent_state=running.loop.agent_state,
             num_connections=1,
+            status_message=running.loop.status_message,
         )
 
     def is_running(self, conversation_id: str) -> bool:

@@ -75,6 +75,7 @@ class LiveState:
     runtime_status: RuntimeStatus | None = None
     agent_state: AgentState | None = None
     num_connections: int = 0
+    status_message: str | None = None
 
 
 class LiveLoops(Protocol):
@@ -209,6 +210,7 @@ class ConversationService:
                 runtime_status=state.runtime_status,
                 agent_state=state.agent_state,
                 num_connections=state.num_connections,
+                status_message=state.status_message,
             )
         else:
             if document.get("status") in ("STARTING", "RUNNING") and _runner_is_gone(self.data_dir, document):

@@ -49,16 +49,17 @@ class MainScreen(Screen[None]):
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
         Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "back", "Back", id="back"),
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("r", "rename", "Rename", id="rename"),
-        Binding("d", "delete", "Delete", id="delete"),
-        Binding("a", "archive", "Archive", id="archive"),
-        Binding("o", "sort", "Sort", id="sort"),
+        # In the help screen and the palette; the footer keeps to the above.
+        Binding("r", "rename", "Rename", id="rename", show=False),
+        Binding("d", "delete", "Delete", id="delete", show=False),
+        Binding("a", "archive", "Archive", id="archive", show=False),
+        Binding("o", "sort", "Sort", id="sort", show=False),
         Binding("e", "export", "Export", id="export", show=False),
         Binding("c", "copy_id", "Copy id", id="copy", show=False),
         Binding("R", "remember", "Remember", id="remember", show=False),
-        Binding("escape", "back", "Back", show=False),
-        Binding("f2", "settings", "Settings", id="settings"),
+        Binding("f2", "settings", "Settings", id="settings", key_display="F2"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
@@ -108,6 +109,8 @@ class MainScreen(Screen[None]):
         self.set_interval(POLL_SECONDS, self._poll)
         if self.app.animation_level != "none":
             self.set_interval(0.1, self.conversation_list.advance_spinner)
+        else:
+            self.conversation_list.animate = False
         self.conversation_list.focus()
         self.reload()
 
@@ -155,6 +158,10 @@ class MainScreen(Screen[None]):
     def _show_empty_state(self, shown: int, total: int) -> None:
         empty = self.query_one("#empty-state", Static)
         empty.display = shown == 0
+        self.conversation_list.display = shown != 0
+        focused = self.focused
+        if shown and (focused is None or not focused.display):
+            self.conversation_list.focus()
         if total == 0:
             empty.update(
                 "No conversations yet.\n\n"
@@ -249,8 +256,13 @@ class MainScreen(Screen[None]):
             return False
         if action == "decide":
             return bool(selected and self.manager.pending_action(selected))
-        if action == "start" and selected and self.manager.is_running(selected) and not self.conversation_list.marked:
-            return False
+        if action == "back":
+            return bool(
+                self.query_one("#filter", Input).display or self.has_class("detail-open") or self.conversation_list.marked
+            )
+        if action == "start" and selected and not self.conversation_list.marked:
+            info = self.service.row(selected)
+            return info is not None and info.status.value not in ("RUNNING", "STARTING")
         if action == "stop" and selected and not self.conversation_list.marked and not self.manager.is_running(selected):
             info = self.service.row(selected)
             return info is not None and info.status.value in ("RUNNING", "STARTING")
@@ -263,6 +275,7 @@ class MainScreen(Screen[None]):
         filter_input = self.query_one("#filter", Input)
         filter_input.display = True
         filter_input.focus()
+        self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -435,8 +448,7 @@ class MainScreen(Screen[None]):
         except ConvtuiError as error:
             self.notify(str(error), title="Not renamed", severity="error")
             return
-        self.conversation_list.refresh_conversation(info.conversation_id)
-        self._select(info.conversation_id)
+        self.reload()  # its last activity moved, and so may its place
 
     @work(group="dialogs")
     async def action_delete(self) -> None:

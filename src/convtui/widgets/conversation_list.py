@@ -54,7 +54,7 @@ class ConversationList(ScrollView, can_focus=True):
         background: $surface;
         scrollbar-size-vertical: 1;
     }
-    ConversationList > .conversation-list--cursor { background: $boost; text-style: bold; }
+    ConversationList > .conversation-list--cursor { background: $panel-lighten-2; text-style: bold; }
     ConversationList:focus > .conversation-list--cursor { background: $accent 40%; text-style: bold; }
     ConversationList > .conversation-list--marked { color: $warning; text-style: bold; }
     ConversationList > .conversation-list--match { color: $accent; text-style: bold underline; }
@@ -118,6 +118,7 @@ class ConversationList(ScrollView, can_focus=True):
         self.marked: set[str] = set()
         self.highlight_words: tuple[str, ...] = ()
         self.spinner_frame = 0
+        self.animate = True  # False: running rows show a still ▶ (reduced motion)
         self._animated_rows: set[int] = set()
         self._highlighted_id: str | None = None
 
@@ -246,17 +247,16 @@ class ConversationList(ScrollView, can_focus=True):
         info = self.row_source(conversation_id)
         if info is None:
             return Strip([Segment(" " + conversation_id[:8] + " (deleted)", base)]).crop_extend(0, width, base)
-        segments = self._row_segments(info, width, base, row)
-        strip = Strip(segments).crop_extend(0, width, base)
         if row == self.cursor:
-            strip = strip.apply_style(self.get_component_rich_style("conversation-list--cursor"))
-        return strip
+            # Part of the base, so every piece of the row carries its background.
+            base = base + self.get_component_rich_style("conversation-list--cursor", partial=True)
+        return Strip(self._row_segments(info, width, base, row)).crop_extend(0, width, base)
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"conversation-list--{name}", partial=True)
 
     def _row_segments(self, info: ConversationInfo, width: int, base: Style, row: int) -> list[Segment]:
-        badge = badge_for(info, self.spinner_frame)
+        badge = badge_for(info, self.spinner_frame if self.animate else None)
         if badge.animated:
             self._animated_rows.add(row)
         mark = Segment("●" if info.conversation_id in self.marked else " ", base + self._style("marked"))
@@ -266,19 +266,21 @@ class ConversationList(ScrollView, can_focus=True):
         if repository and info.selected_branch:
             repository += f"@{info.selected_branch}"
         trigger = info.trigger.value if info.trigger else ""
-        right_parts = [f"{updated:>9}", f"{cost:>7}"]
-        if width >= 100:
-            right_parts.insert(0, f"{trigger:<9}")
-        if width >= 70 and repository:
-            right_parts.insert(0, one_line(repository, 28))
-        right = " ".join(right_parts)
-        title_width = max(8, width - 4 - len(right) - 1)
+        repository = one_line(repository, 28) if width >= 70 else ""
+        rest = f"{trigger:<9} " if width >= 100 else ""
+        rest += f"{updated:>9} {cost:>7}"
+        right_width = len(rest) + (len(repository) + 1 if repository else 0)
+        title_width = max(8, width - 4 - right_width - 1)
         title = one_line(info.title, title_width)
+        dim = base + self._style("dim")
         segments = [mark, Segment(badge.glyph, base + self._style(badge.style)), Segment(" ", base)]
         segments.extend(self._highlighted(title, base))
-        padding = max(1, width - 3 - len(title) - len(right))
+        padding = max(1, width - 3 - len(title) - right_width)
         segments.append(Segment(" " * padding, base))
-        segments.append(Segment(right, base + self._style("dim")))
+        if repository:
+            segments.extend(self._highlighted(repository, dim))
+            segments.append(Segment(" ", dim))
+        segments.append(Segment(rest, dim))
         return segments
 
     def _highlighted(self, text: str, base: Style) -> list[Segment]:

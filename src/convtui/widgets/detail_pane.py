@@ -21,25 +21,29 @@ from .event_log import EventLog
 from .status_badge import badge_for
 
 
-def describe_info(info: ConversationInfo, now: datetime) -> Text:
-    """The header lines of the pane, built as Text so nothing is markup."""
+def describe_info(info: ConversationInfo, now: datetime, colours: dict[str, str] | None = None) -> Text:
+    """The header lines of the pane, built as Text so nothing is markup.
+    `colours` maps badge styles (running, waiting, error) to theme colours."""
     badge = badge_for(info)
-    text = Text()
+    colour = (colours or {}).get(badge.style)
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append(one_line(info.title), style="bold")
     text.append("\n")
     state = info.status.value
     if info.runtime_status is not None:
-        state += f" · {info.runtime_status.value.removeprefix('STATUS$').lower()}"
+        state += " · " + info.runtime_status.value.removeprefix("STATUS$").replace("_", " ").lower()
     if info.agent_state is not None:
         state += f" · agent {info.agent_state.value.replace('_', ' ')}"
-    text.append(f"{badge.glyph} {state}")
-    if info.status_message:
-        text.append(f" — {one_line(info.status_message, 200)}", style="italic")
+    text.append(f"{badge.glyph} {state}", style=f"bold {colour}" if colour else "bold")
     text.append("\n")
+    if info.status_message:
+        text.append(one_line(info.status_message, 300), style=f"italic {colour}" if colour else "italic")
+        text.append("\n")
     repository = info.selected_repository or "no repository"
     if info.selected_branch:
-        repository += f" @ {info.selected_branch}"
-    text.append(f"{info.conversation_id}  ·  {one_line(repository)}  ·  {info.trigger.value if info.trigger else '-'}\n")
+        repository += f"@{info.selected_branch}"
+    trigger = info.trigger.value if info.trigger else "-"
+    text.append(f"{info.conversation_id} · {one_line(repository)} · {trigger}\n")
     text.append(
         f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
         f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
@@ -68,10 +72,11 @@ class ApprovalBar(Horizontal):
         self.display = action is not None
         if action is not None:
             args = action.get("args") or {}
-            what = args.get("command") or f"{args.get('command', '')} {args.get('path', '')}".strip()
-            self.query_one("#approval-text", Static).update(
-                Text(f"Approve {action.get('action')}: {one_line(str(what), 200)}?")
-            )
+            if action.get("action") == "run":
+                what = f"run  {args.get('command', '')}"
+            else:
+                what = f"{args.get('command', 'edit')}  {args.get('path', '')}"
+            self.query_one("#approval-text", Static).update(Text(f"Waiting for approval — {one_line(what, 200)}"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -113,7 +118,9 @@ class DetailPane(Vertical):
             header.update(Text("No conversation selected.\nPress n to create one."))
             self.query_one("#message-input", Input).disabled = True
             return
-        header.update(describe_info(info, self.clock()))
+        variables = self.app.get_css_variables()
+        colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
+        header.update(describe_info(info, self.clock(), colours))
         self.query_one("#message-input", Input).disabled = False
 
     def show_pending(self, action: EventDict | None) -> None:

@@ -95,8 +95,8 @@ class EventLog(ScrollView, can_focus=True):
     EventLog > .event-log--observation { color: $text-muted; }
     EventLog > .event-log--error { color: $error; text-style: bold; }
     EventLog > .event-log--dim { color: $text-muted; }
-    EventLog > .event-log--selected { background: $boost; }
-    EventLog:focus > .event-log--selected { background: $accent 25%; }
+    EventLog > .event-log--selected { background: $panel-lighten-2; }
+    EventLog:focus > .event-log--selected { background: $accent-darken-3; }
     EventLog > .event-log--streaming { color: $text-muted; text-style: italic; }
     """
 
@@ -250,16 +250,17 @@ class EventLog(ScrollView, can_focus=True):
         line = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
         base = self.rich_style
+        if not self._lines and y == 0:
+            return Strip([Segment("  No events yet.", base)]).crop_extend(0, width, base)
         if line >= len(self._lines):
             return Strip.blank(width, base)
         index, text, style_name = self._lines[line]
+        if index == self.selected and index >= 0:
+            base = base + self.get_component_rich_style("event-log--selected", partial=True)
         style = base
         if style_name != "plain":
             style = base + self.get_component_rich_style(f"event-log--{style_name}", partial=True)
-        strip = Strip([Segment(text, style)]).crop_extend(0, width, base)
-        if index == self.selected and index >= 0:
-            strip = strip.apply_style(self.get_component_rich_style("event-log--selected", partial=True))
-        return strip
+        return Strip([Segment(text, style)]).crop_extend(0, width, base)
 
 
 def _wrap(text: str, width: int) -> list[str]:
