@@ -290,3 +290,55 @@ async def test_start_without_a_model_explains_how_to_set_one(data_dir: Path, see
         await settle(pilot, ready(app))
         await pilot.press("j", "j", "s")
         await settle(pilot, lambda: any("llm_model" in str(n.message) for n in app._notifications))
+
+
+async def test_demo_seeds_conversations_whose_replays_run(tmp_path: Path) -> None:
+    from convtui.demo import seed
+
+    data_dir = tmp_path / "demo"
+    replays = await seed(data_dir)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        screen = main_screen(app)
+        assert len(listed(app).ids) == 5  # one sample is archived
+        for conversation_id in replays:
+            await screen.manager.start(conversation_id)
+        await settle(pilot, lambda: all(
+            screen.service.row(i).agent_state is AgentState.FINISHED for i in replays
+        ), timeout=20)
+        game = screen.service.data_dir.workspace(replays[0]) / "game_2048.py"
+        assert game.exists()
+
+
+async def test_remember_prompt_for_the_selected_event(data_dir: Path) -> None:
+    async with FakeLLMServer() as llm:
+        llm.default = Text("<update_prompt>Run the engine tests with -x.</update_prompt>")
+        app = still_app(data_dir)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+            screen = main_screen(app)
+            await screen.service.update_settings(
+                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
+            )
+            await screen.service.new_conversation({"initial_user_msg": "How do I run the engine tests?"})
+            await settle(pilot, lambda: len(listed(app).ids) == 1)
+            await pilot.press("tab")
+            assert isinstance(app.focused, EventLog)
+            await settle(pilot, lambda: app.focused.selected_event_id == 0)
+            await pilot.press("R")
+            await settle(pilot, lambda: type(app.screen).__name__ == "RememberPromptScreen")
+            await settle(pilot, lambda: "Run the engine tests with -x." in app.screen.query_one("TextArea").text)
+            await pilot.press("escape")
+
+
+async def test_command_palette_reaches_the_actions(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("ctrl+p")
+        await settle(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"every key")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot, lambda: type(app.screen).__name__ == "HelpScreen")

@@ -41,11 +41,11 @@ async def seed(root: Path) -> list[str]:
             if repository:
                 fields.update(repository=repository, selected_branch=branch)
             conversation_id = (await service.new_conversation(fields)).conversation_id
-            moment = utc_now() - timedelta(hours=hours_ago)
-            await service.update_metadata(conversation_id, last_updated_at=moment, created_at=moment)
             await service.rename(conversation_id, title)
             if archived:
                 await service.archive(conversation_id)
+            moment = utc_now() - timedelta(hours=hours_ago)
+            await service.update_metadata(conversation_id, last_updated_at=moment, created_at=moment)
         return replays
     finally:
         service.close()
