@@ -4,6 +4,7 @@ Run on demand (not part of the test suite):
 
     .venv/bin/python bench/loops.py                          # 10, 100 and 200 loops
     .venv/bin/python bench/loops.py --loops 200 --iterations 10 --delay 1.0
+    .venv/bin/python bench/loops.py --loops 200 --delay 5 --jitter 0.5   # answers out of lockstep
     .venv/bin/python bench/loops.py --loops 200 --slow-callback 50   # name what blocks
 
 Setup. A temporary data directory; settings with confirmation_mode off,
@@ -20,6 +21,8 @@ then a `finish` call; an auto-title request (system message "Write a short
 title ...") gets a short Text title. Each conversation's first message
 carries a marker "[bench <key>]" that the server uses to count requests and
 tokens per conversation. Every answer carries distinct token usage.
+--jitter J (default 0) makes each answer wait delay x uniform(1-J, 1+J)
+instead (seeded), so that the loops no longer get their answers in lockstep.
 
 Before the measured cases, a warm-up (2 loops, 1 iteration, 50 ms delay)
 pays for importing litellm and its first-call setup; its worst stall is
@@ -33,10 +36,11 @@ after the other, wait for all, then report
   updates/s        updates published through manager.subscribe / wall, by type
   stall            a task sleeping 10 ms in a loop records (actual - 10 ms):
                    max, p99 and p50 of that lateness, and ticks later than 100 ms
-  CPU per LLM call process CPU (time.process_time: event-loop thread plus the
-                   asyncio.to_thread workers) / LLM requests served; the
-                   workspace commands' CPU (RUSAGE_CHILDREN) and the fake
-                   server's CPU are shown apart
+  CPU per LLM call process CPU (time.process_time: the event-loop thread,
+                   whose share time.thread_time gives, plus every other thread:
+                   asyncio.to_thread workers, litellm's own threads) / LLM
+                   requests served; the workspace commands' CPU
+                   (RUSAGE_CHILDREN) and the fake server's CPU are shown apart
   memory           ru_maxrss (peak RSS of the process so far, so it never goes
                    down from one N to the next), the RSS now, and with
                    --tracemalloc the traced peak (slows everything: off by default)
@@ -53,8 +57,8 @@ Summary: the goal is 200 loops with a worst stall <= 100 ms (PASS/FAIL).
 Exit status: 0 all good, 1 an integrity check failed, 2 the goal failed.
 
 --slow-callback MS turns on asyncio debug mode (which adds overhead of its own)
-and lists the slowest event-loop callbacks, with the coroutine and file:line
-each was at, after each case.
+and lists, after each case, the slowest event-loop callbacks as asyncio logs
+them (a task's outermost coroutine and the line it stands at).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ import gc
 import json
 import logging
 import os
+import random
 import re
 import resource
 import sys
@@ -116,7 +121,8 @@ def plan(step: int, iterations: int, tools: str) -> Step:
         arguments = {"command": "create", "path": f"/workspace/note_{step}.txt", "file_text": f"note {step}\n"}
         return Step("str_replace_editor", arguments, "edit", "edit")
     if kind == 2:
-        return Step("str_replace_editor", {"command": "view", "path": f"/workspace/note_{step - 1}.txt"}, "read", "read")
+        arguments = {"command": "view", "path": f"/workspace/note_{step - 1}.txt"}
+        return Step("str_replace_editor", arguments, "read", "read")
     return Step("think", {"thought": f"step {step} went fine"}, "think", "think")
 
 
@@ -135,8 +141,9 @@ class Responder:
     """Answers every request after `delay` seconds, following `plan`; counts
     requests and tokens per conversation marker."""
 
-    def __init__(self, delay: float, iterations: int, tools: str) -> None:
-        self.delay, self.iterations, self.tools = delay, iterations, tools
+    def __init__(self, delay: float, iterations: int, tools: str, jitter: float = 0.0) -> None:
+        self.delay, self.iterations, self.tools, self.jitter = delay, iterations, tools, jitter
+        self.random = random.Random(0)
         self.requests: Counter[str] = Counter()  # agent requests per key
         self.titles: Counter[str] = Counter()
         self.tokens: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -159,7 +166,7 @@ class Responder:
             reply = ToolCall(chosen.tool, chosen.arguments, usage=agent_usage(step))
         self.tokens[key][0] += reply.usage[0]
         self.tokens[key][1] += reply.usage[1]
-        return Slow(self.delay, reply)
+        return Slow(self.delay * self.random.uniform(1 - self.jitter, 1 + self.jitter), reply)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -176,10 +183,10 @@ def _marker(message: dict[str, Any]) -> str:
     return found.group(1) if found else "?"
 
 
-async def serve(delay: float, iterations: int, tools: str) -> None:
+async def serve(delay: float, iterations: int, tools: str, jitter: float) -> None:
     """The --serve mode. Prints `PORT <n>`, then answers stdin commands
     `stats` (one JSON line) and `config <delay> <iterations>`; EOF ends it."""
-    responder = Responder(delay, iterations, tools)
+    responder = Responder(delay, iterations, tools, jitter)
     async with FakeLLMServer(responder=responder) as server:
         print(f"PORT {server.port}", flush=True)
         reader = asyncio.StreamReader()
@@ -200,10 +207,11 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{port}/v1"
 
     @classmethod
-    async def start(cls, delay: float, iterations: int, tools: str) -> ServerProcess:
+    async def start(cls, args: argparse.Namespace) -> ServerProcess:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--serve", "--delay", str(delay), "--iterations", str(iterations),
-            "--tools", tools, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable, __file__, "--serve", "--delay", str(args.delay), "--iterations", str(args.iterations),
+            "--tools", args.tools, "--jitter", str(args.jitter),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert process.stdout is not None
         first = (await process.stdout.readline()).decode().split()
@@ -504,33 +512,42 @@ async def check_conversation(
 # -- output --------------------------------------------------------------------------------
 
 
-def print_case(result: CaseResult, iterations: int, delay: float) -> None:
-    usage, wall = result.usage, result.usage.wall
-    workers = usage.process_cpu - usage.loop_thread_cpu
-    by_type = ", ".join(f"{name} {count}" for name, count in sorted(result.updates.by_type.items()))
-    rows = [
+def _time_rows(r: CaseResult, iterations: int, delay: float) -> list[tuple[str, str]]:
+    wall = r.usage.wall
+    by_type = ", ".join(f"{name} {count}" for name, count in sorted(r.updates.by_type.items()))
+    return [
         ("wall time", f"{wall:.2f} s (ideal (iterations+1) x delay = {(iterations + 1) * delay:.2f} s; "
-                      f"starting the {result.loops} loops took {result.start_seconds:.2f} s)"),
-        ("events appended", f"{result.appended} ({result.appended / wall:.1f}/s)"),
-        ("subscriber updates", f"{result.updates.total} ({result.updates.total / wall:.1f}/s): {by_type}"),
-        ("LLM requests served", f"{result.llm_calls} ({result.server['requests']} agent + {result.server['titles']} title)"),
-        ("event-loop stall", f"max {result.meter.max_ms():.1f} ms, p99 {result.meter.percentile_ms(0.99):.1f} ms, "
-                             f"p50 {result.meter.percentile_ms(0.5):.1f} ms; {len(result.meter.lateness)} ticks, "
-                             f"{result.meter.count_over(STALL_GOAL_MS)} later than {STALL_GOAL_MS:.0f} ms"),
-        ("CPU per LLM call", f"{result.cpu_per_call_ms(usage.process_cpu):.2f} ms this process "
-                             f"(event-loop thread {result.cpu_per_call_ms(usage.loop_thread_cpu):.2f} + "
-                             f"worker threads {result.cpu_per_call_ms(workers):.2f}); "
-                             f"+ workspace commands {result.cpu_per_call_ms(usage.children_cpu):.2f}; "
-                             f"fake server (own process, not included) {result.cpu_per_call_ms(result.server['cpu']):.2f}"),
+                      f"starting the {r.loops} loops took {r.start_seconds:.2f} s)"),
+        ("events appended", f"{r.appended} ({r.appended / wall:.1f}/s)"),
+        ("subscriber updates", f"{r.updates.total} ({r.updates.total / wall:.1f}/s): {by_type}"),
+        ("LLM requests served", f"{r.llm_calls} ({r.server['requests']} agent + {r.server['titles']} title)"),
+        ("event-loop stall", f"max {r.meter.max_ms():.1f} ms, p99 {r.meter.percentile_ms(0.99):.1f} ms, "
+                             f"p50 {r.meter.percentile_ms(0.5):.1f} ms; {len(r.meter.lateness)} ticks, "
+                             f"{r.meter.count_over(STALL_GOAL_MS)} later than {STALL_GOAL_MS:.0f} ms"),
+    ]  # fmt: skip
+
+
+def _resource_rows(r: CaseResult) -> list[tuple[str, str]]:
+    usage, wall = r.usage, r.usage.wall
+    per_call = r.cpu_per_call_ms
+    traced = f", tracemalloc peak {r.traced_peak:.1f} MB" if r.traced_peak is not None else ""
+    return [
+        ("CPU per LLM call", f"{per_call(usage.process_cpu):.2f} ms this process "
+                             f"(event-loop thread {per_call(usage.loop_thread_cpu):.2f} "
+                             f"+ other threads {per_call(usage.process_cpu - usage.loop_thread_cpu):.2f}); "
+                             f"+ workspace commands {per_call(usage.children_cpu):.2f}; "
+                             f"fake server (own process, not included) {per_call(r.server['cpu']):.2f}"),
         ("CPU use", f"this process {100 * usage.process_cpu / wall:.0f}% of one core, "
                     f"event-loop thread {100 * usage.loop_thread_cpu / wall:.0f}%"),
-        ("memory", f"peak RSS so far {result.peak_rss:.0f} MB, RSS now {result.rss:.0f} MB"
-                   + (f", tracemalloc peak {result.traced_peak:.1f} MB" if result.traced_peak is not None else "")),
+        ("memory", f"peak RSS so far {r.peak_rss:.0f} MB, RSS now {r.rss:.0f} MB{traced}"),
         ("integrity", "OK: every log, id, cause, token count and update as expected"
-                      if not result.problems else f"{len(result.problems)} PROBLEMS"),
+                      if not r.problems else f"{len(r.problems)} PROBLEMS"),
     ]  # fmt: skip
+
+
+def print_case(result: CaseResult, iterations: int, delay: float) -> None:
     print(f"\n== {result.loops} loops x {iterations} iterations, {delay:g} s per LLM answer ==")
-    for name, value in rows:
+    for name, value in _time_rows(result, iterations, delay) + _resource_rows(result):
         print(f"  {name:<21}{value}")
     for problem in result.problems[:20]:
         print(f"    - {problem}")
@@ -544,14 +561,16 @@ def print_summary(results: list[CaseResult]) -> bool:
     """The table over all N and the goal line; returns whether the goal passed."""
     print("\n  loops   wall s  events/s  updates/s  stall max ms  p99 ms  CPU/call ms  peak RSS MB  integrity")
     for r in results:
+        wall = r.usage.wall
         print(
-            f"  {r.loops:5d} {r.usage.wall:8.2f} {r.appended / r.usage.wall:9.1f} {r.updates.total / r.usage.wall:10.1f}"
-            f" {r.meter.max_ms():13.1f} {r.meter.percentile_ms(0.99):7.1f} {r.cpu_per_call_ms(r.usage.process_cpu):12.2f}"
-            f" {r.peak_rss:12.0f}  {'OK' if not r.problems else f'{len(r.problems)} problems'}"
+            f"  {r.loops:5d} {wall:8.2f} {r.appended / wall:9.1f} {r.updates.total / wall:10.1f}"
+            f" {r.meter.max_ms():13.1f} {r.meter.percentile_ms(0.99):7.1f}"
+            f" {r.cpu_per_call_ms(r.usage.process_cpu):12.2f} {r.peak_rss:12.0f}"
+            f"  {'OK' if not r.problems else f'{len(r.problems)} problems'}"
         )
     goal = next((r for r in results if r.loops == GOAL_LOOPS), None)
     if goal is None:
-        print(f"\ngoal: {GOAL_LOOPS} loops with worst stall <= {STALL_GOAL_MS:.0f} ms: NOT MEASURED (add {GOAL_LOOPS} to --loops)")
+        print(f"\ngoal: {GOAL_LOOPS} loops with worst stall <= {STALL_GOAL_MS:.0f} ms: NOT MEASURED (not in --loops)")
         return True
     passed = goal.meter.max_ms() <= STALL_GOAL_MS
     print(
@@ -566,8 +585,8 @@ def print_summary(results: list[CaseResult]) -> bool:
 
 def isolate_environment() -> None:
     """No developer settings or identity leak in (as in tests/conftest.py)."""
-    for variable in ("CONVTUI_DATA_DIR", "CONVTUI_LLM_MODEL", "CONVTUI_LLM_API_KEY", "CONVTUI_LLM_BASE_URL", "CONVTUI_USER"):
-        os.environ.pop(variable, None)
+    for name in ("DATA_DIR", "LLM_MODEL", "LLM_API_KEY", "LLM_BASE_URL", "USER"):
+        os.environ.pop(f"CONVTUI_{name}", None)
 
 
 async def configure(service: Any, base_url: str, loops: int, iterations: int) -> None:
@@ -585,21 +604,20 @@ async def configure(service: Any, base_url: str, loops: int, iterations: int) ->
 
 
 async def warm_up(bench: Bench, delay: float) -> None:
-    """A few short loops, so the measured cases do not pay for importing
-    litellm and for first calls."""
+    """A few short loops (1 step, 50 ms answers, not checked), so the measured
+    cases do not pay for importing litellm and for first calls."""
     await bench.server.configure(0.05, 1)
-    iterations, bench.iterations = bench.iterations, 1
     meter = StallMeter()
     meter.start()
     began = time.perf_counter()
     keys = await create_conversations(bench, "warmup", WARM_UP_LOOPS)
     await run_loops(bench, list(keys))
     await meter.stop()
-    bench.iterations = iterations
-    await bench.server.configure(delay, iterations)
+    await bench.server.configure(delay, bench.iterations)
     if bench.slow:
         bench.slow.take()
-    print(f"warm-up (not counted): {time.perf_counter() - began:.2f} s incl. importing litellm; worst stall {meter.max_ms():.0f} ms")
+    seconds = time.perf_counter() - began
+    print(f"warm-up (not counted): {seconds:.2f} s incl. importing litellm; worst stall {meter.max_ms():.0f} ms")
 
 
 def install_slow_callback_log(milliseconds: float | None) -> SlowCallbacks | None:
@@ -621,7 +639,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
     isolate_environment()
     slow = install_slow_callback_log(args.slow_callback)
-    server = await ServerProcess.start(args.delay, args.iterations, args.tools)
+    server = await ServerProcess.start(args)
     results: list[CaseResult] = []
     with tempfile.TemporaryDirectory(prefix="convtui-bench-loops-", dir=args.dir) as root:
         service = await ConversationService.open(Path(root) / "data", user_id="bench")
@@ -631,7 +649,7 @@ async def main_async(args: argparse.Namespace) -> int:
             await configure(service, server.base_url, max(args.loops), args.iterations)
             print(
                 f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; fake server in a separate process "
-                f"at {server.base_url}; tools: {args.tools}; data in {root}"
+                f"at {server.base_url}; tools: {args.tools}; jitter {args.jitter:g}; data in {root}"
             )
             await warm_up(bench, args.delay)
             for loops in args.loops:
@@ -660,24 +678,25 @@ def positive_list(text: str) -> list[int]:
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--loops", type=positive_list, default=[10, 100, 200], help="loop counts N (default 10,100,200)")
-    parser.add_argument("--iterations", type=int, default=10, help="tool-call steps per loop before finish (default 10)")
-    parser.add_argument("--delay", type=float, default=1.0, help="seconds the fake server waits per answer (default 1.0)")
+    parser.add_argument("--loops", type=positive_list, default=[10, 100, 200], help="loop counts (default 10,100,200)")
+    parser.add_argument("--iterations", type=int, default=10, help="tool steps per loop before finish (default 10)")
+    parser.add_argument("--delay", type=float, default=1.0, help="seconds per fake LLM answer (default 1.0)")
     parser.add_argument("--tools", choices=("mixed", "bash"), default="mixed", help="tool mix (default mixed)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="each answer waits delay x U(1-J, 1+J) (default 0)")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations (slow)")
     parser.add_argument("--slow-callback", type=float, metavar="MS", help="asyncio debug: list callbacks over MS")
     parser.add_argument("--dir", help="parent of the temporary data directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.iterations < 0 or args.iterations > 9_999 or args.delay < 0:
-        parser.error("--iterations must be 0-9999 and --delay >= 0")
+    if args.iterations < 0 or args.iterations > 9_999 or args.delay < 0 or not 0 <= args.jitter <= 1:
+        parser.error("--iterations must be 0-9999, --delay >= 0 and --jitter 0-1")
     return args
 
 
 def main() -> None:
     args = parse_arguments()
     if args.serve:
-        asyncio.run(serve(args.delay, args.iterations, args.tools))
+        asyncio.run(serve(args.delay, args.iterations, args.tools, args.jitter))
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(main_async(args)))

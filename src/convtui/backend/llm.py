@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .errors import ConvtuiError, MissingSettings
 from .models import AgentState, RuntimeStatus
@@ -37,8 +41,122 @@ def _import_litellm() -> Any:
             litellm.suppress_debug_info = True
             litellm.drop_params = True
             litellm.telemetry = False
+            litellm.disable_streaming_logging = True  # no callbacks are configured: skip the work
             _litellm = litellm
     return _litellm
+
+
+class _ModelWorker:
+    """litellm spends 10-15 ms of Python per call (building the request,
+    parsing every streamed chunk, pricing). In the UI's process that competes
+    for the interpreter lock: 200 loops stalled the event loop for up to
+    0.8 s. So model calls run in one worker process (`model_worker.py`),
+    which also keeps litellm's 3.5 s import and 250 MB out of the UI.
+
+    Requests and replies are JSON lines over the worker's stdin/stdout; a
+    reader thread hands each reply to the event loop of the call that waits
+    for it, so any event loop (any test's) can make calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._calls: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[str], None] | None]] = {}
+        self._next_id = 0
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "convtui.backend.model_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
+        )
+        threading.Thread(target=self._read, args=(process,), name="convtui-model-replies", daemon=True).start()
+        return process
+
+    def submit(
+        self, request: dict[str, Any], on_text: Callable[[str], None] | None
+    ) -> tuple[int, asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._process = self._start()
+            self._next_id += 1
+            call_id = self._next_id
+            self._calls[call_id] = (loop, future, on_text)
+            self._send({**request, "id": call_id})
+        return call_id, future
+
+    def cancel(self, call_id: int) -> None:
+        with self._lock:
+            if self._calls.pop(call_id, None) is not None:
+                self._send({"cancel": call_id})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(orjson.dumps(message) + b"\n")
+            self._process.stdin.flush()
+        except OSError:
+            pass  # the reader sees the worker gone and fails the calls
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            try:
+                reply = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            with self._lock:
+                entry = self._calls.get(reply.get("id"))
+                if entry is not None and ("done" in reply or "error" in reply):
+                    del self._calls[reply["id"]]
+            if entry is not None:
+                loop, future, on_text = entry
+                try:
+                    loop.call_soon_threadsafe(_deliver, future, on_text, reply)
+                except RuntimeError:
+                    pass  # that event loop has closed
+        with self._lock:
+            orphans = [entry for entry in self._calls.values()]
+            self._calls.clear()
+            if self._process is process:
+                self._process = None
+        failure = {"error": {"message": "the model worker process stopped", "runtime_status": "STATUS$ERROR",
+                             "agent_state": "error", "retryable": True}}
+        for loop, future, on_text in orphans:
+            try:
+                loop.call_soon_threadsafe(_deliver, future, on_text, failure)
+            except RuntimeError:
+                pass
+
+
+def _deliver(future: asyncio.Future[Any], on_text: Callable[[str], None] | None, reply: dict[str, Any]) -> None:
+    """On the caller's event loop: a streamed piece, the result or the error."""
+    if "text" in reply:
+        if on_text is not None and not future.done():
+            on_text(reply["text"])
+        return
+    if future.done():
+        return
+    if "error" in reply:
+        error = reply["error"]
+        future.set_exception(
+            LLMFailure(
+                error["message"],
+                RuntimeStatus(error["runtime_status"]),
+                AgentState(error["agent_state"]),
+                retryable=bool(error.get("retryable")),
+            )
+        )
+        return
+    done = reply["done"]
+    done["tool_calls"] = [RawToolCall(**call) for call in done["tool_calls"]]
+    future.set_result(LLMResponse(**done))
+
+
+_model_worker = _ModelWorker()
 
 
 async def load_litellm() -> Any:
@@ -204,6 +322,12 @@ def _request_arguments(config: LLMConfig, messages: list[dict[str, Any]], **extr
 
 
 def _cost(litellm: Any, response: Any) -> float | None:
+    """The call's cost, None if the model's price is unknown. litellm has
+    priced the response already when it assembled it; ask again only if not."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if "response_cost" in hidden:
+        cost = hidden["response_cost"]
+        return float(cost) if cost is not None else None
     try:
         return float(litellm.completion_cost(completion_response=response))
     except Exception:  # unknown model: litellm raises; tokens still count
@@ -218,7 +342,32 @@ async def complete(
     max_tokens: int | None = None,
 ) -> LLMResponse:
     """One model call, streamed: `on_text` receives the reply's text as it
-    arrives. Raises LLMFailure (see `classify`)."""
+    arrives, on the caller's event loop. Raises LLMFailure (see `classify`).
+    The call itself runs in the model worker process."""
+    request = {
+        "config": {"model": config.model, "api_key": config.api_key, "base_url": config.base_url,
+                   "timeout": config.timeout},
+        "messages": messages,
+        "tools": tools,
+        "max_tokens": max_tokens,
+        "stream_text": on_text is not None,
+    }
+    call_id, future = _model_worker.submit(request, on_text)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        _model_worker.cancel(call_id)  # the worker abandons the HTTP request
+        raise
+
+
+async def complete_here(
+    config: LLMConfig,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    on_text: Callable[[str], None] | None,
+    max_tokens: int | None,
+) -> LLMResponse:
+    """The model call itself, in this process (the model worker's side)."""
     litellm = await load_litellm()
     extra: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
     if tools:

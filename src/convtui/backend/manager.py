@@ -83,7 +83,9 @@ class ConversationManager:
     # -- what runs -----------------------------------------------------------------
 
     def live_states(self) -> dict[str, LiveState]:
-        return {conversation_id: self._state(running) for conversation_id, running in self._running.items()}
+        # Called from worker threads while the event loop adds and removes
+        # loops: copy the items first (list() of a dict runs without a GIL switch).
+        return {conversation_id: self._state(running) for conversation_id, running in list(self._running.items())}
 
     def live_state(self, conversation_id: str) -> LiveState | None:
         running = self._running.get(conversation_id)

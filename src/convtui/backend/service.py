@@ -189,6 +189,9 @@ class ConversationService:
     def _live_states(self) -> dict[str, LiveState]:
         return self.loops.live_states() if self.loops is not None else {}
 
+    def _live_state(self, conversation_id: str) -> LiveState | None:
+        return self.loops.live_state(conversation_id) if self.loops is not None else None
+
     def _status_overrides(self, live: dict[str, LiveState]) -> dict[str, str]:
         """Statuses that differ from the stored ones: loops running here, and
         loops recorded as running by a process that is gone (STOPPED)."""
@@ -283,7 +286,7 @@ class ConversationService:
         document = self.store.peek(conversation_id)
         if document is None:
             return None
-        return self._info(document, self.loops.live_state(conversation_id) if self.loops is not None else None)
+        return self._info(document, self._live_state(conversation_id))
 
     async def get(self, conversation_id: str) -> ConversationInfo:
         """One conversation by id or unique prefix. Raises NotFound."""
@@ -293,7 +296,7 @@ class ConversationService:
             document = self.store.get(full_id)
             if document is None:
                 raise NotFound(f"no conversation with id {full_id}")
-            return self._info(document, self._live_states())
+            return self._info(document, self._live_state(full_id))
 
         return await asyncio.to_thread(run)
 
@@ -406,7 +409,7 @@ class ConversationService:
                 if document is None:
                     raise NotFound(f"no conversation with id {full_id}")
                 stored = document
-            return self._info(stored, self._live_states())
+            return self._info(stored, self._live_state(full_id))
 
         info = await asyncio.to_thread(run)
         self._changed(info.conversation_id)

@@ -1,0 +1,818 @@
+"""Benchmark: the real convtui terminal UI, driven through tmux.
+
+Run on demand (not part of the test suite; needs tmux):
+
+    .venv/bin/python bench/ui.py                        # 1k, 10k and 100k conversations
+    .venv/bin/python bench/ui.py --sizes 1000 --keys 20  # a quick run
+    .venv/bin/python bench/ui.py --seed store            # seed through the store itself (slow)
+
+For each size N a temporary data directory gets N conversations from
+`tests.ui.seed.seed_store(count=N)` ("Conversation number n", repositories
+org/repo0..6, one every 36 s of activity). By default the documents
+seed_store makes are collected and written as the store's shard files in one
+go (the files the store itself writes, checked by opening them with
+`ConversationStore`), because seed_store inserting one by one makes every
+insert rewrite and fsync a shard: minutes at 100k. `--seed store` runs it
+as is.
+
+Then `python -m convtui --data-dir DIR` runs in a detached tmux pane of
+--width x --height (default 120x40, TERM=xterm-256color) on a private tmux
+server, and the script measures:
+
+  launch        from `tmux respawn-pane` starting the app (Python start-up,
+                imports, opening the store, first paint) until capture-pane
+                first shows the painted list: the status line "N of N" and
+                a row title. --launches runs; the app quits with q between.
+                Also shown: when anything at all was first on the screen.
+  filter        "/" opens the filter box; then keys are typed one at a time:
+                the words "number", "repo3" and "4242" letter by letter, each
+                erased again with backspace (each keystroke re-filters all N
+                conversations). Two latencies per key, from `send-keys`:
+                  echo   the box shows the new text
+                  list   the status line shows the list recomputed for it
+                         ("X of N · … · filter: TEXT"; without "filter:" once
+                         the box is empty again)
+  j             j moves the cursor down one row (scrolling once past the
+                bottom): latency until the screen (with colours: the cursor
+                row is only a background) differs from before the key
+  memory        VmHWM (peak resident set) and VmRSS of the app's process
+                from /proc/PID/status, read after the key measurements
+
+Every key waits for the screen to settle first (unchanged for
+--settle-ms), so a late repaint of the previous key is not taken for the
+answer to this one. Latencies are p50/p90/p99/max over --keys samples (with
+60 samples p99 lies between the two worst). "out" is when the app wrote
+its first bytes after the key (tmux %output notification, so not limited by
+the polling; it can be early when an unrelated repaint, e.g. the blinking
+cursor of the filter box, happens to fall in the window). "cpu/key" is the
+CPU time (user + system, /proc/PID/stat) the app used during the run of keys
+divided by their number: work per key that the latency alone does not show
+(it includes the app's idle work in that time, a few ms per second).
+
+How the screen is read: one tmux control-mode client (`tmux -C`) sends the
+keys and runs capture-pane, so no process is started per poll; the screen is
+polled every --poll-ms (default 5 ms). A figure is therefore the app's time
+plus the measuring overhead: the pty, tmux's parsing, the round trip of the
+control client, and up to one polling interval. The baseline measures exactly
+the same loops against trivial programs so the numbers can be read fairly:
+`stty raw -echo; cat` for keys (a process that echoes each key at once),
+`python -c 'print(...)'` for launch (the interpreter's own start-up), and a
+minimal Textual app (an Input whose Changed handler updates a Static) for
+both: what Textual itself costs here, e.g. the frames it waits between a key
+and a repaint that a message handler causes.
+
+Goals checked at 100k (or the largest size run): first painted list within
+1.5 s; keystroke p50 ≤ 20 ms and p99 ≤ 50 ms, for filter echo, filter list
+and j. Everything happens in a temporary directory, removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import platform
+import queue
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.ui.seed
+
+import orjson  # noqa: E402
+
+import tests.ui.seed as seed_module  # noqa: E402
+from convtui.backend.store import SHARD_PREFIX, TABLE, ConversationStore, shard_of  # noqa: E402
+
+TARGET_SIZE = 100_000
+GOAL_PAINTED_SECONDS = 1.5
+GOAL_P50_MS = 20.0
+GOAL_P99_MS = 50.0
+FILTER_WORDS = ("number", "repo3", "4242")
+KEY_TIMEOUT = 10.0
+LAUNCH_TIMEOUT = 60.0
+STATUS_LINE = re.compile(r"^\s*([\d,]+) of ([\d,]+) · sort: ")
+ROW_TITLE = re.compile(r"Conversation number \d+")
+FILTER_PLACEHOLDER = "Filter: words"
+
+
+# -- tmux -----------------------------------------------------------------------------------
+
+
+class TmuxError(RuntimeError):
+    pass
+
+
+class Tmux:
+    """A private tmux server with one session, driven through one
+    control-mode client: commands go in as lines and come back as
+    %begin/%end blocks; %output notifications are time-stamped."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.executable = shutil.which("tmux") or ""
+        self.socket = f"convtui-bench-{uuid.uuid4().hex[:10]}"
+        self.session = "bench"
+        self.environment = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        self.environment["TERM"] = "xterm-256color"
+        self._run(
+            "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+            "-e", "TERM=xterm-256color", "sleep 1000000",
+        )
+        self._run("set-option", "-t", self.session, "remain-on-exit", "on")
+        self._run("set-option", "-t", self.session, "status", "off")
+        self._responses: queue.Queue[tuple[bool, list[str]] | None] = queue.Queue()
+        self.output_times: list[float] = []
+        self._client = subprocess.Popen(
+            [self.executable, "-L", self.socket, "-C", "attach-session", "-t", self.session],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.environment, bufsize=0,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.command("display-message -p ready")  # skips the attach's own reply
+        size = self.command(f"display-message -p -t {self.session} '#{{window_width}}x#{{window_height}}'")
+        if size != [f"{width}x{height}"]:
+            raise TmuxError(f"the pane is {size} rather than {width}x{height}")
+
+    def _run(self, *arguments: str) -> str:
+        result = subprocess.run(
+            [self.executable, "-L", self.socket, *arguments],
+            capture_output=True, text=True, env=self.environment, timeout=20, check=False,
+        )
+        if result.returncode != 0:
+            raise TmuxError(f"tmux {' '.join(arguments)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def _read(self) -> None:
+        assert self._client.stdout is not None
+        block: list[str] | None = None
+        mine = False
+        for raw in self._client.stdout:
+            now = time.perf_counter()
+            if block is not None:
+                if raw.startswith((b"%end ", b"%error ")):
+                    if mine:
+                        self._responses.put((raw.startswith(b"%end "), block))
+                    block = None
+                else:
+                    block.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            elif raw.startswith(b"%output "):
+                self.output_times.append(now)
+            elif raw.startswith(b"%begin "):
+                block, mine = [], raw.split()[-1] == b"1"
+            elif raw.startswith(b"%exit"):
+                break
+        self._responses.put(None)
+
+    def command(self, line: str, timeout: float = 20.0) -> list[str]:
+        assert self._client.stdin is not None
+        self._client.stdin.write(line.encode() + b"\n")
+        try:
+            response = self._responses.get(timeout=timeout)
+        except queue.Empty:
+            raise TmuxError(f"no answer to {line!r} within {timeout:.0f} s") from None
+        if response is None:
+            raise TmuxError("the tmux control client went away")
+        ok, lines = response
+        if not ok:
+            raise TmuxError(f"{line!r}: {' '.join(lines)}")
+        return lines
+
+    def respawn(self, command: str) -> float:
+        """Start `command` in the pane (killing what ran there); the moment
+        tmux was asked to."""
+        if "'" in command:
+            raise ValueError("no single quotes in the command, please")
+        started = time.perf_counter()
+        self.command(f"respawn-pane -k -e TERM=xterm-256color -t {self.session} '{command}'")
+        return started
+
+    def screen(self, colours: bool = False) -> str:
+        return "\n".join(self.command(f"capture-pane -p{'e' if colours else ''} -t {self.session}"))
+
+    def send_text(self, text: str) -> float:
+        if "'" in text:
+            raise ValueError("no single quotes in typed text, please")
+        started = time.perf_counter()
+        self.command(f"send-keys -t {self.session} -l '{text}'")
+        return started
+
+    def send_key(self, key: str) -> float:
+        started = time.perf_counter()
+        self.command(f"send-keys -t {self.session} {key}")
+        return started
+
+    def first_output_after(self, moment: float) -> float | None:
+        index = bisect.bisect_right(self.output_times, moment)
+        return self.output_times[index] if index < len(self.output_times) else None
+
+    def pane(self, format_: str) -> str:
+        return self.command(f"display-message -p -t {self.session} '{format_}'")[0]
+
+    def close(self) -> None:
+        try:
+            socket_path = self._run("display-message", "-p", "#{socket_path}").strip()
+        except (TmuxError, subprocess.TimeoutExpired):
+            socket_path = ""
+        try:
+            self._run("kill-server")
+        except (TmuxError, subprocess.TimeoutExpired):
+            pass
+        if socket_path:  # tmux leaves its socket file behind
+            Path(socket_path).unlink(missing_ok=True)
+        try:
+            self._client.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._client.kill()
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    values: list[float] = field(default_factory=list)  # seconds
+    outputs: list[float] = field(default_factory=list)  # seconds to the first output
+    timeouts: int = 0
+    cpu_per_key: float | None = None  # seconds of the app's CPU time per key
+
+    def quantile(self, q: float, values: list[float] | None = None) -> float:
+        data = sorted(self.values if values is None else values)
+        if not data:
+            return float("nan")
+        position = q * (len(data) - 1)
+        low = int(position)
+        high = min(low + 1, len(data) - 1)
+        return data[low] + (data[high] - data[low]) * (position - low)
+
+
+@dataclass
+class Launch:
+    anything: float  # something (the "Opening …" screen) first visible
+    status: float  # status line "N of N"
+    painted: float  # status line and a row title
+
+
+@dataclass
+class Result:
+    size: int
+    seed_seconds: float
+    disk_bytes: int
+    launches: list[Launch]
+    filter_echo: Samples
+    filter_list: Samples
+    cursor: Samples
+    memory: dict[str, int]
+    quit_seconds: float | None
+
+
+def wait_for(tmux: Tmux, condition: Callable[[str], bool], poll: float, timeout: float, colours: bool = False) -> tuple[float, str]:
+    deadline = time.perf_counter() + timeout
+    while True:
+        screen = tmux.screen(colours)
+        now = time.perf_counter()
+        if condition(screen):
+            return now, screen
+        if now > deadline:
+            raise TmuxError(f"timed out after {timeout:.0f} s; the screen:\n{tmux.screen()}")
+        time.sleep(poll)
+
+
+def settle(tmux: Tmux, quiet: float, colours: bool, timeout: float = 3.0) -> str:
+    """The screen once it has not changed for `quiet` seconds."""
+    deadline = time.perf_counter() + timeout
+    screen = tmux.screen(colours)
+    stable_since = time.perf_counter()
+    while True:
+        time.sleep(min(0.01, quiet))
+        again = tmux.screen(colours)
+        now = time.perf_counter()
+        if again != screen:
+            screen, stable_since = again, now
+        elif now - stable_since >= quiet or now > deadline:
+            return screen
+
+
+def list_column(line: str) -> str:
+    """A screen line without the detail pane (right of ▏ in the wide layout)."""
+    return line.split("▏", 1)[0].rstrip()
+
+
+def status_line(screen: str) -> str | None:
+    return next((list_column(line) for line in screen.splitlines() if STATUS_LINE.match(line)), None)
+
+
+def status_total(screen: str) -> int | None:
+    line = status_line(screen)
+    match = STATUS_LINE.match(line) if line else None
+    return int(match.group(2).replace(",", "")) if match else None
+
+
+def filter_box_text(screen: str) -> str | None:
+    """What the filter box shows ('' for its placeholder), None if it is not
+    on the screen. The box is three lines: ▔ border, ▊ text ▎, ▁ border."""
+    for line in screen.splitlines():
+        stripped = list_column(line).strip()
+        if stripped.startswith("▊") and "▔" not in stripped and "▁" not in stripped:
+            inner = stripped[1:].split("▎", 1)[0].strip()
+            return "" if inner.startswith(FILTER_PLACEHOLDER) else inner
+    return None
+
+
+def list_shows_filter(screen: str, text: str) -> bool:
+    line = status_line(screen)
+    if line is None:
+        return False
+    if text:
+        return line.endswith(f"filter: {text}")
+    return "filter:" not in line
+
+
+def measure_launch(tmux: Tmux, command: str, ready: Callable[[str], bool], poll: float) -> Launch:
+    started = tmux.respawn(command)
+    anything = status = None
+    deadline = started + LAUNCH_TIMEOUT
+    while True:
+        screen = tmux.screen()
+        now = time.perf_counter()
+        if anything is None and screen.strip():
+            anything = now - started
+        if status is None and status_line(screen):
+            status = now - started
+        if ready(screen):
+            return Launch(anything or now - started, status or now - started, now - started)
+        if now > deadline:
+            raise TmuxError(f"the app did not paint its list within {LAUNCH_TIMEOUT:.0f} s; the screen:\n{screen}")
+        time.sleep(poll)
+
+
+def quit_app(tmux: Tmux, poll: float) -> float | None:
+    """q, then wait for the pane's process to end; seconds it took (None: it
+    did not, and the next respawn kills it)."""
+    started = tmux.send_key("q")
+    deadline = started + 15
+    while time.perf_counter() < deadline:
+        if tmux.pane("#{pane_dead}") == "1":
+            return time.perf_counter() - started
+        time.sleep(poll)
+    return None
+
+
+def key_sample(
+    tmux: Tmux, samples: Samples, send: Callable[[], float], changed: Callable[[str], bool], poll: float, colours: bool
+) -> None:
+    started = send()
+    try:
+        seen, _ = wait_for(tmux, changed, poll, KEY_TIMEOUT, colours)
+    except TmuxError:
+        samples.timeouts += 1
+        samples.values.append(KEY_TIMEOUT)
+        return
+    samples.values.append(seen - started)
+    output = tmux.first_output_after(started)
+    if output is not None and output <= seen:
+        samples.outputs.append(output - started)
+
+
+def measure_cursor(
+    tmux: Tmux, keys: int, poll: float, quiet: float, key: str = "j", colours: bool = True, samples: Samples | None = None
+) -> Samples:
+    samples = Samples() if samples is None else samples
+    for _ in range(keys):
+        before = settle(tmux, quiet, colours)
+        key_sample(tmux, samples, lambda: tmux.send_key(key), lambda screen: screen != before, poll, colours)
+    return samples
+
+
+def filter_plan(keys: int) -> Iterator[tuple[str, str]]:
+    """(what to send, the box's text afterwards): each word typed and erased."""
+    count = 0
+    while True:
+        for word in FILTER_WORDS:
+            steps = [(f"text:{letter}", word[: index + 1]) for index, letter in enumerate(word)]
+            steps += [("key:BSpace", word[:index]) for index in range(len(word) - 1, -1, -1)]
+            for step in steps:
+                if count == keys:
+                    return
+                yield step
+                count += 1
+
+
+def measure_filter(
+    tmux: Tmux, keys: int, poll: float, quiet: float, echo: Samples | None = None, listed: Samples | None = None
+) -> tuple[Samples, Samples]:
+    echo = Samples() if echo is None else echo
+    listed = Samples() if listed is None else listed
+    tmux.send_key("/")
+    # Type once the box is on the screen: keys sent before it has the focus
+    # would go to the list's bindings (q quits, o sorts...).
+    wait_for(tmux, lambda screen: filter_box_text(screen) == "", poll, KEY_TIMEOUT)
+    for action, text in filter_plan(keys):
+        settle(tmux, quiet, colours=False)
+        kind, _, value = action.partition(":")
+        started = tmux.send_text(value) if kind == "text" else tmux.send_key(value)
+        echo_at = list_at = None
+        deadline = started + KEY_TIMEOUT
+        while echo_at is None or list_at is None:
+            screen = tmux.screen()
+            now = time.perf_counter()
+            if echo_at is None and filter_box_text(screen) == text:
+                echo_at = now
+            if list_at is None and filter_box_text(screen) == text and list_shows_filter(screen, text):
+                list_at = now
+            if now > deadline:
+                break
+            time.sleep(poll)
+        output = tmux.first_output_after(started)
+        for samples, seen in ((echo, echo_at), (listed, list_at)):
+            if seen is None:
+                samples.timeouts += 1
+                samples.values.append(KEY_TIMEOUT)
+                continue
+            samples.values.append(seen - started)
+            if output is not None and output <= seen:
+                samples.outputs.append(output - started)
+    tmux.send_key("Escape")
+    wait_for(tmux, lambda screen: filter_box_text(screen) is None, poll, KEY_TIMEOUT)
+    return echo, listed
+
+
+def app_process(tmux: Tmux) -> int | None:
+    """The pid of the Python process running in the pane (the pane's own
+    process, or its child when a shell runs it)."""
+    pid = int(tmux.pane("#{pane_pid}"))
+    for _ in range(3):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith("python"):
+                return pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        if not children:
+            return None
+        pid = int(children[0])
+    return None
+
+
+def memory_of(pid: int | None) -> dict[str, int]:
+    if pid is None:
+        return {}
+    figures: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                figures[name] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return figures
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time the process has used so far."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def cpu_per_key(pid: int | None, keys: int, *samples: Samples) -> Iterator[None]:
+    before = cpu_seconds(pid)
+    yield
+    after = cpu_seconds(pid)
+    if before is not None and after is not None:
+        for each in samples:
+            each.cpu_per_key = (after - before) / keys
+
+
+# -- seeding ------------------------------------------------------------------------------------
+
+
+class _CollectingStore:
+    """Stands in for ConversationStore inside seed_store: keeps the documents."""
+
+    collected: list[dict[str, Any]] = []
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def insert(self, document: dict[str, Any]) -> None:
+        _CollectingStore.collected.append(document)
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def collecting_store() -> Iterator[list[dict[str, Any]]]:
+    _CollectingStore.collected = []
+    real = seed_module.ConversationStore
+    seed_module.ConversationStore = _CollectingStore  # type: ignore[misc,assignment]
+    try:
+        yield _CollectingStore.collected
+    finally:
+        seed_module.ConversationStore = real  # type: ignore[misc]
+
+
+def seed(data_dir: Path, size: int, how: str) -> float:
+    started = time.perf_counter()
+    if how == "store":
+        seed_module.seed_store(data_dir, count=size)
+    else:
+        try:
+            with collecting_store() as documents:
+                seed_module.seed_store(data_dir, count=size)
+        except AttributeError:  # seed_store uses more of the store than insert(): seed as is
+            documents = []
+        if len(documents) != size:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            print("  (seed_store no longer inserts one document at a time: running it as is)", flush=True)
+            seed_module.seed_store(data_dir, count=size)
+            documents = []
+        shards: dict[str, dict[str, Any]] = {}
+        for document in documents:
+            table = shards.setdefault(shard_of(document["conversation_id"]), {})
+            table[str(len(table) + 1)] = document
+        store_dir = data_dir / "store"
+        store_dir.mkdir(parents=True, exist_ok=True)
+        for shard, table in shards.items():
+            (store_dir / f"{SHARD_PREFIX}{shard}.json").write_bytes(orjson.dumps({TABLE: table}))
+    seconds = time.perf_counter() - started
+    store = ConversationStore(data_dir / "store")
+    try:
+        if len(store) != size:
+            raise SystemExit(f"seeding went wrong: the store holds {len(store)} conversations, not {size}")
+    finally:
+        store.close()
+    return seconds
+
+
+def disk_usage(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def app_command(data_dir: Path) -> str:
+    return f"{shlex.quote(sys.executable)} -m convtui --data-dir {shlex.quote(str(data_dir))}"
+
+
+def painted(size: int) -> Callable[[str], bool]:
+    return lambda screen: status_total(screen) == size and ROW_TITLE.search(screen) is not None
+
+
+def run_size(root: Path, size: int, args: argparse.Namespace) -> Result:
+    data_dir = root / f"n{size}"
+    print(f"\n=== {size:,} conversations ===", flush=True)
+    seed_seconds = seed(data_dir, size, args.seed)
+    disk = disk_usage(data_dir)
+    print(f"seeded in {seed_seconds:.1f} s ({args.seed}), {disk / 1e6:.1f} MB on disk", flush=True)
+    poll, quiet = args.poll_ms / 1000, args.settle_ms / 1000
+
+    tmux = Tmux(args.width, args.height)
+    try:
+        launches = []
+        quit_seconds = None
+        for number in range(args.launches):
+            launches.append(measure_launch(tmux, app_command(data_dir), painted(size), poll))
+            if number < args.launches - 1:
+                settle(tmux, quiet, colours=False)
+                quit_app(tmux, poll)
+        settle(tmux, 0.2, colours=True)
+        pid = app_process(tmux)
+        cursor = Samples()
+        with cpu_per_key(pid, args.keys, cursor):
+            measure_cursor(tmux, args.keys, poll, quiet, samples=cursor)
+        # Back to the top, so that the filter starts from the usual place.
+        tmux.send_key("g")
+        settle(tmux, quiet, colours=True)
+        filter_echo, filter_list = Samples(), Samples()
+        with cpu_per_key(pid, args.keys, filter_echo, filter_list):
+            measure_filter(tmux, args.keys, poll, quiet, filter_echo, filter_list)
+        memory = memory_of(pid)
+        quit_seconds = quit_app(tmux, poll)
+    finally:
+        tmux.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return Result(size, seed_seconds, disk, launches, filter_echo, filter_list, cursor, memory, quit_seconds)
+
+
+TEXTUAL_ECHO_APP = """
+from textual.app import App
+from textual.widgets import Input, Static
+
+
+class Echo(App):
+    def compose(self):
+        yield Input(id="typed")
+        yield Static("textual ready", id="echo")
+
+    def on_input_changed(self, event):
+        self.query_one("#echo", Static).update(f"echo:{event.value}")
+
+
+Echo().run()
+"""
+
+
+@dataclass
+class Baseline:
+    launch: list[Launch]
+    keys: Samples
+    textual_launch: list[Launch]
+    textual_keys: Samples
+
+
+def typed_x_samples(tmux: Tmux, keys: int, poll: float, quiet: float, shown: Callable[[str, int], bool]) -> Samples:
+    """Type x `keys` times, each time waiting for `shown(screen, how_many)`."""
+    samples = Samples()
+    pid = app_process(tmux)
+    with cpu_per_key(pid, keys, samples):
+        for typed in range(1, keys + 1):
+            settle(tmux, quiet, colours=False)
+            key_sample(tmux, samples, lambda: tmux.send_text("x"), lambda screen, n=typed: shown(screen, n), poll, False)
+    return samples
+
+
+def run_baseline(args: argparse.Namespace, directory: Path) -> Baseline:
+    """The same loops against trivial programs: a `cat` that echoes each key
+    (raw tty), `python -c print()`, and a minimal Textual app (an Input whose
+    Changed handler updates a Static): what Python and Textual cost by
+    themselves in this set-up."""
+    poll, quiet = args.poll_ms / 1000, args.settle_ms / 1000
+    python = shlex.quote(sys.executable)
+    script = directory / "textual_echo.py"
+    script.write_text(TEXTUAL_ECHO_APP)
+    tmux = Tmux(args.width, args.height)
+    try:
+        launches = []
+        for _ in range(args.launches):
+            command = f'{python} -c "import time; print(42 * 1000001); time.sleep(1e6)"'
+            launches.append(measure_launch(tmux, command, lambda screen: "42000042" in screen, poll))
+        tmux.respawn("stty raw -echo; exec cat")
+        wait_for(tmux, lambda screen: app_process(tmux) is None, poll, 5)  # cat, not python, runs now
+        keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: screen.count("x") >= n)
+
+        textual_launches = []
+        for number in range(args.launches):
+            textual_launches.append(
+                measure_launch(tmux, f"{python} {shlex.quote(str(script))}", lambda screen: "textual ready" in screen, poll)
+            )
+        settle(tmux, 0.2, colours=False)
+        textual_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"echo:{'x' * n}" in screen)
+    finally:
+        tmux.close()
+    return Baseline(launches, keys, textual_launches, textual_keys)
+
+
+# -- printing ---------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f}"
+
+
+def print_keys(label: str, samples: Samples) -> None:
+    out = f"{samples.quantile(0.5, samples.outputs) * 1000:7.1f}" if samples.outputs else "      -"
+    timeouts = f"  ({samples.timeouts} timed out at {KEY_TIMEOUT:.0f} s)" if samples.timeouts else ""
+    cpu = f"{samples.cpu_per_key * 1000:7.1f}" if samples.cpu_per_key is not None else "      -"
+    print(
+        f"  {label:<32}{len(samples.values):>4} {ms(samples.quantile(0.5))} {ms(samples.quantile(0.9))} "
+        f"{ms(samples.quantile(0.99))} {ms(max(samples.values, default=float('nan')))}   {out} {cpu}{timeouts}"
+    )
+
+
+def key_header() -> None:
+    print(
+        f"  {'keystroke → screen (ms)':<32}{'n':>4} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}   "
+        f"{'out p50':>7} {'cpu/key':>7}"
+    )
+
+
+def print_launches(label: str, launches: list[Launch], show_status: bool = True) -> None:
+    painted_ = [launch.painted for launch in launches]
+    runs = " ".join(f"{value:.3f}" for value in painted_)
+    print(f"  {label:<32} median {statistics.median(painted_):6.3f} s   runs: {runs}")
+    if show_status:
+        anything = statistics.median(launch.anything for launch in launches)
+        status = statistics.median(launch.status for launch in launches)
+        print(f"  {'':<32} (median: first anything on screen {anything:.3f} s, status line {status:.3f} s)")
+
+
+def print_result(result: Result) -> None:
+    print(f"\n--- {result.size:,} conversations: results ---")
+    print_launches("launch → first painted list", result.launches)
+    key_header()
+    print_keys("filter: text echoed in the box", result.filter_echo)
+    print_keys("filter: list recomputed", result.filter_list)
+    print_keys("j: cursor row moves", result.cursor)
+    hwm, rss = result.memory.get("VmHWM"), result.memory.get("VmRSS")
+    if hwm is not None:
+        print(f"  {'memory of the app process':<32} peak (VmHWM) {hwm / 2**20:.1f} MiB, now (VmRSS) {(rss or 0) / 2**20:.1f} MiB")
+    else:
+        print("  memory: the app's process was not found")
+    if result.quit_seconds is not None:
+        print(f"  {'q → process exited':<32} {result.quit_seconds:.3f} s")
+    else:
+        print("  q → the process did not exit within 15 s")
+
+
+def print_baseline(baseline: Baseline) -> None:
+    print("\n--- baseline: the same measurements against trivial programs (the overhead of measuring) ---")
+    print_launches("launch: python -c print()", baseline.launch, show_status=False)
+    print_launches("launch: minimal Textual app", baseline.textual_launch, show_status=False)
+    key_header()
+    print_keys("key echoed by `cat` (raw tty)", baseline.keys)
+    print_keys("minimal Textual app: Input→Static", baseline.textual_keys)
+
+
+def check_goals(results: dict[int, Result]) -> None:
+    size = TARGET_SIZE if TARGET_SIZE in results else max(results)
+    result = results[size]
+    note = "" if size == TARGET_SIZE else f" (100k not run: checked at {size:,})"
+    print(f"\n=== goals at {size:,} conversations{note} ===")
+    verdicts = []
+
+    def verdict(label: str, value: float, goal: float, unit: str) -> None:
+        ok = value <= goal
+        verdicts.append(ok)
+        shown = f"{value:.3f} s" if unit == "s" else f"{value * 1000:.1f} ms"
+        goal_shown = f"{goal:.1f} s" if unit == "s" else f"{goal * 1000:.0f} ms"
+        print(f"  {'PASS' if ok else 'FAIL'}  {label:<40} {shown:>10}  (goal ≤ {goal_shown})")
+
+    verdict("first painted list (median launch)", statistics.median(l.painted for l in result.launches), GOAL_PAINTED_SECONDS, "s")
+    for label, samples in (
+        ("filter echo", result.filter_echo),
+        ("filter list recomputed", result.filter_list),
+        ("j cursor move", result.cursor),
+    ):
+        verdict(f"{label} p50", samples.quantile(0.5), GOAL_P50_MS / 1000, "ms")
+        verdict(f"{label} p99", samples.quantile(0.99), GOAL_P99_MS / 1000, "ms")
+    print(f"  {'all goals met' if all(verdicts) else f'{verdicts.count(False)} goal(s) missed'}")
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=parse_sizes, default=[1_000, 10_000, 100_000], help="e.g. 1000,10000")
+    parser.add_argument("--keys", type=int, default=60, help="keystrokes measured per kind (default 60)")
+    parser.add_argument("--launches", type=int, default=3, help="launches measured per size (default 3)")
+    parser.add_argument("--width", type=int, default=120)
+    parser.add_argument("--height", type=int, default=40)
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="capture-pane polling interval (default 5)")
+    parser.add_argument("--settle-ms", type=float, default=60.0, help="quiet screen before each key (default 60)")
+    parser.add_argument("--seed", choices=("fast", "store"), default="fast",
+                        help="fast: seed_store's documents written as shard files at once (default); "
+                             "store: seed_store inserting one by one")
+    parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary directory")
+    args = parser.parse_args()
+    if args.keys < 1 or args.launches < 1:
+        parser.error("--keys and --launches must be at least 1")
+    if shutil.which("tmux") is None:
+        raise SystemExit("tmux is not installed")
+
+    started = time.perf_counter()
+    tmux_version = subprocess.run(["tmux", "-V"], capture_output=True, text=True, check=False).stdout.strip()
+    print(
+        f"convtui UI through {tmux_version} | {args.width}x{args.height} | Python {platform.python_version()} | "
+        f"{platform.system()} {platform.machine()} | {os.cpu_count()} CPUs | poll {args.poll_ms:g} ms, "
+        f"settle {args.settle_ms:g} ms, {args.keys} keys, {args.launches} launches"
+    )
+    results: dict[int, Result] = {}
+    with tempfile.TemporaryDirectory(prefix="convtui-bench-ui-", dir=args.dir) as temporary:
+        print_baseline(run_baseline(args, Path(temporary)))
+        for size in args.sizes:
+            results[size] = run_size(Path(temporary), size, args)
+            print_result(results[size])
+    check_goals(results)
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
