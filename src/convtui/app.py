@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,7 +77,12 @@ class ConvtuiApp(App[None]):
             self.bind("q", "quit")
             return
         self.manager = ConversationManager(self.service)
+        # What is loaded now lives as long as the app: keep the collector from
+        # walking it again and again (it caused the slowest keystrokes at 100k).
+        gc.collect()
+        gc.freeze()
         await self.push_screen(MainScreen(self.service, self.manager, self.clock))
+        self.run_worker(asyncio.to_thread(self.service.store.warm), group="warm")
         if self.on_ready is not None:
             self.on_ready(self)
 

@@ -524,6 +524,11 @@ async def _run(arguments: argparse.Namespace) -> int:
 
 def run_ui(arguments: argparse.Namespace) -> int:
     """The full-screen UI (the data directory, or a seeded demo one)."""
+    import os
+
+    # Textual paints at most TEXTUAL_FPS frames a second; at its default 60 a
+    # keystroke waits up to two frames (~35 ms) before it shows.
+    os.environ.setdefault("TEXTUAL_FPS", "120")
     from .app import ConvtuiApp
 
     if arguments.demo:

@@ -270,7 +270,9 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
         )
         screen = session.wait_for("Conversation created")
         assert "not started" not in screen.lower(), f"the dialog tried to start a loop:\n{screen}"
-        assert "Conversation " in screen.splitlines()[1], f"no row for the new conversation:\n{screen}"
+        assert any("Conversation " in line for line in screen.splitlines()[1:4]), (
+            f"no row for the new conversation:\n{screen}"
+        )
 
         # -- rename -------------------------------------------------------------------
         session.press("r")
@@ -282,12 +284,13 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
             lambda screen: "Rename conversation" not in screen and title in screen,
             f"the list to show {title!r}",
         )
-        assert title in screen.splitlines()[1], f"the row was not renamed:\n{screen}"
+        assert any(title in line for line in screen.splitlines()[1:4]), f"the row was not renamed:\n{screen}"
 
         # -- filter -------------------------------------------------------------------
         session.press("/")
-        # Type once the box is there (see the module docstring).
-        session.wait_for("Filter: words")
+        # Type once the box has focus (see the module docstring).
+        session.wait_until(lambda screen: "filter" in screen.splitlines()[0], "the filter box")
+        time.sleep(0.2)
         session.type("quok")
         screen = session.wait_until(lambda screen: "filter: quok" in _status_line(screen), "the filter to apply")
         status = _status_line(screen)

@@ -64,7 +64,7 @@ class MainScreen(Screen[None]):
     ]
 
     sort: reactive[str] = reactive("updated", bindings=True)
-    selected_id: reactive[str | None] = reactive(None, bindings=True)
+    selected_id: str | None = None
     narrow: reactive[bool] = reactive(False)
 
     def __init__(
@@ -79,13 +79,16 @@ class MainScreen(Screen[None]):
         self._streaming: dict[str, str] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._shown_events_for: str | None = None
+        self._shown_info = None
+        self._binding_state: tuple = ()
+        self._filtering = False  # the user asked for the filter box
 
     # -- layout --------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
             with Vertical(id="list-column"):
-                yield Input(placeholder="Filter: words, status:running, repo:owner/name, trigger:cli, is:archived", id="filter")
+                yield Input(placeholder="/ filter: words status:running repo:owner/name trigger:cli is:archived", id="filter")
                 yield Static(id="list-status")
                 yield ConversationList(self._row, self.clock, id="conversations")
                 yield Static(id="empty-state")
@@ -104,7 +107,6 @@ class MainScreen(Screen[None]):
         return self.service.row(conversation_id)
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
         self._unsubscribe = self.manager.subscribe(self._on_loop_update)
         self.set_interval(POLL_SECONDS, self._poll)
         if self.app.animation_level != "none":
@@ -160,8 +162,14 @@ class MainScreen(Screen[None]):
         empty.display = shown == 0
         self.conversation_list.display = shown != 0
         focused = self.focused
-        if shown and (focused is None or not focused.display):
+        stray = focused is None or not focused.display or (focused.id == "filter" and not self._filtering)
+        if shown and stray:
+            # An empty list cannot hold focus; give it back when rows appear.
             self.conversation_list.focus()
+        elif not shown and not self._filtering:
+            # Nothing to focus: keys go to the screen (n, F2, ?), not to the
+            # filter box that Textual would otherwise pick.
+            self.set_focus(None)
         if total == 0:
             empty.update(
                 "No conversations yet.\n\n"
@@ -181,7 +189,7 @@ class MainScreen(Screen[None]):
             await self._catch_up_events(selected)
             info = self.service.row(selected)
             if info is not None:
-                self.detail.show_info(info)
+                self._show_info(info)
 
     # -- the selected conversation -------------------------------------------------
 
@@ -192,10 +200,28 @@ class MainScreen(Screen[None]):
     def _select(self, conversation_id: str | None) -> None:
         self.selected_id = conversation_id
         info = self.service.row(conversation_id) if conversation_id else None
-        self.detail.show_info(info)
+        self._show_info(info)
         self.detail.show_pending(self.manager.pending_action(conversation_id) if conversation_id else None)
         if conversation_id != self._shown_events_for:
             self._load_events(conversation_id)
+
+    def _show_info(self, info) -> None:  # noqa: ANN001 (ConversationInfo | None)
+        """Update the detail header and the footer only when something they
+        show changed: each costs a layout pass."""
+        if info != self._shown_info:
+            self._shown_info = info
+            self.detail.show_info(info)
+        selected = self.selected_id
+        state = (
+            selected is None,
+            info.status if info is not None else None,
+            bool(selected and self.manager.is_running(selected)),
+            bool(selected and self.manager.pending_action(selected)),
+            bool(self.conversation_list.marked),
+        )
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
 
     @work(exclusive=True, group="events")
     async def _load_events(self, conversation_id: str | None) -> None:
@@ -243,9 +269,8 @@ class MainScreen(Screen[None]):
         if isinstance(update, StatusChanged) and parse_query(self.query_text).filter.status is not None:
             self.reload()
         if is_selected:
-            self.detail.show_info(self.service.row(conversation_id))
+            self._show_info(self.service.row(conversation_id))
             self.detail.show_pending(self.manager.pending_action(conversation_id))
-            self.refresh_bindings()
 
     # -- keys ----------------------------------------------------------------------
 
@@ -257,8 +282,9 @@ class MainScreen(Screen[None]):
         if action == "decide":
             return bool(selected and self.manager.pending_action(selected))
         if action == "back":
+            filter_input = self.query_one("#filter", Input)
             return bool(
-                self.query_one("#filter", Input).display or self.has_class("detail-open") or self.conversation_list.marked
+                filter_input.has_focus or filter_input.value or self.has_class("detail-open") or self.conversation_list.marked
             )
         if action == "start" and selected and not self.conversation_list.marked:
             info = self.service.row(selected)
@@ -272,9 +298,10 @@ class MainScreen(Screen[None]):
         return self.conversation_list.marked_or_current()
 
     def action_filter(self) -> None:
-        filter_input = self.query_one("#filter", Input)
-        filter_input.display = True
-        filter_input.focus()
+        # set_focus now, not focus() (which waits a message): keys typed right
+        # after "/" must land in the box, not on the list's bindings.
+        self._filtering = True
+        self.set_focus(self.query_one("#filter", Input))
         self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
@@ -284,14 +311,15 @@ class MainScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
+        self._filtering = False
         self.conversation_list.focus()
 
     def action_back(self) -> None:
         filter_input = self.query_one("#filter", Input)
-        if filter_input.has_focus or (filter_input.display and not self.has_class("detail-open")):
+        if filter_input.has_focus or (filter_input.value and not self.has_class("detail-open")):
             filter_input.value = ""
-            filter_input.display = False
             self.query_text = ""
+            self._filtering = False
             self.reload()
             self.conversation_list.focus()
         elif self.has_class("detail-open"):
@@ -312,6 +340,7 @@ class MainScreen(Screen[None]):
     @on(ConversationList.MarksChanged)
     def _marks_changed(self) -> None:
         self._show_status(len(self.conversation_list.ids), len(self.service.store), ())
+        self._show_info(self._shown_info)  # s/x/d/a now apply to the marks
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
