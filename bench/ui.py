@@ -106,7 +106,7 @@ KEY_TIMEOUT = 10.0
 LAUNCH_TIMEOUT = 60.0
 STATUS_LINE = re.compile(r"^\s*([\d,]+) of ([\d,]+) · sort: ")
 ROW_TITLE = re.compile(r"Conversation number \d+")
-FILTER_PLACEHOLDER = "Filter: words"
+FILTER_PLACEHOLDER = "/ filter:"
 
 
 # -- tmux -----------------------------------------------------------------------------------
@@ -321,14 +321,13 @@ def status_total(screen: str) -> int | None:
 
 
 def filter_box_text(screen: str) -> str | None:
-    """What the filter box shows ('' for its placeholder), None if it is not
-    on the screen. The box is three lines: ▔ border, ▊ text ▎, ▁ border."""
-    for line in screen.splitlines():
-        stripped = list_column(line).strip()
-        if stripped.startswith("▊") and "▔" not in stripped and "▁" not in stripped:
-            inner = stripped[1:].split("▎", 1)[0].strip()
-            return "" if inner.startswith(FILTER_PLACEHOLDER) else inner
-    return None
+    """What the filter box shows ('' for its placeholder), None if the screen
+    has no list yet. The box is the first line of the list column."""
+    lines = screen.splitlines()
+    if not lines:
+        return None
+    text = list_column(lines[0]).strip()
+    return "" if text.startswith(FILTER_PLACEHOLDER) else text
 
 
 def list_shows_filter(screen: str, text: str) -> bool:
@@ -416,9 +415,9 @@ def measure_filter(
     echo = Samples() if echo is None else echo
     listed = Samples() if listed is None else listed
     tmux.send_key("/")
-    # Type once the box is on the screen: keys sent before it has the focus
-    # would go to the list's bindings (q quits, o sorts...).
-    wait_for(tmux, lambda screen: filter_box_text(screen) == "", poll, KEY_TIMEOUT)
+    # Let the box take the focus before typing (a burst of keys in the same
+    # read as "/" is not yet routed to it).
+    settle(tmux, quiet, colours=False)
     for action, text in filter_plan(keys):
         settle(tmux, quiet, colours=False)
         kind, _, value = action.partition(":")
@@ -445,7 +444,7 @@ def measure_filter(
             if output is not None and output <= seen:
                 samples.outputs.append(output - started)
     tmux.send_key("Escape")
-    wait_for(tmux, lambda screen: filter_box_text(screen) is None, poll, KEY_TIMEOUT)
+    wait_for(tmux, lambda screen: filter_box_text(screen) == "", poll, KEY_TIMEOUT)
     return echo, listed
 
 
