@@ -21,7 +21,7 @@ from convtui.backend.service import ConversationService
 from convtui.backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed, TitleChanged
 
 from .conftest import TRAJECTORIES
-from .fake_llm import Drop, Error, FakeLLMServer, Hang, Response, Slow, Text, ToolCall, ToolCalls
+from .fake_llm import Drop, DropMidStream, Error, FakeLLMServer, Hang, Response, Slow, Text, ToolCall, ToolCalls
 
 API_KEY = "sk-test-0123456789abcdef"
 
@@ -222,13 +222,15 @@ async def test_always_approves_the_rest_of_the_run(
         ([Error(500)] * 3, RuntimeStatus.ERROR_LLM_INTERNAL_SERVER_ERROR, AgentState.ERROR),
         ([Error(429)] * 4, RuntimeStatus.AGENT_RATE_LIMITED, AgentState.RATE_LIMITED),
         ([Slow(30)] * 3, RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE, AgentState.ERROR),
+        ([DropMidStream(after_chunks=2)] * 3, RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE, AgentState.ERROR),
+        ([Drop()] * 3, RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE, AgentState.ERROR),
         (
             [Error(400, "This model's maximum context length is 8192 tokens", "invalid_request_error", "context_length_exceeded")],
             RuntimeStatus.ERROR,
             AgentState.ERROR,
         ),
     ],
-    ids=["401", "500", "429", "timeout", "context-window"],
+    ids=["401", "500", "429", "timeout", "dropped-mid-stream", "dropped", "context-window"],
 )
 async def test_llm_errors_end_in_a_labelled_state(
     configured: ConversationService,
@@ -480,3 +482,52 @@ async def test_remember_prompt_prints_template_syntax_literally(
     await remember_prompt(log, 0, LLMConfig.from_settings(await configured.load_settings()))
     system = llm.requests[-1]["messages"][0]["content"]
     assert "{{ 7 * 7 }}" in system and "{% for x in y %}" in system and "49" not in system
+
+
+# -- workspace set-up ------------------------------------------------------------------
+
+
+def _git_repository(path: Path) -> Path:
+    import subprocess
+
+    path.mkdir()
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "start"],
+        ["git", "checkout", "-q", "-b", "feature"],
+    ):
+        subprocess.run(command, cwd=path, check=True)
+    (path / "README.md").write_text("the feature branch\n")
+    subprocess.run(["git", "add", "."], cwd=path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "feature"], cwd=path, check=True)
+    return path
+
+
+@pytest.mark.skipif(not __import__("shutil").which("git"), reason="git is not installed")
+async def test_the_repository_is_cloned_before_the_agent_starts(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    repository = _git_repository(tmp_path / "origin")
+    script = Script(Text("I see the README."))
+    llm.responder = script
+    conversation_id = await new(configured, repository=str(repository), selected_branch="feature")
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id)
+    workspace = configured.data_dir.workspace(conversation_id)
+    assert (workspace / "README.md").read_text() == "the feature branch\n"
+    assert RuntimeStatus.SETTING_UP_WORKSPACE in recorder.runtime()
+    system = script.agent_requests[0]["messages"][0]["content"]
+    assert str(repository) in system and "feature" in system
+
+
+@pytest.mark.skipif(not __import__("shutil").which("git"), reason="git is not installed")
+async def test_a_failed_clone_is_an_error_with_gits_message(
+    configured: ConversationService, manager: ConversationManager, tmp_path: Path
+) -> None:
+    not_a_repository = tmp_path / "plain"
+    not_a_repository.mkdir()
+    conversation_id = await new(configured, repository=str(not_a_repository))
+    await run_to_idle(manager, conversation_id)
+    info = await configured.get(conversation_id)
+    assert (info.status, info.runtime_status) == (ConversationStatus.ERROR, RuntimeStatus.ERROR)
+    assert "git clone failed" in (info.status_message or "")
