@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 
 from convtui.backend.events import EventLog
 from convtui.backend.models import ConversationMetadata, utc_now

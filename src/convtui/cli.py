@@ -18,7 +18,7 @@ import orjson
 
 from . import __version__
 from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
-from .backend.errors import ConvtuiError, InvalidInput, StorageError, describe_os_error
+from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
 from .backend.events import EventDict, event_kind
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
 from .backend.settings import SETTING_NAMES, Settings, display_value

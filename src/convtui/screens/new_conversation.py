@@ -13,13 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, TextArea
 
 from ..backend.errors import first_validation_error
 from ..backend.models import ConversationTrigger, NewConversationRequest
+from .invalid_field import mark_invalid_field
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,4 @@ class NewConversationScreen(ModalScreen[NewConversationResult | None]):
     def _show_error(self, message: str, location: tuple[object, ...]) -> None:
         """One line under the form; the field at fault is marked and focused."""
         self.query_one("#error", Label).update(Content(message))
-        for field in self.query(".-invalid"):
-            field.remove_class("-invalid")
-        if not location:
-            return
-        try:
-            field = self.query_one(f"#{location[0]}", Widget)
-        except NoMatches:
-            return
-        field.add_class("-invalid")
-        field.focus()
+        mark_invalid_field(self, location)

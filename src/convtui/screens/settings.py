@@ -13,14 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, LoadingIndicator, Switch
 
 from ..backend.errors import first_validation_error
 from ..backend.settings import Settings, mask_secret
 from ..terminal_text import one_line
+from .invalid_field import mark_invalid_field
 
 # The settings the dialog edits as text, with their labels, in form order.
 TEXT_FIELDS: dict[str, str] = {
@@ -201,13 +200,4 @@ class SettingsScreen(ModalScreen[dict | None]):
         status.set_class(bool(message) and not error, "-ok")
 
     def _mark_invalid(self, location: tuple[object, ...]) -> None:
-        for field in self.query(".-invalid"):
-            field.remove_class("-invalid")
-        if not location:
-            return
-        try:
-            field = self.query_one(f"#{location[0]}", Widget)
-        except NoMatches:
-            return
-        field.add_class("-invalid")
-        field.focus()
+        mark_invalid_field(self, location)

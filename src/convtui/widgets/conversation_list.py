@@ -67,39 +67,35 @@ class ConversationList(ScrollView, can_focus=True):
 
     cursor: reactive[int] = reactive(0, always_update=True, init=False)
 
-    class Highlighted(Message):
+    class _ListMessage(Message):
+        def __init__(self, conversation_list: ConversationList) -> None:
+            super().__init__()
+            self.conversation_list = conversation_list
+
+        @property
+        def control(self) -> ConversationList:
+            return self.conversation_list
+
+    class Highlighted(_ListMessage):
         """The cursor moved to another conversation (None: the list is empty)."""
 
         def __init__(self, conversation_list: ConversationList, conversation_id: str | None) -> None:
-            super().__init__()
-            self.conversation_list = conversation_list
+            super().__init__(conversation_list)
             self.conversation_id = conversation_id
 
-        @property
-        def control(self) -> ConversationList:
-            return self.conversation_list
-
-    class Opened(Message):
+    class Opened(_ListMessage):
         """Enter on a row."""
 
         def __init__(self, conversation_list: ConversationList, conversation_id: str) -> None:
-            super().__init__()
-            self.conversation_list = conversation_list
+            super().__init__(conversation_list)
             self.conversation_id = conversation_id
 
-        @property
-        def control(self) -> ConversationList:
-            return self.conversation_list
+    class MarksChanged(_ListMessage):
+        """Rows were marked or unmarked; `count` are marked now."""
 
-    class MarksChanged(Message):
         def __init__(self, conversation_list: ConversationList, count: int) -> None:
-            super().__init__()
-            self.conversation_list = conversation_list
+            super().__init__(conversation_list)
             self.count = count
-
-        @property
-        def control(self) -> ConversationList:
-            return self.conversation_list
 
     def __init__(
         self,
