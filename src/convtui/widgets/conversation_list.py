@@ -49,6 +49,7 @@ class ConversationList(ScrollView, can_focus=True):
         "conversation-list--done",
     }
 
+    SCOPED_CSS = False  # the App:nocolor rules below start outside the widget
     DEFAULT_CSS = """
     ConversationList {
         background: $surface;
@@ -63,6 +64,9 @@ class ConversationList(ScrollView, can_focus=True):
     ConversationList > .conversation-list--waiting { color: $warning; text-style: bold; }
     ConversationList > .conversation-list--error { color: $error; text-style: bold; }
     ConversationList > .conversation-list--done { color: $text-muted; }
+    /* NO_COLOR: greys alone cannot mark the cursor; reverse video can. */
+    App:nocolor ConversationList > .conversation-list--cursor { background: transparent; text-style: reverse bold; }
+    App:nocolor ConversationList:focus > .conversation-list--cursor { background: transparent; text-style: reverse bold; }
     """
 
     cursor: reactive[int] = reactive(0, always_update=True, init=False)

@@ -87,6 +87,7 @@ class EventLog(ScrollView, can_focus=True):
         "event-log--streaming",
     }
 
+    SCOPED_CSS = False  # the App:nocolor rules below start outside the widget
     DEFAULT_CSS = """
     EventLog { background: $surface; scrollbar-size-vertical: 1; }
     EventLog > .event-log--user { color: $accent; text-style: bold; }
@@ -98,6 +99,8 @@ class EventLog(ScrollView, can_focus=True):
     EventLog > .event-log--selected { background: $panel-lighten-2; }
     EventLog:focus > .event-log--selected { background: $accent-darken-3; }
     EventLog > .event-log--streaming { color: $text-muted; text-style: italic; }
+    App:nocolor EventLog > .event-log--selected { background: transparent; text-style: reverse; }
+    App:nocolor EventLog:focus > .event-log--selected { background: transparent; text-style: reverse; }
     """
 
     class Selected(Message):
