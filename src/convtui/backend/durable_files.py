@@ -44,7 +44,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             temporary.unlink(missing_ok=True)
         except OSError:
             pass
-        raise StorageError(describe_os_error(error, "write")) from error
+        raise StorageError(describe_os_error(error, "write", path)) from error
 
 
 def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> bool:
@@ -65,7 +65,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> bool:
         fsync_directory(path.parent)
         return True
     except OSError as error:
-        raise StorageError(describe_os_error(error, "write")) from error
+        raise StorageError(describe_os_error(error, "write", path)) from error
     finally:
         try:
             temporary.unlink(missing_ok=True)

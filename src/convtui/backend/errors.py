@@ -45,9 +45,11 @@ class CorruptFile(StorageError):
         )
 
 
-def describe_os_error(error: OSError, action: str) -> str:
-    """One line for an OSError, e.g. 'could not write /x: No space left on device'."""
-    where = f" {error.filename}" if error.filename else ""
+def describe_os_error(error: OSError, action: str, path: object = None) -> str:
+    """One line for an OSError, e.g. 'could not write /x: No space left on
+    device'. `path` names the file when the error does not (write, fsync)."""
+    where = error.filename or path
+    where = f" {where}" if where else ""
     return f"could not {action}{where}: {error.strerror or error}"
 
 

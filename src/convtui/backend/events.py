@@ -271,20 +271,27 @@ class EventLog:
             payload = b"".join(orjson.dumps(event) + b"\n" for event in stored)
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
-                try:
-                    if size > self._offset:
-                        log.warning("%s: removing a torn last line left by a crash", self.path)
-                        os.ftruncate(fd, self._offset)
-                    os.lseek(fd, self._offset, os.SEEK_SET)
-                    view = memoryview(payload)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
             except OSError as error:
-                # A partial append is a torn tail the next append cuts off.
-                raise StorageError(describe_os_error(error, "append to")) from error
+                raise StorageError(describe_os_error(error, "append to", self.path)) from error
+            try:
+                if size > self._offset:
+                    log.warning("%s: removing a torn last line left by a crash", self.path)
+                    os.ftruncate(fd, self._offset)
+                os.lseek(fd, self._offset, os.SEEK_SET)
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as error:
+                # The append did not happen: take back what was written, so
+                # neither a torn line nor an unconfirmed event stays behind.
+                try:
+                    os.ftruncate(fd, self._offset)
+                except OSError:
+                    pass
+                raise StorageError(describe_os_error(error, "append to", self.path)) from error
+            finally:
+                os.close(fd)
             self._catch_up()
             return [dict(event) for event in stored]
 

@@ -284,7 +284,7 @@ def classify(error: BaseException, config: LLMConfig) -> LLMFailure:
             AgentState.ERROR,
             retryable=True,
         )
-    if isinstance(error, litellm.InternalServerError):
+    if isinstance(error, (litellm.InternalServerError, litellm.BadGatewayError)):
         return LLMFailure(
             f"the model service failed: {detail}",
             RuntimeStatus.ERROR_LLM_INTERNAL_SERVER_ERROR,
@@ -399,6 +399,12 @@ async def complete_here(
         )
         for index, call in enumerate(getattr(message, "tool_calls", None) or [])
     ]
+    if not (message.content or "").strip() and not any(call.name for call in calls):
+        # litellm turns a body that is no chat completion into an empty one.
+        raise LLMFailure(
+            "the model sent an empty or unreadable reply", RuntimeStatus.ERROR_LLM_SERVICE_UNAVAILABLE,
+            AgentState.ERROR, retryable=True,
+        )
     usage = getattr(response, "usage", None)
     return LLMResponse(
         content=message.content or "",

@@ -345,20 +345,29 @@ class ConversationService:
                 directory.mkdir(parents=True)
             except OSError as error:
                 raise StorageError(describe_os_error(error, "create")) from error
-            init = request.model_dump(
-                mode="json",
-                exclude_none=True,
-                include={"conversation_instructions", "image_urls", "suggested_task", "create_microagent"},
-            )
-            if init:
-                atomic_write(directory / "init.json", orjson.dumps(init))
-            if replay is not None:
-                atomic_write(directory / "replay.json", to_json(replay))
-            if request.initial_user_msg:
-                self._event_log(conversation_id).append([user_message(request.initial_user_msg, request.image_urls)])
-            # Metadata last: a crash before it leaves only a directory that
-            # `convtui doctor` reports, never a conversation without its files.
-            self.store.insert(metadata.to_document())
+            try:
+                init = request.model_dump(
+                    mode="json",
+                    exclude_none=True,
+                    include={"conversation_instructions", "image_urls", "suggested_task", "create_microagent"},
+                )
+                if init:
+                    atomic_write(directory / "init.json", orjson.dumps(init))
+                if replay is not None:
+                    atomic_write(directory / "replay.json", to_json(replay))
+                if request.initial_user_msg:
+                    self._event_log(conversation_id).append([user_message(request.initial_user_msg, request.image_urls)])
+                # Metadata last: a crash before it leaves only a directory that
+                # `convtui doctor` reports, never a conversation without its files.
+                self.store.insert(metadata.to_document())
+            except BaseException:
+                # Refused: leave nothing behind that doctor would revive.
+                self._event_logs.pop(conversation_id, None)
+                try:
+                    remove_conversation_directory(directory)
+                except StorageError:
+                    pass
+                raise
             return ConversationResponse(
                 conversation_id=conversation_id, conversation_status=ConversationStatus.STOPPED
             )

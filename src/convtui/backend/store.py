@@ -26,6 +26,7 @@ calls them from worker threads, so they are thread-safe.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -202,11 +203,7 @@ def shard_of(conversation_id: str) -> str:
 class ConversationStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._version_fd = os.open(self.directory / "version", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise StorageError(describe_os_error(error, "open the store in")) from error
+        self._version_fd = self._open_version()
         self._write_lock = InterProcessLock(self.directory / "store.lock")
         self._index_lock = threading.RLock()
         self._documents: dict[str, Document] = {}
@@ -221,6 +218,49 @@ class ConversationStore:
         self._load_everything()
 
     # -- reading -----------------------------------------------------------------
+
+    def _open_version(self) -> int:
+        """The change counter's file descriptor. On a read-only data
+        directory it opens read-only: reading works, writing fails clearly."""
+        path = self.directory / "version"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and path.exists():
+                try:
+                    return os.open(path, os.O_RDONLY)
+                except OSError:
+                    pass
+            raise StorageError(describe_os_error(error, "open the store in")) from error
+
+    def _reopen_if_replaced(self) -> bool:
+        """True (and everything reloaded) if the store directory was deleted
+        or replaced under us: our counter's file is no longer the one on disk."""
+        try:
+            on_disk = os.stat(self.directory / "version").st_ino
+        except FileNotFoundError:
+            on_disk = None
+        except OSError:
+            return False
+        if on_disk == os.fstat(self._version_fd).st_ino:
+            return False
+        old_fd = self._version_fd
+        try:
+            self._version_fd = self._open_version()
+        finally:
+            os.close(old_fd)
+        with self._index_lock:
+            self._documents.clear()
+            self._haystacks.clear()
+            self._by_activity = SortedList()
+            self._ids = SortedList()
+            self._active.clear()
+            self._shard_documents.clear()
+            self._shard_signatures.clear()
+            self._columns = None
+            self._load_shards()
+        return True
 
     def _shard_path(self, shard: str) -> Path:
         return self.directory / f"{SHARD_PREFIX}{shard}.json"
@@ -270,12 +310,15 @@ class ConversationStore:
         renaming it leaves the temporary behind. Shard temporaries are only
         made under the write lock, so while we hold it any that exist are
         leftovers."""
-        with self._write_lock:
-            for path in self.directory.glob(f".{SHARD_PREFIX}??.json.*.tmp"):
-                try:
-                    path.unlink()
-                except OSError as error:
-                    log.warning("could not remove %s: %s", path, error)
+        try:
+            with self._write_lock:
+                for path in self.directory.glob(f".{SHARD_PREFIX}??.json.*.tmp"):
+                    try:
+                        path.unlink()
+                    except OSError as error:
+                        log.warning("could not remove %s: %s", path, error)
+        except StorageError:
+            pass  # a read-only directory: nothing can be cleaned, reading still works
 
     def _load_everything(self) -> None:
         self._remove_stale_temporaries()
@@ -309,10 +352,11 @@ class ConversationStore:
 
     def refresh(self) -> bool:
         """Take in what other processes wrote. Returns True if anything changed.
-        Costs one pread when nothing did."""
+        Costs one pread and one stat when nothing did. Also notices the
+        store directory deleted or replaced, and reloads from scratch."""
         version = self._read_version()
         if version == self._seen_version:
-            return False
+            return self._reopen_if_replaced()
         with self._index_lock:
             signatures = self._scan_shards()
             changed = False
@@ -546,7 +590,11 @@ class ConversationStore:
         # A hint, not data: no fsync. Readers compare for inequality, so a
         # counter that went back after a power cut still reads as "changed".
         version = self._read_version() + 1
-        os.pwrite(self._version_fd, version.to_bytes(8, "little"), 0)
+        try:
+            os.pwrite(self._version_fd, version.to_bytes(8, "little"), 0)
+        except OSError as error:  # the write itself is done and durable
+            log.warning("could not signal the change to other processes: %s", error)
+            return
         if self._seen_version == version - 1:
             self._seen_version = version
 
