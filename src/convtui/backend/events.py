@@ -34,7 +34,9 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: int | None = Field(default=None, ge=0)
+    # Bounded well inside 64 bits: ids are stored as JSON integers and the
+    # next event's id is the last one plus one.
+    id: int | None = Field(default=None, ge=0, le=2**62)
     timestamp: str | None = None
     source: Literal["user", "agent", "environment"] | None = None
     message: str | None = None
@@ -43,7 +45,7 @@ class Event(BaseModel):
     args: dict[str, Any] | None = None
     content: str | None = None
     extras: dict[str, Any] | None = None
-    cause: int | None = None
+    cause: int | None = Field(default=None, ge=-1, le=2**62)
     hidden: bool | None = None
 
     @field_validator("timestamp")
@@ -127,6 +129,21 @@ class EventFilter(BaseModel):
         if self.query and self.query.lower() not in orjson.dumps(event).decode().lower():
             return False
         return True
+
+
+def validate_event(raw: object) -> EventDict:
+    """An event as it will be stored. Raises InvalidInput naming the problem:
+    a missing kind, a wrong type, text that is not UTF-8, a number JSON
+    cannot hold."""
+    try:
+        event = Event.model_validate(raw).model_dump(mode="json", exclude_unset=True)
+    except ValueError as error:
+        raise InvalidInput(f"invalid event: {first_validation_error(error)}") from None
+    try:
+        orjson.dumps(event)
+    except TypeError as error:  # lone surrogates, integers beyond 64 bits
+        raise InvalidInput(f"invalid event: {str(error).splitlines()[0]}") from None
+    return event
 
 
 AGENT_VISIBLE = EventFilter(exclude_hidden=True, exclude_kinds=STATE_KINDS)
@@ -242,12 +259,7 @@ class EventLog:
         """Append events durably and return them as stored (with `id` and
         `timestamp`). Ids continue from the last one unless `keep_ids`, for an
         import, where the events' own ids must each exceed the last."""
-        validated = []
-        for raw in events:
-            try:
-                validated.append(Event.model_validate(raw).model_dump(mode="json", exclude_none=False, exclude_unset=True))
-            except ValueError as error:
-                raise InvalidInput(f"invalid event: {first_validation_error(error)}") from None
+        validated = [validate_event(raw) for raw in events]
         if not validated:
             return []
         try:

@@ -110,11 +110,21 @@ def default_title(conversation_id: str) -> str:
 
 def find_control_character(text: str) -> str | None:
     """The first control character in `text` (C0, DEL, C1, line/paragraph
-    separators), or None."""
+    separators) or lone surrogate (undecodable bytes from argv), or None."""
     for character in text:
-        if unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+        if unicodedata.category(character) in ("Cc", "Zl", "Zp", "Cs"):
             return character
     return None
+
+
+def check_encodable(text: str, what: str) -> str:
+    """Refuse a lone surrogate: Python's stand-in for bytes that were not
+    UTF-8 (e.g. in a command-line argument). It cannot be stored as JSON."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains bytes that are not valid UTF-8") from None
+    return text
 
 
 def validate_title(raw: str) -> str:
@@ -280,7 +290,7 @@ def check_message(raw: str) -> str:
         raise ValueError(f"message is longer than {MESSAGE_MAX_LENGTH} characters")
     if "\x00" in raw:
         raise ValueError("message contains a NUL character")
-    return raw
+    return check_encodable(raw, "message")
 
 
 class NewConversationRequest(BaseModel):

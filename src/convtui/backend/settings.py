@@ -29,7 +29,8 @@ ENVIRONMENT_OVERRIDES = {
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan would be written as null and break the file for good.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     llm_model: str | None = Field(default=None, description="litellm model name, e.g. openai/gpt-4o")
     llm_api_key: SecretStr | None = Field(default=None, description="API key for the model")
@@ -43,7 +44,7 @@ class Settings(BaseModel):
     command_timeout: float = Field(default=120.0, gt=0, le=86_400, description="seconds a shell command may run")
     llm_timeout: float = Field(default=120.0, gt=0, le=3_600, description="seconds to wait for the model")
     conversation_max_age_days: float = Field(
-        default=10.0, gt=0, description="the list hides conversations idle longer than this"
+        default=10.0, gt=0, le=36_500, description="the list hides conversations idle longer than this"
     )
 
     @field_validator("llm_model", "llm_base_url")

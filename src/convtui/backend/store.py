@@ -181,6 +181,8 @@ class _Columns:
             rows = [i for i in rows if trigger[i] == wanted_trigger]
         haystack = self.haystack
         for word in words:
+            if "\x00" in word:
+                return []  # fields are joined by NUL in the haystack: never match across
             by_id = prefixed.get(word)
             if by_id:
                 rows = [i for i in rows if word in haystack[i] or ids[i] in by_id]

@@ -7,10 +7,9 @@ import re
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
-from .errors import InvalidInput, first_validation_error
-from .events import Event, EventDict, event_kind
+from .errors import InvalidInput
+from .events import EventDict, event_kind, validate_event
 from .models import ConversationInfo
 
 MAX_TRAJECTORY_BYTES = 200 * 1024 * 1024
@@ -33,9 +32,9 @@ def parse_trajectory(raw: bytes | str) -> list[EventDict]:
     previous_id = -1
     for position, item in enumerate(data):
         try:
-            event = Event.model_validate(item).model_dump(mode="json", exclude_unset=True)
-        except ValidationError as error:
-            raise InvalidInput(f"event {position}: {first_validation_error(error)}") from None
+            event = validate_event(item)
+        except InvalidInput as error:
+            raise InvalidInput(f"event {position}: {str(error).removeprefix('invalid event: ')}") from None
         if event.get("id") is None:
             event["id"] = previous_id + 1
         if event["id"] <= previous_id:
