@@ -111,6 +111,7 @@ class AgentLoop:
         self._event_log = None
         self._title_task: asyncio.Task[None] | None = None
         self._default_title = False
+        self._metadata_write: asyncio.Future[None] | None = None
         self._cost: float | None = 0.0
         self._tokens = (0, 0)
 
@@ -143,8 +144,7 @@ class AgentLoop:
         self.hub.publish(
             StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message)
         )
-        await self.service.update_metadata(
-            self.conversation_id,
+        await self._write_metadata(
             status=self.status,
             runtime_status=self.runtime_status,
             agent_state=self.agent_state,
@@ -152,6 +152,21 @@ class AgentLoop:
             runner_pid=os.getpid(),
             runner_host=socket.gethostname(),
         )
+
+    async def _write_metadata(self, **changes: Any) -> None:
+        """Store metadata changes strictly in the order they were made. A
+        write runs on in its thread when the loop is cancelled meanwhile;
+        chaining each write after the previous one keeps that late write from
+        landing after the final STOPPED."""
+        previous = self._metadata_write
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            await self.service.update_metadata(self.conversation_id, **changes)
+
+        self._metadata_write = asyncio.ensure_future(write())
+        await asyncio.shield(self._metadata_write)
 
     def _redact(self, event: EventDict) -> EventDict:
         """Keep API keys out of the log even when the model writes one into
@@ -384,8 +399,7 @@ class AgentLoop:
             self._cost += response.cost
         total = prompt_tokens + completion_tokens
         self.hub.publish(MetricsChanged(self.conversation_id, self._cost, prompt_tokens, completion_tokens, total))
-        await self.service.update_metadata(
-            self.conversation_id,
+        await self._write_metadata(
             accumulated_cost=self._cost,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
