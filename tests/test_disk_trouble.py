@@ -23,7 +23,6 @@ import errno
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -681,20 +680,11 @@ async def test_a_real_full_disk_leaves_whole_event_lines(small_disk: Path) -> No
 # -- the UI ---------------------------------------------------------------------------------
 
 
-async def settle(pilot: Any, condition: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    await pilot.pause()
-    while condition is not None and not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the screen did not reach the expected state")
-        await pilot.pause(0.02)
-
-
 async def test_the_ui_survives_a_full_disk_during_a_rename(data_dir: Path, disk: DiskTrouble) -> None:
     from convtui.screens.main import MainScreen
     from convtui.widgets.conversation_list import ConversationList
 
-    from .ui.seed import seed_store, still_app
+    from .ui.seed import seed_store, settle, still_app
 
     seed_store(data_dir)
     app = still_app(data_dir)

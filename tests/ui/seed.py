@@ -4,6 +4,8 @@ fixed times, a frozen clock, no animation and no cursor blink."""
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -78,4 +80,15 @@ def still_app(data_dir: Path, **kwargs: Any) -> ConvtuiApp:
     return app
 
 
-__all__ = ["NOW", "SAMPLES", "fixed_id", "format_timestamp", "frozen_clock", "seed_store", "still_app"]
+async def settle(pilot: Any, condition: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
+    """Let the app process what is queued, then wait (polling) until
+    `condition` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while condition is not None and not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the screen did not reach the expected state")
+        await pilot.pause(0.02)
+
+
+__all__ = ["NOW", "SAMPLES", "fixed_id", "format_timestamp", "frozen_clock", "seed_store", "settle", "still_app"]

@@ -20,16 +20,7 @@ from convtui.widgets.conversation_list import ConversationList
 from convtui.widgets.event_log import EventLog
 
 from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
-from .seed import SAMPLES, seed_store, still_app
-
-
-async def settle(pilot, condition: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    await pilot.pause()
-    while condition is not None and not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the screen did not reach the expected state")
-        await pilot.pause(0.02)
+from .seed import SAMPLES, seed_store, settle, still_app
 
 
 def main_screen(app: ConvtuiApp) -> MainScreen:

@@ -12,7 +12,6 @@ before committing them."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +32,7 @@ from convtui.widgets.conversation_list import ConversationList
 from convtui.widgets.event_log import EventLog
 
 from ..fake_llm import FakeLLMServer, Hang, ToolCall
-from .seed import NOW, SAMPLES, frozen_clock, seed_store, still_app
+from .seed import NOW, SAMPLES, frozen_clock, seed_store, settle, still_app
 
 NARROW = (80, 24)
 WIDE = (160, 48)
@@ -42,15 +41,6 @@ RunBefore = Callable[[Pilot], Any]
 
 
 # -- waiting for a state -------------------------------------------------------------
-
-
-async def settle(pilot: Pilot, condition: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    await pilot.pause()
-    while condition is not None and not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the screen did not reach the expected state")
-        await pilot.pause(0.02)
 
 
 def main_screen(app: ConvtuiApp) -> MainScreen | None:
