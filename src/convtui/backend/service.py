@@ -301,10 +301,11 @@ class ConversationService:
         return await asyncio.to_thread(run)
 
     async def metadata(self, conversation_id: str) -> ConversationMetadata:
-        info = await self.get(conversation_id)
-        document = self.store.get(info.conversation_id)
+        """The stored metadata (no live state joined). Raises NotFound."""
+        full_id = await self.resolve(conversation_id)
+        document = self.store.get(full_id)
         if document is None:
-            raise NotFound(f"no conversation with id {info.conversation_id}")
+            raise NotFound(f"no conversation with id {full_id}")
         return ConversationMetadata.model_validate(document)
 
     # -- creating ------------------------------------------------------------------
@@ -550,13 +551,13 @@ class ConversationService:
         limit: int | None = None,
     ) -> list[EventDict]:
         """See EventLog.search_events. Raises NotFound for an unknown id."""
-        full_id = (await self.get(conversation_id)).conversation_id
+        full_id = await self.resolve(conversation_id)
         event_log = self._event_log(full_id)
         return await asyncio.to_thread(event_log.search_events, start_id, end_id, reverse, filter, limit)
 
     async def append_events(self, conversation_id: str, events: list[EventDict]) -> list[EventDict]:
         """Append events (ids assigned) durably; returns them as stored."""
-        full_id = (await self.get(conversation_id)).conversation_id
+        full_id = await self.resolve(conversation_id)
         return await asyncio.to_thread(self._event_log(full_id).append, events)
 
     # -- export --------------------------------------------------------------------
