@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,6 +36,9 @@ from .tools import (
     observation,
 )
 from .updates import EventAdded, MetricsChanged, StatusChanged, TextStreamed, TitleChanged, UpdateHub
+
+if TYPE_CHECKING:
+    from .service import ConversationService
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class AgentLoop:
     def __init__(
         self,
         conversation_id: str,
-        service: Any,  # ConversationService (not imported: it imports the manager's types)
+        service: ConversationService,
         hub: UpdateHub,
         settings: Settings,
         llm_config: LLMConfig | None,
@@ -112,6 +115,7 @@ class AgentLoop:
         self._title_task: asyncio.Task[None] | None = None
         self._default_title = False
         self._metadata_write: asyncio.Future[None] | None = None
+        self._system_prompt: str | None = None
         self._cost: float | None = 0.0
         self._tokens = (0, 0)
 
@@ -350,11 +354,12 @@ class AgentLoop:
     async def _call_model(self, metadata: Any) -> LLMResponse:
         assert self.llm_config is not None
         events = await asyncio.to_thread(self._event_log.search_events)
-        init = await asyncio.to_thread(self._read_init)
-        messages = build_messages(
-            events,
-            system_prompt(init.get("conversation_instructions"), metadata.selected_repository, metadata.selected_branch),
-        )
+        if self._system_prompt is None:  # init.json never changes: read it once per run
+            init = await asyncio.to_thread(self._read_init)
+            self._system_prompt = system_prompt(
+                init.get("conversation_instructions"), metadata.selected_repository, metadata.selected_branch
+            )
+        messages = build_messages(events, self._system_prompt)
         attempt = 0
         while True:
             try:
