@@ -82,6 +82,7 @@ class MainScreen(Screen[None]):
         self._shown_info = None
         self._binding_state: tuple = ()
         self._filtering = False  # the user asked for the filter box
+        self._filters_on_status = False  # status changes then change the rows shown
 
     # -- layout --------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class MainScreen(Screen[None]):
     async def reload(self) -> None:
         """Recompute the list for the current filter and sort."""
         parsed = parse_query(self.query_text)
+        self._filters_on_status = parsed.filter.status is not None
         try:
             ids = await self.service.list_ids(parsed.filter, self.sort)
         except ConvtuiError as error:
@@ -266,7 +268,7 @@ class MainScreen(Screen[None]):
                 self._streaming.pop(conversation_id, None)
             if is_selected and self._shown_events_for == conversation_id:
                 self.detail.event_log.add_event(update.event)
-        if isinstance(update, StatusChanged) and parse_query(self.query_text).filter.status is not None:
+        if isinstance(update, StatusChanged) and self._filters_on_status:
             self.reload()
         if is_selected:
             self._show_info(self.service.row(conversation_id))
