@@ -441,6 +441,54 @@ async def test_replays_run_to_the_end_without_an_llm(
     assert info.title != f"Conversation {conversation_id[:5]}"  # titled from the first message
 
 
+def _run_step(event_id: int, command: str) -> dict[str, Any]:
+    return {
+        "id": event_id, "source": "agent", "action": "run", "message": f"Running command: {command}",
+        "args": {"command": command, "thought": ""},
+    }
+
+
+async def test_a_replay_cut_short_goes_on_where_it_stopped(
+    service: ConversationService, manager: ConversationManager
+) -> None:
+    """Found by the crash test (tests/test_ui_crash.py): started again, a
+    replay that was stopped (or whose process was killed) re-ran every step
+    without logging any, then stopped asking for a model. Now it goes on
+    after the last step it logged; the step cut short stays answered as
+    interrupted, as in any loop."""
+    trajectory = [
+        {"id": 0, "source": "user", "action": "message", "message": "build it", "args": {"content": "build it"}},
+        _run_step(1, "echo one > one.txt"),
+        _run_step(3, "sleep 30"),
+        _run_step(5, "echo three > three.txt"),
+        {"id": 7, "source": "agent", "action": "finish", "message": "built", "args": {"outputs": {}, "thought": ""}},
+    ]
+    created = await service.new_conversation({"replay_json": orjson.dumps(trajectory).decode()})
+    conversation_id = created.conversation_id
+    sleeping = asyncio.Event()
+
+    def watch(update: LoopUpdate) -> None:
+        if isinstance(update, EventAdded) and (update.event.get("args") or {}).get("command") == "sleep 30":
+            sleeping.set()
+
+    manager.subscribe(watch)
+    await manager.start(conversation_id)
+    await asyncio.wait_for(sleeping.wait(), 30)
+    await manager.stop(conversation_id)  # kills the sleep: the action stays unanswered
+    await run_to_idle(manager, conversation_id)
+
+    info = await service.get(conversation_id)
+    assert (info.agent_state, info.status_message) == (AgentState.FINISHED, "replay finished")
+    events = await service.search_events(conversation_id)
+    assert kinds(events) == [
+        "a:message", "a:run", "o:run", "a:run", "o:agent_state_changed", "o:error", "a:run", "o:run", "a:finish",
+    ]
+    assert [e["message"] for e in events if e.get("action")] == [e["message"] for e in trajectory]
+    assert events[5]["cause"] == 3 and "interrupted" in events[5]["content"]
+    workspace = service.data_dir.workspace(conversation_id)
+    assert (workspace / "one.txt").read_text() == "one\n" and (workspace / "three.txt").read_text() == "three\n"
+
+
 async def test_an_imported_conversation_replays_into_its_workspace(
     service: ConversationService, manager: ConversationManager
 ) -> None:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .durable_files import atomic_write
 from .errors import ConvtuiError
 from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
 from .llm import LLMConfig, LLMFailure, LLMResponse, complete
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
-from .replay import replay_steps
+from .replay import replay_steps, steps_recorded
 from .runtime import Workspace
 from .settings import Settings
 from .tools import (
@@ -256,15 +257,29 @@ class AgentLoop:
     # -- replay --------------------------------------------------------------------
 
     async def _replay_if_pending(self) -> None:
+        """Carry out the trajectory's actions again. A replay into an empty
+        log records each step and its fresh observation; one cut short (the
+        loop stopped, or its process killed) goes on after the last step it
+        recorded. An imported conversation already holds the recorded events:
+        its replay rebuilds the workspace without logging the actions again."""
         directory = self.service.data_dir.conversation(self.conversation_id)
         script, done = directory / "replay.json", directory / "replay.done"
+        recording = directory / "replay.recording"
         if not script.exists() or done.exists():
             return
-        trajectory = orjson.loads(await asyncio.to_thread(script.read_bytes))
-        # An imported conversation already holds the recorded events: replay
-        # rebuilds its workspace without logging the same actions again.
-        record = await asyncio.to_thread(len, self._event_log) == 0
-        for step in replay_steps(trajectory):
+        steps = replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))
+        if await asyncio.to_thread(recording.exists):
+            events = await asyncio.to_thread(self._event_log.search_events)
+            steps = steps[steps_recorded(steps, events) :]
+            record = True
+        elif await asyncio.to_thread(len, self._event_log) == 0:
+            # Marked before the first step is logged: a restart then knows the
+            # log holds this replay's own steps, not an import's events.
+            await asyncio.to_thread(atomic_write, recording, b"")
+            record = True
+        else:
+            record = False
+        for step in steps:
             if self.replay_delay:
                 await asyncio.sleep(self.replay_delay)
             kind = step["action"]

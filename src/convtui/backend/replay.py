@@ -9,6 +9,7 @@ from .events import EventDict
 from .history import tool_call_arguments
 
 REPLAYED_ACTIONS = frozenset({"message", "run", "read", "edit", "think", "finish"})
+_STEP_IDENTITY = ("source", "action", "message")
 _EDIT_FIELDS = ("command", "path", "file_text", "old_str", "new_str", "insert_line")
 
 
@@ -25,6 +26,20 @@ def replay_steps(trajectory: list[EventDict]) -> list[EventDict]:
             step["args"] = _editor_arguments(event)
         steps.append(step)
     return steps
+
+
+def steps_recorded(steps: list[EventDict], events: list[EventDict]) -> int:
+    """How many of `steps`, from the first, a replay cut short has already
+    recorded in `events`: each step is looked for, in order, among the
+    logged actions (by source, kind and message)."""
+    recorded = 0
+    for event in events:
+        if recorded == len(steps):
+            break
+        step = steps[recorded]
+        if event.get("action") is not None and all(event.get(key) == step.get(key) for key in _STEP_IDENTITY):
+            recorded += 1
+    return recorded
 
 
 def _editor_arguments(event: EventDict) -> dict:
