@@ -29,6 +29,7 @@ import functools
 import io
 import json
 import math
+import os
 import string
 import tempfile
 import unicodedata
@@ -74,9 +75,13 @@ HEX = "0123456789abcdef"
 U64_MAX = 2**64 - 1
 
 
+# bench/soak.py multiplies every budget (CONVTUI_HYPOTHESIS_SCALE=20: about 52,000 examples).
+EXAMPLES_SCALE = float(os.environ.get("CONVTUI_HYPOTHESIS_SCALE", "1"))
+
+
 def budget(examples: int) -> hsettings:
     return hsettings(
-        max_examples=examples,
+        max_examples=max(1, round(examples * EXAMPLES_SCALE)),
         deadline=None,
         suppress_health_check=[
             HealthCheck.function_scoped_fixture,

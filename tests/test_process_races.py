@@ -36,10 +36,10 @@ from .workers.random_operations import USER, Targets, run_operation
 WORKER = Path(__file__).parent / "workers" / "random_operations.py"
 REPLAY = FIXTURES / "openhands-trajectories" / "basic_interactions.json"
 PROCESSES = 4
-OPERATIONS = 500
+OPERATIONS = int(os.environ.get("CONVTUI_RACE_OPERATIONS", "500"))  # per process; bench/soak.py runs more
 MAX_REPLAYS = int(os.environ.get("CONVTUI_RACE_REPLAYS", "4"))  # per process: a replay costs ~10 writes and a few loop steps
 SHARED = 3
-GIVE_UP_SECONDS = 120
+GIVE_UP_SECONDS = 120 * max(1, OPERATIONS // 500)
 # Fixed, so that a failure repeats; set CONVTUI_RACE_SEED to explore others.
 SEED = int(os.environ.get("CONVTUI_RACE_SEED", "7919"))
 
