@@ -4,6 +4,7 @@ plain dict after every step (get, paging, filters, count)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -258,6 +259,37 @@ class StoreModel(RuleBasedStateMachine):
         expected = newest_first([d for d in self.model.values() if matches(d, query, overrides)])
         assert page_through(self.store, query, limit, overrides) == expected, query
         assert self.store.count(query, overrides) == len(expected)
+
+    @rule(data=st.data())
+    def type_a_filter(self, data: st.DataObject) -> None:
+        """A filter typed a character at a time after some of its tails, then
+        erased, then typed again after a write: each answer may narrow or
+        reuse an earlier one, and must still be exact."""
+        sources = ["org/re", "main", "b c", "AB", "É"]
+        sources += [d["title"] for d in self.model.values()] + [i[:6] for i in self.model]
+        text = data.draw(st.lists(st.sampled_from(sources), min_size=1, max_size=3).map(" ".join))
+        base = ConversationFilter(
+            status=data.draw(st.none() | st.sampled_from(STATUSES)),
+            archived=data.draw(st.sampled_from([None, True, False])),
+        )
+        overrides = {}
+        if self.model:
+            overrides = data.draw(st.dictionaries(st.sampled_from(sorted(self.model)), st.just("RUNNING"), max_size=2))
+
+        def check(typed: str) -> None:
+            query = dataclasses.replace(base, text=typed)
+            expected = [d["conversation_id"] for d in newest_first(self.model.values()) if matches(d, query, overrides)]
+            assert self.store.matching_ids(query, overrides) == expected, typed
+            assert self.store.count(query, overrides) == len(expected), typed
+
+        tails = [text[start:] for start in range(len(text) - 1, 0, -1)]
+        typed = [text[:length] for length in range(1, len(text) + 1)]
+        for prefix in tails + typed + typed[-2::-1]:
+            check(prefix)
+        if self.model:
+            self.update(data)  # a row changes: what was kept about the rows is stale
+            for prefix in typed:
+                check(prefix)
 
     # -- what must hold after every step -------------------------------------------------
 

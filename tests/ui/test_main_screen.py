@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.app import App
+from textual.widgets._footer import FooterKey
 
 from convtui.app import ConvtuiApp
 from convtui.backend.models import AgentState, ConversationStatus
@@ -18,6 +20,7 @@ from convtui.backend.query import parse_query
 from convtui.screens.main import MainScreen
 from convtui.widgets.conversation_list import ConversationList
 from convtui.widgets.event_log import EventLog
+from convtui.widgets.filter_box import FilterBox
 
 from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
 from .seed import SAMPLES, seed_store, settle, still_app
@@ -333,3 +336,41 @@ async def test_command_palette_reaches_the_actions(data_dir: Path, seeded: list[
         await pilot.pause(0.3)
         await pilot.press("enter")
         await settle(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+
+
+def footer_keys(app: ConvtuiApp) -> list[str]:
+    return [key.key for key in main_screen(app).query(FooterKey)]
+
+
+async def test_filter_box_hands_over_its_text_at_once() -> None:
+    """The list is filtered while the key is handled, not a message later,
+    so the typed character and the narrowed list share one frame."""
+    seen: list[str] = []
+    box = FilterBox(seen.append)
+    app = App()
+    async with app.run_test() as pilot:
+        await app.mount(box)
+        box.value = "eng"
+        assert seen == ["eng"]
+        box.focus()
+        await pilot.press("end", "x")
+        assert seen == ["eng", "engx"]
+
+
+async def test_scrollbar_and_footer_follow_the_list_and_keys(data_dir: Path) -> None:
+    seed_store(data_dir, count=60)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot, ready(app))
+        conversations = listed(app)
+        assert conversations.show_vertical_scrollbar
+        assert "escape" not in footer_keys(app)
+        await pilot.press("slash", *"number 42")
+        await settle(pilot, lambda: len(conversations.ids) == 1 and not conversations.show_vertical_scrollbar)
+        assert "escape" in footer_keys(app)  # the footer was rebuilt: Back applies now
+        await pilot.press("escape")
+        await settle(pilot, lambda: len(conversations.ids) == 60 and conversations.show_vertical_scrollbar)
+        await settle(pilot, lambda: "escape" not in footer_keys(app))
+        await pilot.press("G")  # the scrollbar's range is the whole list
+        await settle(pilot, lambda: conversations.scroll_offset.y == 60 - conversations.size.height)
+        assert not conversations.show_horizontal_scrollbar  # rows are cut to the width

@@ -280,6 +280,15 @@ class ConversationService:
 
         return await asyncio.to_thread(run)
 
+    def list_ids_now(self, query: ConversationFilter, sort: str = "updated") -> list[str] | None:
+        """list_ids from memory, at once, for a keystroke: without looking for
+        other processes' changes (the UI's poll does) and None when that
+        cannot be quick (see ConversationStore.matching_ids_now): then call
+        list_ids."""
+        needs_status = query.status is not None or sort == "status"
+        overrides = self._status_overrides(self._live_states()) if needs_status else None
+        return self.store.matching_ids_now(query, overrides, sort)
+
     def row(self, conversation_id: str) -> ConversationInfo | None:
         """One conversation from memory, joined with its live loop: cheap
         enough to call for each visible row while painting. None if gone."""

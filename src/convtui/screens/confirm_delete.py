@@ -9,9 +9,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label
+from textual.widgets import Button, Label
 
 from ..terminal_text import one_line
+from ..widgets.no_layout import KeysFooter
 
 # How many titles a multi-delete lists before "… and N more".
 TITLES_SHOWN = 5
@@ -69,7 +70,7 @@ class ConfirmDeleteScreen(ModalScreen[bool]):
             with Horizontal(classes="dialog--buttons"):
                 yield Button("Delete", variant="error", id="delete")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeysFooter()
 
     @on(Button.Pressed, "#delete")
     def action_confirm(self) -> None:

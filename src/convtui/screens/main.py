@@ -14,17 +14,19 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from ..backend.errors import ConvtuiError
 from ..backend.manager import ConversationManager
-from ..backend.query import parse_query
+from ..backend.query import ParsedQuery, parse_query
 from ..backend.service import ConversationService
 from ..backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed
 from ..terminal_text import one_line
 from ..widgets.conversation_list import ConversationList
 from ..widgets.detail_pane import ApprovalBar, DetailPane
 from ..widgets.event_log import EventLog
+from ..widgets.filter_box import FilterBox
+from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
 from .confirm_delete import ConfirmDeleteScreen
 from .help import HelpScreen
@@ -89,12 +91,16 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
             with Vertical(id="list-column"):
-                yield Input(placeholder="/ filter: words status:running repo:owner/name trigger:cli is:archived", id="filter")
+                yield FilterBox(
+                    self._filter_typed,
+                    placeholder="/ filter: words status:running repo:owner/name trigger:cli is:archived",
+                    id="filter",
+                )
                 yield Static(id="list-status")
                 yield ConversationList(self._row, self.clock, id="conversations")
                 yield Static(id="empty-state")
             yield DetailPane(self.clock, id="detail")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def conversation_list(self) -> ConversationList:
@@ -131,17 +137,35 @@ class MainScreen(Screen[None]):
 
     # -- loading the list ----------------------------------------------------------
 
+    def reload_now(self) -> None:
+        """Recompute the list for the current filter and sort on the spot,
+        from memory (a keystroke in the filter: no thread hop, the list
+        changes in the frame that echoes the key); in a worker when that
+        cannot be quick."""
+        parsed = parse_query(self.query_text)
+        ids = self.service.list_ids_now(parsed.filter, self.sort)
+        if ids is None:
+            self.reload()
+            return
+        self.workers.cancel_group(self, "list")  # an older answer must not land after this one
+        self._show_ids(parsed, ids)
+
     @work(exclusive=True, group="list")
     async def reload(self) -> None:
-        """Recompute the list for the current filter and sort."""
+        """Recompute the list for the current filter and sort, taking in
+        other processes' changes first."""
         parsed = parse_query(self.query_text)
-        self._filters_on_status = parsed.filter.status is not None
+        version = self.service.data_version()  # before list_ids refreshes: a change after it is seen next poll
         try:
             ids = await self.service.list_ids(parsed.filter, self.sort)
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
-        self._version = self.service.data_version()
+        self._version = version
+        self._show_ids(parsed, ids)
+
+    def _show_ids(self, parsed: ParsedQuery, ids: list[str]) -> None:
+        self._filters_on_status = parsed.filter.status is not None
         self.conversation_list.set_ids(ids, parsed.words)
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
@@ -157,7 +181,8 @@ class MainScreen(Screen[None]):
             parts.append(f"filter: {one_line(self.query_text, 40)}")
         if problems:
             parts.append("; ".join(problems))
-        self.query_one("#list-status", Static).update(" · ".join(parts))
+        # One line, always: no layout pass needed.
+        self.query_one("#list-status", Static).update(" · ".join(parts), layout=False)
 
     def _show_empty_state(self, shown: int, total: int) -> None:
         empty = self.query_one("#empty-state", Static)
@@ -269,7 +294,7 @@ class MainScreen(Screen[None]):
             if is_selected and self._shown_events_for == conversation_id:
                 self.detail.event_log.add_event(update.event)
         if isinstance(update, StatusChanged) and self._filters_on_status:
-            self.reload()
+            self.reload_now()
         if is_selected:
             self._show_info(self.service.row(conversation_id))
             self.detail.show_pending(self.manager.pending_action(conversation_id))
@@ -306,10 +331,9 @@ class MainScreen(Screen[None]):
         self.set_focus(self.query_one("#filter", Input))
         self.refresh_bindings()
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_text = event.value
-        self.reload()
+    def _filter_typed(self, text: str) -> None:
+        self.query_text = text
+        self.reload_now()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
@@ -319,10 +343,8 @@ class MainScreen(Screen[None]):
     def action_back(self) -> None:
         filter_input = self.query_one("#filter", Input)
         if filter_input.has_focus or (filter_input.value and not self.has_class("detail-open")):
-            filter_input.value = ""
-            self.query_text = ""
             self._filtering = False
-            self.reload()
+            filter_input.value = ""  # reloads the list
             self.conversation_list.focus()
         elif self.has_class("detail-open"):
             self.remove_class("detail-open")
@@ -346,7 +368,7 @@ class MainScreen(Screen[None]):
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.reload()
+        self.reload_now()
 
     def action_copy_id(self) -> None:
         if self.selected_id:

@@ -14,10 +14,11 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, TextArea
 
 from ..backend.errors import first_validation_error
 from ..backend.models import ConversationTrigger, NewConversationRequest
+from ..widgets.no_layout import KeysFooter
 from .invalid_field import mark_invalid_field
 
 
@@ -76,7 +77,7 @@ class NewConversationScreen(ModalScreen[NewConversationResult | None]):
             with Horizontal(classes="dialog--buttons"):
                 yield Button("Create", variant="primary", id="create")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeysFooter()
 
     def form_values(self) -> dict[str, str]:
         """The request as typed: empty fields are left out, trigger is gui."""

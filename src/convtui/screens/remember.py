@@ -15,10 +15,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, LoadingIndicator, TextArea
+from textual.widgets import Button, Label, LoadingIndicator, TextArea
 
 from ..backend.errors import describe_os_error
 from ..terminal_text import inert, one_line
+from ..widgets.no_layout import KeysFooter
 
 
 def write_prompt_file(directory: Path, text: str, now: datetime | None = None) -> Path:
@@ -73,7 +74,7 @@ class RememberPromptScreen(ModalScreen[None]):
                 yield Button("Copy", id="copy", disabled=True)
                 yield Button("Save", id="save", disabled=True)
                 yield Button("Close", id="close")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#prompt").display = False

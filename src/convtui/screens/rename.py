@@ -10,9 +10,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label
+from textual.widgets import Input, Label
 
 from ..backend.models import validate_title
+from ..widgets.no_layout import KeysFooter
 
 
 class RenameScreen(ModalScreen[str | None]):
@@ -46,7 +47,7 @@ class RenameScreen(ModalScreen[str | None]):
             )
             yield Label("", id="error", classes="dialog--status -error")
             yield Label("Enter renames · Esc cancels", classes="dialog--hint")
-        yield Footer()
+        yield KeysFooter()
 
     @on(Input.Submitted, "#title")
     def _submitted(self, event: Input.Submitted) -> None:

@@ -21,12 +21,13 @@ from textual.strip import Strip
 from ..backend.models import ConversationInfo
 from ..formatting import format_cost, relative_time
 from ..terminal_text import one_line
+from .no_layout import ContentSized
 from .status_badge import badge_for
 
 RowSource = Callable[[str], ConversationInfo | None]
 
 
-class ConversationList(ScrollView, can_focus=True):
+class ConversationList(ContentSized, ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor_up", "Up", show=False),
         Binding("down,j", "cursor_down", "Down", show=False),
@@ -54,6 +55,7 @@ class ConversationList(ScrollView, can_focus=True):
     ConversationList {
         background: $surface;
         scrollbar-size-vertical: 1;
+        overflow-x: hidden;  /* rows are cut to the width: never a horizontal scrollbar */
     }
     ConversationList > .conversation-list--cursor { background: $panel-lighten-2; text-style: bold; }
     ConversationList:focus > .conversation-list--cursor { background: $accent 40%; text-style: bold; }
@@ -120,6 +122,7 @@ class ConversationList(ScrollView, can_focus=True):
         self.animate = True  # False: running rows show a still ▶ (reduced motion)
         self._animated_rows: set[int] = set()
         self._highlighted_id: str | None = None
+        self._styles: dict[tuple, Style] = {}
 
     # -- data ------------------------------------------------------------------------
 
@@ -242,26 +245,39 @@ class ConversationList(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         row = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
         if row >= len(self.ids):
-            return Strip.blank(width, base)
+            return Strip.blank(width, self._style(False))
+        cursor = row == self.cursor  # its style is part of the base: every piece carries its background
+        base = self._style(cursor)
         conversation_id = self.ids[row]
         info = self.row_source(conversation_id)
         if info is None:
             return Strip([Segment(" " + conversation_id[:8] + " (deleted)", base)]).crop_extend(0, width, base)
-        if row == self.cursor:
-            # Part of the base, so every piece of the row carries its background.
-            base = base + self.get_component_rich_style("conversation-list--cursor", partial=True)
-        return Strip(self._row_segments(info, width, base, row)).crop_extend(0, width, base)
+        return Strip(self._row_segments(info, width, cursor, row)).crop_extend(0, width, base)
 
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"conversation-list--{name}", partial=True)
+    def _style(self, cursor: bool, *components: str) -> Style:
+        """The widget's style plus these component styles (and the cursor's),
+        kept until the CSS, the theme or the focus changes: Textual computes
+        them afresh after every refresh, a third of the cost of a row."""
+        key = (cursor, components, self.has_focus, self.app.theme)
+        style = self._styles.get(key)
+        if style is None:
+            style = self.rich_style
+            for name in ("cursor", *components) if cursor else components:
+                style += self.get_component_rich_style(f"conversation-list--{name}", partial=True)
+            self._styles[key] = style
+        return style
 
-    def _row_segments(self, info: ConversationInfo, width: int, base: Style, row: int) -> list[Segment]:
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+
+    def _row_segments(self, info: ConversationInfo, width: int, cursor: bool, row: int) -> list[Segment]:
         badge = badge_for(info, self.spinner_frame if self.animate else None)
         if badge.animated:
             self._animated_rows.add(row)
-        mark = Segment("●" if info.conversation_id in self.marked else " ", base + self._style("marked"))
+        base = self._style(cursor)
+        mark = Segment("●" if info.conversation_id in self.marked else " ", self._style(cursor, "marked"))
         updated = relative_time(info.last_updated_at, self.clock())
         cost = format_cost(info.accumulated_cost)
         repository = info.selected_repository or ""
@@ -274,19 +290,20 @@ class ConversationList(ScrollView, can_focus=True):
         right_width = len(rest) + (len(repository) + 1 if repository else 0)
         title_width = max(8, width - 4 - right_width - 1)
         title = one_line(info.title, title_width)
-        dim = base + self._style("dim")
-        segments = [mark, Segment(badge.glyph, base + self._style(badge.style)), Segment(" ", base)]
-        segments.extend(self._highlighted(title, base))
+        dim = self._style(cursor, "dim")
+        segments = [mark, Segment(badge.glyph, self._style(cursor, badge.style)), Segment(" ", base)]
+        segments.extend(self._highlighted(title, cursor))
         padding = max(1, width - 3 - len(title) - right_width)
         segments.append(Segment(" " * padding, base))
         if repository:
-            segments.extend(self._highlighted(repository, dim))
+            segments.extend(self._highlighted(repository, cursor, "dim"))
             segments.append(Segment(" ", dim))
         segments.append(Segment(rest, dim))
         return segments
 
-    def _highlighted(self, text: str, base: Style) -> list[Segment]:
+    def _highlighted(self, text: str, cursor: bool, *components: str) -> list[Segment]:
         """`text` with the filter's words marked wherever they occur."""
+        base = self._style(cursor, *components)
         if not self.highlight_words:
             return [Segment(text, base)]
         lowered = text.lower()
@@ -298,7 +315,7 @@ class ConversationList(ScrollView, can_focus=True):
                     marks[index] = True
                 start = lowered.find(word, start + 1)
         segments: list[Segment] = []
-        match_style = base + self._style("match")
+        match_style = self._style(cursor, *components, "match")
         run_start = 0
         for index in range(1, len(text) + 1):
             if index == len(text) or marks[index] != marks[run_start]:

@@ -18,6 +18,7 @@ from ..backend.models import ConversationInfo
 from ..formatting import format_cost, format_tokens, relative_time
 from ..terminal_text import one_line
 from .event_log import EventLog
+from .no_layout import LineInput
 from .status_badge import badge_for
 
 
@@ -96,12 +97,13 @@ class DetailPane(Vertical):
         super().__init__(id=id)
         self.clock = clock
         self.info: ConversationInfo | None = None
+        self._header_lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-header")
         yield EventLog(id="event-log")
         yield ApprovalBar(id="approval-bar")
-        yield Input(placeholder="Message the agent — Enter sends", id="message-input")
+        yield LineInput(placeholder="Message the agent — Enter sends", id="message-input")
 
     def on_mount(self) -> None:
         self.query_one(ApprovalBar).display = False
@@ -113,15 +115,21 @@ class DetailPane(Vertical):
 
     def show_info(self, info: ConversationInfo | None) -> None:
         self.info = info
-        header = self.query_one("#detail-header", Static)
         if info is None:
-            header.update(Text("No conversation selected.\nPress n to create one."))
+            self._show_header(Text("No conversation selected.\nPress n to create one."))
             self.query_one("#message-input", Input).disabled = True
             return
         variables = self.app.get_css_variables()
         colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
-        header.update(describe_info(info, self.clock(), colours))
+        self._show_header(describe_info(info, self.clock(), colours))
         self.query_one("#message-input", Input).disabled = False
+
+    def _show_header(self, text: Text) -> None:
+        # The header is as tall as its lines: a layout pass (the whole screen
+        # repainted) only when their number changes, not on every cursor move.
+        lines = text.plain.count("\n") + 1
+        self.query_one("#detail-header", Static).update(text, layout=lines != self._header_lines)
+        self._header_lines = lines
 
     def show_pending(self, action: EventDict | None) -> None:
         self.query_one(ApprovalBar).show_action(action)

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
@@ -18,6 +19,7 @@ from textual.strip import Strip
 
 from ..backend.events import EventDict, event_kind
 from ..terminal_text import inert
+from .no_layout import ContentSized
 
 COLLAPSED_LINES = 6
 
@@ -65,7 +67,7 @@ def _heading(event: EventDict) -> tuple[str, str]:
     return (f"→ {kind}", "observation")
 
 
-class EventLog(ScrollView, can_focus=True):
+class EventLog(ContentSized, ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "select(-1)", "Previous event", show=False),
         Binding("down,j", "select(1)", "Next event", show=False),
@@ -89,7 +91,7 @@ class EventLog(ScrollView, can_focus=True):
 
     SCOPED_CSS = False  # the App:nocolor rules below start outside the widget
     DEFAULT_CSS = """
-    EventLog { background: $surface; scrollbar-size-vertical: 1; }
+    EventLog { background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; }
     EventLog > .event-log--user { color: $accent; text-style: bold; }
     EventLog > .event-log--agent { color: $success; text-style: bold; }
     EventLog > .event-log--action { color: $primary; text-style: bold; }
@@ -123,6 +125,7 @@ class EventLog(ScrollView, can_focus=True):
         self._lines: list[tuple[int, str, str]] = []  # (event index, text, style name)
         self._starts: list[int] = []  # first line of each event
         self._layout_width = 0
+        self._styles: dict[tuple, Style] = {}
 
     # -- data ------------------------------------------------------------------------
 
@@ -252,18 +255,33 @@ class EventLog(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         line = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
         if not self._lines and y == 0:
+            base = self._style(False, "plain")
             return Strip([Segment("  No events yet.", base)]).crop_extend(0, width, base)
         if line >= len(self._lines):
-            return Strip.blank(width, base)
+            return Strip.blank(width, self._style(False, "plain"))
         index, text, style_name = self._lines[line]
-        if index == self.selected and index >= 0:
-            base = base + self.get_component_rich_style("event-log--selected", partial=True)
-        style = base
-        if style_name != "plain":
-            style = base + self.get_component_rich_style(f"event-log--{style_name}", partial=True)
-        return Strip([Segment(text, style)]).crop_extend(0, width, base)
+        selected = index == self.selected and index >= 0
+        base = self._style(selected, "plain")
+        return Strip([Segment(text, self._style(selected, style_name))]).crop_extend(0, width, base)
+
+    def _style(self, selected: bool, name: str) -> Style:
+        """The widget's style plus the line's component style (and the
+        selection's), kept until the CSS, the theme or the focus changes:
+        Textual computes them afresh after every refresh."""
+        key = (selected, name, self.has_focus, self.app.theme)
+        style = self._styles.get(key)
+        if style is None:
+            style = self.rich_style
+            for component in ("selected", name) if selected else (name,):
+                if component != "plain":
+                    style += self.get_component_rich_style(f"event-log--{component}", partial=True)
+            self._styles[key] = style
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
 
 
 def _wrap(text: str, width: int) -> list[str]:
