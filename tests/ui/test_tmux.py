@@ -10,11 +10,10 @@ step sleeps for a fixed time. Skipped when tmux is not installed.
 The tmux server is private to the test (its own `-L` socket), so a tmux the
 developer is using is never touched, and it is killed at the end.
 
-Keys are sent the way a person types: after "/" the test waits for the
-filter box before typing into it. Keys that arrive before the box has the
-focus (`Widget.focus()` only takes effect a message later) are handled by the
-list's and the screen's bindings instead, so "/quok" sent in one go quits the
-app on its q.
+The rename ("r" and the new title) and the filter ("/quok") are each sent
+in one go, so they reach the app in one read: the keys after "r" and "/" must
+land in the field those keys open, not on the list's and the screen's
+bindings (q quits).
 """
 
 from __future__ import annotations
@@ -275,9 +274,7 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
         )
 
         # -- rename -------------------------------------------------------------------
-        session.press("r")
-        session.wait_for("Rename conversation")
-        session.type(title)  # the old title is selected: typing replaces it
+        session.type("r" + title)  # the old title is selected: typing replaces it
         session.wait_for(title)
         session.press("Enter")
         screen = session.wait_until(
@@ -287,11 +284,7 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
         assert any(title in line for line in screen.splitlines()[1:4]), f"the row was not renamed:\n{screen}"
 
         # -- filter -------------------------------------------------------------------
-        session.press("/")
-        # Type once the box has focus (see the module docstring).
-        session.wait_until(lambda screen: "filter" in screen.splitlines()[0], "the filter box")
-        time.sleep(0.2)
-        session.type("quok")
+        session.type("/quok")
         screen = session.wait_until(lambda screen: "filter: quok" in _status_line(screen), "the filter to apply")
         status = _status_line(screen)
         assert status.strip().startswith("1 of 1"), status

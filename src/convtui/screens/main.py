@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,7 +31,7 @@ from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
 from .confirm_delete import ConfirmDeleteScreen
 from .help import HelpScreen
-from .new_conversation import NewConversationScreen
+from .new_conversation import NewConversationResult, NewConversationScreen
 from .remember import RememberPromptScreen
 from .rename import RenameScreen
 from .settings import SettingsScreen
@@ -466,9 +467,16 @@ class MainScreen(Screen[None]):
 
     # -- dialogs -------------------------------------------------------------------
 
+    # Dialogs are pushed by the action itself, not from a worker, so that keys
+    # typed in the same burst as the one that opened a dialog reach the dialog
+    # (ConvtuiApp hands the text to its focused field). What follows a
+    # dialog runs in a worker, given its result.
+
+    def action_new(self) -> None:
+        self.app.push_screen(NewConversationScreen(), self._create)
+
     @work(group="dialogs")
-    async def action_new(self) -> None:
-        result = await self.app.push_screen_wait(NewConversationScreen())
+    async def _create(self, result: NewConversationResult | None) -> None:
         if result is None:
             return
         try:
@@ -487,27 +495,32 @@ class MainScreen(Screen[None]):
                 self.notify(str(error), title="Created, not started", severity="warning", timeout=8)
         self.notify("Conversation created")
 
-    @work(group="dialogs")
-    async def action_rename(self) -> None:
+    def action_rename(self) -> None:
         conversation_id = self.selected_id
         info = self.service.row(conversation_id) if conversation_id else None
-        if info is None:
-            return
-        title = await self.app.push_screen_wait(RenameScreen(info.title))
+        if info is not None:
+            self.app.push_screen(RenameScreen(info.title), partial(self._rename, info.conversation_id))
+
+    @work(group="dialogs")
+    async def _rename(self, conversation_id: str, title: str | None) -> None:
         if title is None:
             return
         try:
-            await self.service.rename(info.conversation_id, title)
+            await self.service.rename(conversation_id, title)
         except ConvtuiError as error:
             self.notify(str(error), title="Not renamed", severity="error")
             return
         self.reload()  # its last activity moved, and so may its place
 
-    @work(group="dialogs")
-    async def action_delete(self) -> None:
+    def action_delete(self) -> None:
         targets = self._targets()
-        titles = [(self.service.row(i).title if self.service.row(i) else i) for i in targets]
-        if not targets or not await self.app.push_screen_wait(ConfirmDeleteScreen(titles)):
+        if targets:
+            titles = [(self.service.row(i).title if self.service.row(i) else i) for i in targets]
+            self.app.push_screen(ConfirmDeleteScreen(titles), partial(self._delete, targets))
+
+    @work(group="dialogs")
+    async def _delete(self, targets: list[str], confirmed: bool | None) -> None:
+        if not confirmed:
             return
         for conversation_id in targets:
             try:
@@ -518,8 +531,7 @@ class MainScreen(Screen[None]):
         self.conversation_list.clear_marks()
         self.reload()
 
-    @work(group="dialogs")
-    async def action_remember(self) -> None:
+    def action_remember(self) -> None:
         conversation_id = self.selected_id
         event_id = self.detail.event_log.selected_event_id
         if conversation_id is None or event_id is None:
@@ -533,7 +545,7 @@ class MainScreen(Screen[None]):
             config = LLMConfig.from_settings(await self.service.load_settings())
             return await remember_prompt(await self.service.event_log(conversation_id), event_id, config)
 
-        await self.app.push_screen_wait(RememberPromptScreen(generate, Path.cwd()))
+        self.app.push_screen(RememberPromptScreen(generate, Path.cwd()))
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(help_sections()))
@@ -551,16 +563,20 @@ class MainScreen(Screen[None]):
             return
         self.notify("Settings saved")
 
-    @work(group="dialogs")
-    async def action_quit(self) -> None:
+    def action_quit(self) -> None:
         running = self.manager.running_ids()
-        if running:
-            question = f"{len(running)} loop(s) are running. Stop them and quit?"
-            if not await self.app.push_screen_wait(ConfirmScreen(question, "Stop and quit")):
-                return
+        if not running:
+            self.app.exit()
+            return
+        question = f"{len(running)} loop(s) are running. Stop them and quit?"
+        self.app.push_screen(ConfirmScreen(question, "Stop and quit"), self._stop_and_quit)
+
+    @work(group="dialogs")
+    async def _stop_and_quit(self, confirmed: bool | None) -> None:
+        if confirmed:
             self.notify("Stopping loops…")
             await self.manager.shutdown()
-        self.app.exit()
+            self.app.exit()
 
 
 def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
