@@ -214,7 +214,11 @@ async def test_new_conversation_valid_form_is_dismissed_with_the_request() -> No
 async def test_new_conversation_empty_form_and_start_later() -> None:
     host = DialogHost(NewConversationScreen())
     async with host.run_test() as pilot:
+        start_now = host.dialog.query_one("#start_now", Checkbox)
+        assert str(start_now.label) == "Start now: yes"
         await pilot.click("#start_now")
+        # In words, not only by the colour of its X (NO_COLOR shows none).
+        assert str(start_now.label) == "Start now: no (s starts it later)"
         await pilot.click("#create")
         await pilot.pause()
     [result] = host.results

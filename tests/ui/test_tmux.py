@@ -261,6 +261,7 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
             session.press("Space")
             contrast_after, _, _ = wait_for_look(session, lambda look: look[1] == x_before, "'Start now' off again")
         assert contrast_after == min(contrast_before, contrast_after), "'Start now' should be drawn off (dim X)"
+        session.wait_for("Start now: no")  # and said in words
 
         session.press("C-s")
         screen = session.wait_until(

@@ -31,6 +31,11 @@ class NewConversationResult:
     start_now: bool
 
 
+# The checkbox says its state in words: its X differs only by colour, which
+# NO_COLOR and some 16-colour themes do not show.
+START_NOW = {True: "Start now: yes", False: "Start now: no (s starts it later)"}
+
+
 class NewConversationScreen(ModalScreen[NewConversationResult | None]):
     """Create a conversation.
 
@@ -72,7 +77,7 @@ class NewConversationScreen(ModalScreen[NewConversationResult | None]):
                     compact=True,
                 )
                 yield Label("")
-                yield Checkbox("Start now", value=True, id="start_now", compact=True)
+                yield Checkbox(START_NOW[True], value=True, id="start_now", compact=True)
             yield Label("", id="error", classes="dialog--status -error")
             with Horizontal(classes="dialog--buttons"):
                 yield Button("Create", variant="primary", id="create")
@@ -103,6 +108,10 @@ class NewConversationScreen(ModalScreen[NewConversationResult | None]):
             return
         start_now = self.query_one("#start_now", Checkbox).value
         self.dismiss(NewConversationResult(request=request, start_now=start_now))
+
+    @on(Checkbox.Changed, "#start_now")
+    def _start_now_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = START_NOW[event.value]
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
