@@ -12,7 +12,7 @@ from typing import ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -123,6 +123,7 @@ class ConversationList(ContentSized, ScrollView, can_focus=True):
         self._animated_rows: set[int] = set()
         self._highlighted_id: str | None = None
         self._styles: dict[tuple, Style] = {}
+        self._paint_top = self._paint_width = 0  # set by render_lines for its render_line calls
 
     # -- data ------------------------------------------------------------------------
 
@@ -242,9 +243,15 @@ class ConversationList(ContentSized, ScrollView, can_focus=True):
             else:
                 self._animated_rows.discard(row)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Once per paint, not per line: Textual computes both afresh each time.
+        self._paint_top = int(self.scroll_offset.y)
+        self._paint_width = self.scrollable_content_region.width
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        row = int(self.scroll_offset.y) + y
-        width = self.scrollable_content_region.width
+        row = self._paint_top + y
+        width = self._paint_width
         if row >= len(self.ids):
             return Strip.blank(width, self._style(False))
         cursor = row == self.cursor  # its style is part of the base: every piece carries its background

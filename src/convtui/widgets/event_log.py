@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -126,6 +126,7 @@ class EventLog(ContentSized, ScrollView, can_focus=True):
         self._starts: list[int] = []  # first line of each event
         self._layout_width = 0
         self._styles: dict[tuple, Style] = {}
+        self._paint_top = self._paint_width = 0  # set by render_lines for its render_line calls
 
     # -- data ------------------------------------------------------------------------
 
@@ -252,9 +253,15 @@ class EventLog(ContentSized, ScrollView, can_focus=True):
 
     # -- painting ------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Once per paint, not per line: Textual computes both afresh each time.
+        self._paint_top = int(self.scroll_offset.y)
+        self._paint_width = self.scrollable_content_region.width
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        line = int(self.scroll_offset.y) + y
-        width = self.scrollable_content_region.width
+        line = self._paint_top + y
+        width = self._paint_width
         if not self._lines and y == 0:
             base = self._style(False, "plain")
             return Strip([Segment("  No events yet.", base)]).crop_extend(0, width, base)
