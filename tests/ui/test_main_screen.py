@@ -48,11 +48,6 @@ def ready(app: ConvtuiApp) -> Callable[[], bool]:
     return lambda: any(isinstance(s, MainScreen) for s in app.screen_stack) and bool(listed(app).ids)
 
 
-@pytest.fixture
-def seeded(data_dir: Path) -> list[str]:
-    return seed_store(data_dir)
-
-
 async def test_moving_through_the_list_updates_the_detail(data_dir: Path, seeded: list[str]) -> None:
     app = still_app(data_dir)
     async with app.run_test(size=(140, 40)) as pilot:

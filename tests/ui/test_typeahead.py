@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from textual import events
 from textual.widgets import Input, TextArea
 
@@ -15,7 +14,7 @@ from convtui.screens.confirm_delete import ConfirmDeleteScreen
 from convtui.screens.main import MainScreen
 from convtui.screens.new_conversation import NewConversationScreen
 
-from .seed import seed_store, settle, still_app
+from .seed import settle, still_app
 from .test_main_screen import listed, main_screen, ready, titles
 
 NAMED = {" ": "space", "\r": "enter", "/": "slash"}
@@ -26,11 +25,6 @@ def burst(app: ConvtuiApp, text: str) -> None:
     terminal delivers them ("\\r" is Enter)."""
     for character in text:
         app.post_message(events.Key(NAMED.get(character, character), character))
-
-
-@pytest.fixture
-def seeded(data_dir: Path) -> list[str]:
-    return seed_store(data_dir)
 
 
 async def test_text_typed_with_the_slash_goes_to_the_filter(data_dir: Path, seeded: list[str]) -> None:

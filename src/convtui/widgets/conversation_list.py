@@ -21,13 +21,14 @@ from textual.strip import Strip
 from ..backend.models import ConversationInfo
 from ..formatting import format_cost, relative_time
 from ..terminal_text import one_line
+from .component_styles import CachedComponentStyles
 from .no_layout import ContentSized
 from .status_badge import badge_for
 
 RowSource = Callable[[str], ConversationInfo | None]
 
 
-class ConversationList(ContentSized, ScrollView, can_focus=True):
+class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor_up", "Up", show=False),
         Binding("down,j", "cursor_down", "Down", show=False),
@@ -50,6 +51,7 @@ class ConversationList(ContentSized, ScrollView, can_focus=True):
         "conversation-list--done",
     }
 
+    COMPONENT_PREFIX = "conversation-list"
     SCOPED_CSS = False  # the App:nocolor rules below start outside the widget
     DEFAULT_CSS = """
     ConversationList {
@@ -122,7 +124,6 @@ class ConversationList(ContentSized, ScrollView, can_focus=True):
         self.animate = True  # False: running rows show a still ▶ (reduced motion)
         self._animated_rows: set[int] = set()
         self._highlighted_id: str | None = None
-        self._styles: dict[tuple, Style] = {}
         self._paint_top = self._paint_width = 0  # set by render_lines for its render_line calls
 
     # -- data ------------------------------------------------------------------------
@@ -263,21 +264,8 @@ class ConversationList(ContentSized, ScrollView, can_focus=True):
         return Strip(self._row_segments(info, width, cursor, row)).crop_extend(0, width, base)
 
     def _style(self, cursor: bool, *components: str) -> Style:
-        """The widget's style plus these component styles (and the cursor's),
-        kept until the CSS, the theme or the focus changes: Textual computes
-        them afresh after every refresh, a third of the cost of a row."""
-        key = (cursor, components, self.has_focus, self.app.theme)
-        style = self._styles.get(key)
-        if style is None:
-            style = self.rich_style
-            for name in ("cursor", *components) if cursor else components:
-                style += self.get_component_rich_style(f"conversation-list--{name}", partial=True)
-            self._styles[key] = style
-        return style
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._styles.clear()
+        """Every piece of the cursor's row carries the cursor's style."""
+        return self.component_style("cursor", *components) if cursor else self.component_style(*components)
 
     def _row_segments(self, info: ConversationInfo, width: int, cursor: bool, row: int) -> list[Segment]:
         badge = badge_for(info, self.spinner_frame if self.animate else None)

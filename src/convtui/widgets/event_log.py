@@ -19,6 +19,7 @@ from textual.strip import Strip
 
 from ..backend.events import EventDict, event_kind
 from ..terminal_text import inert
+from .component_styles import CachedComponentStyles
 from .no_layout import ContentSized
 
 COLLAPSED_LINES = 6
@@ -67,7 +68,7 @@ def _heading(event: EventDict) -> tuple[str, str]:
     return (f"→ {kind}", "observation")
 
 
-class EventLog(ContentSized, ScrollView, can_focus=True):
+class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "select(-1)", "Previous event", show=False),
         Binding("down,j", "select(1)", "Next event", show=False),
@@ -89,6 +90,7 @@ class EventLog(ContentSized, ScrollView, can_focus=True):
         "event-log--streaming",
     }
 
+    COMPONENT_PREFIX = "event-log"
     SCOPED_CSS = False  # the App:nocolor rules below start outside the widget
     DEFAULT_CSS = """
     EventLog { background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; }
@@ -125,7 +127,6 @@ class EventLog(ContentSized, ScrollView, can_focus=True):
         self._lines: list[tuple[int, str, str]] = []  # (event index, text, style name)
         self._starts: list[int] = []  # first line of each event
         self._layout_width = 0
-        self._styles: dict[tuple, Style] = {}
         self._paint_top = self._paint_width = 0  # set by render_lines for its render_line calls
 
     # -- data ------------------------------------------------------------------------
@@ -273,22 +274,8 @@ class EventLog(ContentSized, ScrollView, can_focus=True):
         return Strip([Segment(text, self._style(selected, style_name))]).crop_extend(0, width, base)
 
     def _style(self, selected: bool, name: str) -> Style:
-        """The widget's style plus the line's component style (and the
-        selection's), kept until the CSS, the theme or the focus changes:
-        Textual computes them afresh after every refresh."""
-        key = (selected, name, self.has_focus, self.app.theme)
-        style = self._styles.get(key)
-        if style is None:
-            style = self.rich_style
-            for component in ("selected", name) if selected else (name,):
-                if component != "plain":
-                    style += self.get_component_rich_style(f"event-log--{component}", partial=True)
-            self._styles[key] = style
-        return style
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._styles.clear()
+        components = ("selected",) if selected else ()
+        return self.component_style(*components) if name == "plain" else self.component_style(*components, name)
 
 
 def _wrap(text: str, width: int) -> list[str]:
