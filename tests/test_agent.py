@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from convtui.backend.errors import InvalidInput, MissingSettings
+from convtui.backend.events import event_kind
 from convtui.backend.manager import ConversationManager, LoopLimitReached
 from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
 from convtui.backend.remember import NoPromptFound, remember_prompt
@@ -487,6 +488,42 @@ async def test_a_replay_cut_short_goes_on_where_it_stopped(
     assert events[5]["cause"] == 3 and "interrupted" in events[5]["content"]
     workspace = service.data_dir.workspace(conversation_id)
     assert (workspace / "one.txt").read_text() == "one\n" and (workspace / "three.txt").read_text() == "three\n"
+
+
+async def test_a_message_sent_while_a_replay_runs_is_answered_after_it(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """Found by the soak's crash test with chatting loops: the replayed
+    events that followed the message looked like the agent's answer, so the
+    message was never answered."""
+    llm.responder = Script(Text("You said hello."))
+    trajectory = [
+        {"id": 0, "source": "user", "action": "message", "message": "build it", "args": {"content": "build it"}},
+        _run_step(1, "until [ -f go ]; do sleep 0.02; done"),
+        {"id": 3, "source": "agent", "action": "finish", "message": "built", "args": {"outputs": {}, "thought": ""}},
+    ]
+    created = await configured.new_conversation({"replay_json": orjson.dumps(trajectory).decode()})
+    conversation_id = created.conversation_id
+    waiting = asyncio.Event()
+
+    def watch(update: LoopUpdate) -> None:
+        if isinstance(update, EventAdded) and update.event.get("action") == "run":
+            waiting.set()
+
+    manager.subscribe(watch)
+    await manager.start(conversation_id, until_idle=True)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await manager.send_message(conversation_id, "hello while you replay")
+    (configured.data_dir.workspace(conversation_id) / "go").touch()
+    await asyncio.wait_for(manager.wait(conversation_id), 30)
+
+    events = await configured.search_events(conversation_id)
+    assert [(e["source"], event_kind(e)) for e in events if e.get("action")] == [
+        ("user", "message"), ("agent", "run"), ("user", "message"), ("agent", "finish"), ("agent", "message"),
+    ]
+    assert events[-1]["message"] == "You said hello."
+    [request] = llm.responder.agent_requests
+    assert {"role": "user", "content": "hello while you replay"} in request["messages"]
 
 
 async def test_an_imported_conversation_replays_into_its_workspace(

@@ -24,7 +24,7 @@ from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
 from .llm import LLMConfig, LLMFailure, LLMResponse, complete
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
-from .replay import replay_steps, steps_recorded
+from .replay import replay_steps, replayed_event_ids, steps_recorded
 from .runtime import Workspace
 from .settings import Settings
 from .tools import (
@@ -118,6 +118,8 @@ class AgentLoop:
         self._metadata_write: asyncio.Future[None] | None = None
         self._system_prompt: str | None = None
         self._cost: float | None = 0.0
+        # events a replay recorded: not something the user is waiting on
+        self._replayed: set[int] = set()
         self._tokens = (0, 0)
 
     # -- control (called by the manager) -----------------------------------------
@@ -205,6 +207,7 @@ class AgentLoop:
             await self._set(ConversationStatus.RUNNING, RuntimeStatus.READY, AgentState.RUNNING)
             self._default_title = metadata.title == default_title(self.conversation_id)
             await self._replay_if_pending()
+            self._replayed = await asyncio.to_thread(self._replayed_event_ids)
             await self._converse(metadata)
             # Only a run `until_idle` gets here: the agent waits for the user.
             if self._title_task is not None:
@@ -294,13 +297,24 @@ class AgentLoop:
         await asyncio.to_thread(done.write_bytes, b"")
         await self._set(agent_state=AgentState.FINISHED, message="replay finished")
 
+    def _replayed_event_ids(self) -> set[int]:
+        script = self.service.data_dir.conversation(self.conversation_id) / "replay.json"
+        try:
+            steps = replay_steps(orjson.loads(script.read_bytes()))
+        except FileNotFoundError:
+            return set()
+        return replayed_event_ids(steps, self._event_log.search_events())
+
     # -- conversation ----------------------------------------------------------------
 
     def _needs_answer(self, events: list[EventDict]) -> bool:
         """True if the last thing in the log is the user's (or a tool result
-        the agent has not yet seen)."""
+        the agent has not yet seen). A replay's recorded events are history,
+        not answers: a message sent while the replay ran is answered after."""
         for event in reversed(events):
             if event.get("hidden") or event_kind(event) in ("agent_state_changed", "change_agent_state", "null"):
+                continue
+            if event.get("id") in self._replayed:
                 continue
             if event.get("source") == "user" and event.get("action") == "message":
                 return True

@@ -28,18 +28,31 @@ def replay_steps(trajectory: list[EventDict]) -> list[EventDict]:
     return steps
 
 
+def _matched_steps(steps: list[EventDict], events: list[EventDict]) -> list[EventDict]:
+    """The logged actions that are `steps`, from the first: each step is
+    looked for, in order, among the actions (by source, kind and message)."""
+    matched: list[EventDict] = []
+    for event in events:
+        if len(matched) == len(steps):
+            break
+        step = steps[len(matched)]
+        if event.get("action") is not None and all(event.get(key) == step.get(key) for key in _STEP_IDENTITY):
+            matched.append(event)
+    return matched
+
+
 def steps_recorded(steps: list[EventDict], events: list[EventDict]) -> int:
     """How many of `steps`, from the first, a replay cut short has already
-    recorded in `events`: each step is looked for, in order, among the
-    logged actions (by source, kind and message)."""
-    recorded = 0
-    for event in events:
-        if recorded == len(steps):
-            break
-        step = steps[recorded]
-        if event.get("action") is not None and all(event.get(key) == step.get(key) for key in _STEP_IDENTITY):
-            recorded += 1
-    return recorded
+    recorded in `events`."""
+    return len(_matched_steps(steps, events))
+
+
+def replayed_event_ids(steps: list[EventDict], events: list[EventDict]) -> set[int]:
+    """The ids of the events a replay recorded (or an import brought): the
+    actions that are `steps` and the observations they caused. What else is
+    in the log came from the user and the agent live."""
+    actions = {event["id"] for event in _matched_steps(steps, events)}
+    return actions | {event["id"] for event in events if event.get("observation") and event.get("cause") in actions}
 
 
 def _editor_arguments(event: EventDict) -> dict:
