@@ -18,10 +18,17 @@ Parts (each is a test of the suite run longer, with the same checks):
   ui-kills     SIGKILL the real app, headless, with replay loops running and
                metadata written beside them (tests/workers/ui_with_loops.py),
                --ui-kills times on one data directory, restarting it each
-               time; after each kill every write that returned is there,
-               `convtui doctor` finds only what a kill may leave, loops that
-               ran show STOPPED and the next app resumes them
+               time (a fifth of the kills land during start-up, while it
+               opens the data and resumes loops); after each kill every
+               write that returned is there, `convtui doctor` finds only
+               what a kill may leave, loops that ran show STOPPED and the
+               next app resumes them
                (tests/kill_harness.py, as tests/test_ui_crash.py).
+  chat-kills   the same, --chat-kills times, with the app also talking to
+               its idle loops: they answer with a fake model (tests/fake_llm.py
+               on 127.0.0.1, through the real model worker and litellm),
+               calling tools; kills land 1-7 s after the app is ready, so that
+               model calls are under way.
   hypothesis   tests/test_hostile_input.py with every example budget
                multiplied by --hypothesis-scale (CONVTUI_HYPOTHESIS_SCALE);
                the examples tried are counted from hypothesis's statistics.
@@ -55,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.kill_harness import KillReport, kill_store_writer, kill_ui_with_loops
 
-PARTS = ("store-kills", "ui-kills", "hypothesis", "races")
+PARTS = ("store-kills", "ui-kills", "chat-kills", "hypothesis", "races")
 PYTEST_TIMEOUT = "7200"  # per test; the suite's 300 s is for the short versions
 
 
@@ -183,7 +190,8 @@ def main() -> int:
         "--seed", type=int, help="seed of the kill moments (default: random, printed)"
     )
     parser.add_argument("--store-kills", type=int, default=250)
-    parser.add_argument("--ui-kills", type=int, default=250)
+    parser.add_argument("--ui-kills", type=int, default=150)
+    parser.add_argument("--chat-kills", type=int, default=100)
     parser.add_argument("--hypothesis-scale", type=float, default=20.0)
     parser.add_argument("--race-seeds", type=int, default=8)
     parser.add_argument("--race-operations", type=int, default=2000, help="per process")
@@ -204,6 +212,14 @@ def main() -> int:
             arguments.ui_kills,
             seed,
             delay=(0.05, 2.0),
+        ),
+        "chat-kills": lambda: _kills(
+            "headless UI with chatting loops",
+            kill_ui_with_loops,
+            arguments.chat_kills,
+            seed,
+            delay=(1.0, 7.0),
+            chat=True,
         ),
         "hypothesis": lambda: _hypothesis(arguments.hypothesis_scale),
         "races": lambda: _races(

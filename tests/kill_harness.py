@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -48,12 +49,16 @@ from convtui.backend.store import (
     shard_of,
 )
 
-from .fake_llm import FakeLLMServer, Text
+from .fake_llm import FakeLLMServer, Response, Text, ToolCall
 from .workers.ui_with_loops import event_digest
 
 WORKERS = Path(__file__).parent / "workers"
 START_TIMEOUT = 60.0  # a loaded two-core machine starts Python slowly
 ACTIVE = ("STARTING", "RUNNING")
+# A share of the app's kills land this many seconds after it was started,
+# ready or not: while it opens the data directory and resumes loops.
+EARLY_KILL_SHARE = 0.2
+EARLY_KILL = (0.2, 1.5)
 
 
 @dataclass
@@ -82,7 +87,7 @@ class KillReport:
         )
 
 
-# -- killing -------------------------------------------------------------------------------
+# -- killing ---------------------------------------------------------------------------
 
 
 def _wait_for_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -115,25 +120,38 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+@dataclass(frozen=True)
+class Killed:
+    pid: int
+    ready: bool  # it had said "ready" (an early kill may land before)
+
+
 def kill_at_random_moment(
-    command: list[str], rng: random.Random, delay: tuple[float, float]
-) -> int:
-    """Start `command`, wait for its "ready" line, SIGKILL it a random time
-    later (uniform in `delay` seconds). Processes it started are killed too,
-    so none outlives the test. Returns the killed pid; fails with the
-    worker's stderr if it stopped or never got ready."""
+    command: list[str],
+    rng: random.Random,
+    delay: tuple[float, float],
+    early: tuple[float, float] | None = None,
+) -> Killed:
+    """Start `command` and SIGKILL it at a random moment: `delay` seconds
+    (uniform) after its "ready" line, or, with `early`, that many seconds
+    after it was started, ready or not (a kill during start-up). Processes
+    it started are killed too, so none outlives the test. Fails with the
+    worker's stderr if it stopped by itself or never got ready."""
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    assert process.stdout is not None and process.stderr is not None
     try:
-        line = _wait_for_line(process, START_TIMEOUT)
-        if line != "ready\n":
-            process.kill()
-            _, stderr = process.communicate(timeout=30)
-            raise AssertionError(f"worker did not start ({line!r}): {stderr[-3000:]}")
-        time.sleep(
-            rng.uniform(*delay)
-        )  # the random moment is the point: no event to wait for
+        if early is None:
+            line = _wait_for_line(process, START_TIMEOUT)
+            if line != "ready\n":
+                process.kill()
+                _, stderr = process.communicate(timeout=30)
+                raise AssertionError(
+                    f"worker did not start ({line!r}): {stderr[-3000:]}"
+                )
+        # The random moment is the point: there is no event to wait for.
+        time.sleep(rng.uniform(*(early or delay)))
         if process.poll() is not None:
             _, stderr = process.communicate(timeout=30)
             raise AssertionError(
@@ -147,18 +165,18 @@ def kill_at_random_moment(
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        ready = early is None or process.stdout.read() == "ready\n"
     except BaseException:
         if process.poll() is None:
             process.kill()
             process.wait()
         raise
     finally:
-        assert process.stdout is not None and process.stderr is not None
+        stderr = "" if process.stderr.closed else process.stderr.read()
         process.stdout.close()
-        stderr = process.stderr.read()
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL, stderr[-3000:]
-    return process.pid
+    return Killed(process.pid, ready)
 
 
 class LogReader:
@@ -209,7 +227,7 @@ def _read_event_file(path: Path) -> tuple[list[dict[str, Any]], bytes]:
     return [orjson.loads(line) for line in raw[:complete].splitlines()], raw[complete:]
 
 
-# -- the store writer (as the CLI writes) --------------------------------------------------
+# -- the store writer (as the CLI writes) ----------------------------------------------
 
 
 def metadata_document(conversation_id: str, title: str) -> dict[str, Any]:
@@ -364,7 +382,7 @@ def kill_store_writer(
         ]
         pid = kill_at_random_moment(
             [*command, str(seed % 10**6 * 100_000 + kill)], rng, (0.02, 0.2)
-        )
+        ).pid
         report.kills += 1
 
         # Stray temporary files do not accumulate: what earlier writers left
@@ -402,7 +420,7 @@ def kill_store_writer(
     return report
 
 
-# -- the headless UI with loops ------------------------------------------------------------
+# -- the headless UI with loops --------------------------------------------------------
 
 
 @dataclass
@@ -418,6 +436,8 @@ class _Conversation:
     events: list[str] = field(default_factory=list)
     # appends that returned since: event id -> digest
     logged: dict[int, str] = field(default_factory=dict)
+    # messages sent to it (a replay's loop may get them mid-replay)
+    sent: set[str] = field(default_factory=set)
     # a stop returned: its loop must stay STOPPED
     stopped: bool = False
     # its replay ran all its steps
@@ -457,8 +477,11 @@ class _UIExpected:
 
     # -- the log of one worker ---------------------------------------------------------
 
-    def apply(self, entries: list[dict[str, Any]], report: KillReport) -> _InFlight:
-        """Take in what returned; returns the calls in flight at the kill."""
+    def apply(
+        self, entries: list[dict[str, Any]], ready: bool, report: KillReport
+    ) -> _InFlight:
+        """Take in what returned; returns the calls in flight at the kill.
+        `ready`: the worker had resumed every loop before it was killed."""
         pending: dict[int, dict[str, Any]] = {}
         resumed: dict[str, int] = {}
         for entry in entries:
@@ -469,7 +492,7 @@ class _UIExpected:
                 intent = pending.pop(entry["n"])
                 assert intent["op"] == entry["op"], (intent, entry)
                 if entry["id"] not in self.deleted:
-                    self._returned(entry)
+                    self._returned({**intent, **entry})
                 report.writes_verified += entry["op"] not in ("start", "resume")
             elif kind == "resumed":
                 resumed[entry["id"]] = entry["events_before"]
@@ -484,12 +507,14 @@ class _UIExpected:
         # Every loop running at the last kill was started again, from all
         # the events it had then, and is RUNNING again.
         for conversation_id, events_then in self.was_running.items():
-            assert conversation_id in resumed, f"loop {conversation_id} was not resumed"
-            assert resumed[conversation_id] == events_then, (
-                conversation_id,
-                resumed[conversation_id],
-            )
-        report.count("loops resumed", len(self.was_running))
+            if conversation_id in resumed:
+                assert resumed[conversation_id] == events_then, (
+                    conversation_id,
+                    resumed[conversation_id],
+                )
+            else:
+                assert not ready, f"loop {conversation_id} was not resumed"
+        report.count("loops resumed", len(resumed.keys() & self.was_running.keys()))
         return _InFlight(list(pending.values()))
 
     def _returned(self, entry: dict[str, Any]) -> None:
@@ -503,9 +528,9 @@ class _UIExpected:
         elif op == "archive":
             self.conversations[conversation_id].archived = entry["archived"]
         elif op == "send":
-            self.conversations[conversation_id].logged[entry["event_id"]] = entry[
-                "digest"
-            ]
+            known = self.conversations[conversation_id]
+            known.logged[entry["event_id"]] = entry["digest"]
+            known.sent.add(entry["text"])
         elif op == "stop":
             self.conversations[conversation_id].stopped = entry["was_running"]
         elif op == "delete":
@@ -664,10 +689,11 @@ class _UIExpected:
                     ["message"],
                 ), lines
             elif unannounced:
-                assert [event["id"] for event in unannounced] == [len(lines) - 1], (
-                    unannounced
-                )
-                assert conversation_id in running, unannounced
+                # A loop appends one event at a time, each announced before
+                # the next: only its last can be unannounced.
+                assert len(unannounced) == 1 and conversation_id in running, unannounced
+                last_announced = max(known.logged, default=len(known.events) - 1)
+                assert unannounced[0]["id"] > last_announced, unannounced
             if tail:
                 assert (
                     conversation_id in running
@@ -676,6 +702,7 @@ class _UIExpected:
                 )
                 torn.add(conversation_id)
             if known.kind == "replay":
+                known.sent.update(sending)
                 self._check_replay(conversation_id, known, lines)
             known.events, known.logged = digests, {}
         report.count("torn event lines", len(torn))
@@ -684,24 +711,30 @@ class _UIExpected:
     def _check_replay(
         self, conversation_id: str, known: _Conversation, events: list[dict[str, Any]]
     ) -> None:
-        """The actions of a replay are its trajectory's steps, in order, each
-        once; all of them once the replay finished (resumed or not)."""
+        """The first actions of a replay are its trajectory's steps, in
+        order, each once; all of them once the replay finished (resumed or
+        not). Only then come the actions of a chat."""
         script = self.data_dir / "conversations" / conversation_id / "replay.json"
         assert script.exists(), f"replay {conversation_id} lost its trajectory"
         steps = [
             (step["source"], step["action"], step.get("message"))
             for step in replay_steps(orjson.loads(script.read_bytes()))
         ]
+        # Without the messages sent to it (maybe while it replayed).
         acted = [
             (e["source"], e["action"], e.get("message"))
             for e in events
             if e.get("action") in REPLAYED_ACTIONS
+            and not (e["source"] == "user" and e.get("message") in known.sent)
         ]
-        assert acted == steps[: len(acted)], (conversation_id, acted, steps)
+        replayed = acted[: len(steps)]
+        assert replayed == steps[: len(replayed)], (conversation_id, acted, steps)
         if known.finished:
-            assert len(acted) == len(steps), (
-                f"replay {conversation_id} finished with {len(acted)} of {len(steps)} steps"
+            assert len(replayed) == len(steps), (
+                f"replay {conversation_id} finished with {len(replayed)} of {len(steps)} steps"
             )
+        else:
+            assert len(acted) <= len(steps), (conversation_id, acted[len(steps) :])
 
     def _check_doctor(
         self, in_flight: _InFlight, torn: set[str], unknown: int, report: KillReport
@@ -731,7 +764,12 @@ class _UIExpected:
                 assert finding.path.parent.name in torn | self.orphans, finding
             elif finding.problem != "conversation files without metadata":
                 raise AssertionError(f"doctor: {finding.path}: {finding.problem}")
-        report.count("directories left without metadata", len(new_orphans))
+        report.count(
+            "directories left by creates cut short", len(new_orphans - deleting)
+        )
+        report.count(
+            "directories left by deletes cut short", len(new_orphans & deleting)
+        )
         # Temporaries of files written once at creation (replay.json,
         # init.json) stay in the directories of creates cut short.
         report.details["temporary files in conversations"] = len(
@@ -745,37 +783,57 @@ def kill_ui_with_loops(
     seed: int,
     delay: tuple[float, float] = (0.1, 1.0),
     report: KillReport | None = None,
+    chat: bool = False,
 ) -> KillReport:
     """SIGKILL tests/workers/ui_with_loops.py `kills` times, `delay` seconds
     after it is ready, on one data directory under `work_dir`; check after
     each kill. A fake model answers on 127.0.0.1, so that any loop may be
-    started again (the replays themselves need none). Counts go to `report`
-    as they happen."""
+    started again (the replays themselves need none); with `chat`, the app
+    also talks to its idle loops, which answer with that model, calling
+    tools. Counts go to `report` as they happen."""
     report = report or KillReport("headless UI with loops")
     started = time.monotonic()
     rng = random.Random(seed)
     data_dir = work_dir / "data"
     log = LogReader(work_dir / "returned.log")
     expected = _UIExpected(data_dir)
-    with FakeLLMServer.in_thread(default=Text("noted")) as llm:
+    with FakeLLMServer.in_thread(responder=_chat_answers(random.Random(seed))) as llm:
         asyncio.run(_configure(data_dir, llm.base_url))
         for kill in range(kills):
+            worker_seed = str(seed % 10**6 * 100_000 + kill)
             command = [
                 sys.executable,
                 str(WORKERS / "ui_with_loops.py"),
                 str(data_dir),
                 str(log.path),
+                worker_seed,
+                *(["--chat"] if chat else []),
             ]
-            pid = kill_at_random_moment(
-                [*command, str(seed % 10**6 * 100_000 + kill)], rng, delay
-            )
+            # Some kills land during start-up: opening the data, resuming.
+            early = EARLY_KILL if rng.random() < EARLY_KILL_SHARE else None
+            killed = kill_at_random_moment(command, rng, delay, early)
             report.kills += 1
-            in_flight = expected.apply(log.new_entries(), report)
+            report.count("kills before the app was ready", not killed.ready)
+            in_flight = expected.apply(log.new_entries(), killed.ready, report)
             report.mid_write += bool(in_flight.intents)
-            expected.check(pid, in_flight, report)
+            expected.check(killed.pid, in_flight, report)
         report.count("model calls", llm.request_count)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _chat_answers(rng: random.Random) -> Callable[[dict[str, Any]], Response]:
+    """The fake model: a thought, a command or a reply, at random."""
+
+    def answer(body: dict[str, Any]) -> Response:
+        roll = rng.random()
+        if roll < 0.35:
+            return ToolCall("think", {"thought": f"thinking {roll:.6f}"})
+        if roll < 0.7:
+            return ToolCall("execute_bash", {"command": f"echo {roll:.6f} >> chat.txt"})
+        return Text("noted")
+
+    return answer
 
 
 async def _configure(data_dir: Path, base_url: str) -> None:

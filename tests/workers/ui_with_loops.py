@@ -2,7 +2,7 @@
 replaying the shipped demo trajectories and heavy metadata writes through
 the service, until it is killed.
 
-    python ui_with_loops.py DATA_DIR LOG_PATH SEED
+    python ui_with_loops.py DATA_DIR LOG_PATH SEED [--chat]
 
 It opens ConvtuiApp on DATA_DIR (headless; the main screen polls and
 repaints as it does for a person) and, in the app's event loop:
@@ -14,7 +14,9 @@ repaints as it does for a person) and, in the app's event loop:
   trajectory, rename it, start its loop, and once the replay finished either
   stop it or leave it idle; old ones are deleted, some while running;
 - keeps two writers busy on conversations of their own: create (some with a
-  first message), rename, archive, unarchive, send a message, delete.
+  first message), rename, archive, unarchive, send a message, delete;
+- with --chat, sends messages to finished replays too, which their loops
+  answer with the model the settings name (the test's fake model).
 
 LOG_PATH gets one JSON line per fact: an "intent" line before each service
 call and a "done" line after it returns (paired by "n"), an "event" line for
@@ -29,6 +31,7 @@ the resumed loops run and the writers have started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -101,6 +104,10 @@ class Driver:
         self.running: dict[str, asyncio.Event] = {}
         # replays started here: set once the replay finished
         self.finished: dict[str, asyncio.Event] = {}
+        # loops sent a message: set once they wait for the user again
+        self.answered: dict[str, asyncio.Event] = {}
+        # loops waiting for the user: stopped, deleted or talked to
+        self.idle: list[str] = []
         self.counter = 0
         # conversations left by earlier workers, not running: deleted over time
         self.backlog: list[str] = []
@@ -122,6 +129,11 @@ class Driver:
                 and update.conversation_id in self.running
             ):
                 self.running[update.conversation_id].set()
+            if (
+                update.agent_state is AgentState.AWAITING_USER_INPUT
+                and update.conversation_id in self.answered
+            ):
+                self.answered.pop(update.conversation_id).set()
             if (
                 update.agent_state is AgentState.FINISHED
                 and update.message == "replay finished"
@@ -151,6 +163,7 @@ class Driver:
             if conversation_id not in stored
         ]
         self.rng.shuffle(self.backlog)
+        self.idle = list(stored)
         for conversation_id in stored:
             events_before = len(await self.service.search_events(conversation_id))
             self.running[conversation_id] = asyncio.Event()
@@ -165,11 +178,11 @@ class Driver:
     # -- replay loops --------------------------------------------------------------
 
     async def replays(self) -> None:
-        idle = list(self.running)
+        idle = self.idle
         active: set[asyncio.Task[None]] = set()
         while True:
             while len(active) < REPLAY_LOOPS:
-                active.add(asyncio.create_task(self.one_replay(idle)))
+                active.add(asyncio.create_task(self.one_replay()))
             done, active = await asyncio.wait(
                 active, return_when=asyncio.FIRST_COMPLETED
             )
@@ -182,7 +195,32 @@ class Driver:
                 else:
                     await self.stop(victim)
 
-    async def one_replay(self, idle: list[str]) -> None:
+    async def chat(self) -> None:
+        """Talk to the idle loops: each answers with the model, calling
+        tools, until it waits for the user again."""
+        idle = self.idle
+        while True:
+            if not idle:
+                await asyncio.sleep(0.05)  # the replays add idle loops all the time
+                continue
+            # Out of the idle list while it answers: nothing stops or deletes it.
+            conversation_id = idle.pop(self.rng.randrange(len(idle)))
+            answered = self.answered[conversation_id] = asyncio.Event()
+            text = self.label("chat")
+            number = self.log.intent("send", id=conversation_id, text=text)
+            stored = await self.manager.send_message(conversation_id, text)
+            self.log.done(
+                number,
+                "send",
+                id=conversation_id,
+                event_id=stored["id"],
+                digest=event_digest(stored),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), LOOP_TIMEOUT)
+            idle.append(conversation_id)
+
+    async def one_replay(self) -> None:
         trajectory = self.rng.choice(self.trajectories)
         number = self.log.intent("create", kind="replay")
         conversation_id = (
@@ -201,7 +239,7 @@ class Driver:
         elif roll < 0.4:
             await self.delete(conversation_id)
         else:
-            idle.append(conversation_id)
+            self.idle.append(conversation_id)
 
     async def stop(self, conversation_id: str) -> None:
         number = self.log.intent("stop", id=conversation_id)
@@ -266,7 +304,7 @@ class Driver:
                 )
 
 
-async def drive(app: ConvtuiApp, log: WriteLog, seed: int) -> None:
+async def drive(app: ConvtuiApp, log: WriteLog, seed: int, chat: bool) -> None:
     driver = Driver(app, log, seed)
     app.manager.replay_delay = REPLAY_DELAY
     app.manager.subscribe(driver.on_update)
@@ -277,6 +315,8 @@ async def drive(app: ConvtuiApp, log: WriteLog, seed: int) -> None:
             asyncio.create_task(driver.writer("w1")),
             asyncio.create_task(driver.writer("w2")),
         ]
+        if chat:
+            tasks.append(asyncio.create_task(driver.chat()))
         print("ready", flush=True)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -289,10 +329,11 @@ async def drive(app: ConvtuiApp, log: WriteLog, seed: int) -> None:
 
 def main() -> None:
     data_dir, log_path, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    chat = "--chat" in sys.argv[4:]
     log = WriteLog(log_path)
 
     def on_ready(app: ConvtuiApp) -> None:
-        app.run_worker(drive(app, log, seed), name="crash-driver")
+        app.run_worker(drive(app, log, seed, chat), name="crash-driver")
 
     app = ConvtuiApp(data_dir, user_id="crash", on_ready=on_ready)
     app.animation_level = "none"
