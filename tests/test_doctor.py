@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
+import pytest
+
 from convtui.backend.doctor import run_doctor
+from convtui.backend.errors import NotFound, StorageError
 from convtui.backend.events import EventLog
 from convtui.backend.service import ConversationService
 
@@ -44,3 +49,34 @@ async def test_a_torn_event_line_is_saved_aside_and_cut(service: ConversationSer
     assert run_doctor(data_dir, repair=True).healthy
     assert events.read_bytes().endswith(b"\n")
     assert next(events.parent.glob("events.jsonl.torn-*")).read_bytes() == b'{"id": 1, "sou'
+
+
+async def test_a_deletion_cut_short_is_finished_not_revived(
+    service: ConversationService, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the soak's crash test of the app: a kill during a delete
+    left a half-removed directory that `doctor --repair` turned back into a
+    conversation. The directory is now renamed aside before it is removed."""
+    conversation_id = (await service.new_conversation({"initial_user_msg": "delete me"})).conversation_id
+    workspace = service.data_dir.workspace(conversation_id)
+    workspace.mkdir(parents=True)
+    (workspace / "notes.txt").write_text("half of it goes")
+
+    def dies_midway(path: str, *args: object, **kwargs: object) -> None:
+        (Path(path) / "events.jsonl").unlink()
+        raise OSError(errno.EIO, "the process died here")
+
+    monkeypatch.setattr(shutil, "rmtree", dies_midway)
+    with pytest.raises(StorageError):
+        await service.delete(conversation_id)
+    monkeypatch.undo()
+
+    assert [finding.problem for finding in run_doctor(data_dir).findings] == ["a deletion cut short (by a crash)"]
+    assert run_doctor(data_dir, repair=True).healthy
+    assert list((data_dir / "conversations").iterdir()) == []
+    reopened = await ConversationService.open(data_dir)
+    try:
+        with pytest.raises(NotFound):
+            await reopened.get(conversation_id)
+    finally:
+        reopened.close()

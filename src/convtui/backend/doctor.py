@@ -21,6 +21,7 @@ from .data_dir import DataDirectory
 from .errors import ConvtuiError
 from .events import EventLog
 from .models import CONVERSATION_ID_PATTERN, ConversationMetadata, ConversationTrigger, default_title, utc_now
+from .service import DELETED_PREFIX, remove_tree
 from .settings import SettingsStore
 from .shard_storage import load_json_file
 from .store import SHARD_PREFIX, TABLE, ConversationStore
@@ -73,6 +74,14 @@ def _check_conversation_directories(
         return
     store = ConversationStore(data_dir.store) if repair else None
     for directory in sorted(data_dir.conversations.iterdir()):
+        deleted_id = directory.name.removeprefix(DELETED_PREFIX)
+        if deleted_id != directory.name and CONVERSATION_ID_PATTERN.match(deleted_id) and not directory.is_symlink():
+            finding = Finding(directory, "a deletion cut short (by a crash)")
+            if repair:
+                remove_tree(directory)
+                finding.repaired = "removed"
+            report.findings.append(finding)
+            continue
         if not CONVERSATION_ID_PATTERN.match(directory.name) or directory.is_symlink():
             report.findings.append(Finding(directory, "not a conversation directory (left alone)", "left alone"))
             continue

@@ -610,28 +610,43 @@ def user_message(content: str, image_urls: list[str] | None = None) -> EventDict
     }
 
 
+DELETED_PREFIX = ".deleted-"
+
+
 def remove_conversation_directory(directory: Path) -> None:
-    """Delete one conversation's directory. Symlinks inside are removed, never
-    followed; a directory that is itself a symlink is unlinked, not entered."""
+    """Delete one conversation's directory. It is renamed aside first (one
+    atomic step), then removed: a crash midway leaves `.deleted-<id>`, which
+    `doctor --repair` removes, never a half-deleted conversation that doctor
+    would revive. A directory that is itself a symlink is unlinked."""
     try:
         if directory.is_symlink():
             directory.unlink()
             return
         if not directory.exists():
             return
-
-        def retry_writable(function: Callable[..., Any], path: str, _: object) -> None:
-            # A read-only file or directory (e.g. git objects) stops rmtree;
-            # make its parent writable and try once more.
-            parent = os.path.dirname(path)
-            os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
-            function(path)
-
-        shutil.rmtree(directory, onerror=retry_writable)
+        doomed = directory.with_name(DELETED_PREFIX + directory.name)
+        if doomed.exists():  # an earlier deletion of it was cut short
+            remove_tree(doomed)
+        os.rename(directory, doomed)
+        remove_tree(doomed)
     except OSError as error:
         raise StorageError(describe_os_error(error, "delete")) from error
+
+
+def remove_tree(directory: Path) -> None:
+    """Remove a directory and everything in it. Symlinks inside are
+    removed, never followed. Raises OSError."""
+
+    def retry_writable(function: Callable[..., Any], path: str, _: object) -> None:
+        # A read-only file or directory (e.g. git objects) stops rmtree;
+        # make its parent writable and try once more.
+        parent = os.path.dirname(path)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
+        function(path)
+
+    shutil.rmtree(directory, onerror=retry_writable)
 
 
 def _enum_value(enum: type, value: Any, name: str) -> str | None:
