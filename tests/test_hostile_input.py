@@ -636,9 +636,10 @@ def page_tokens() -> st.SearchStrategy[str]:
 
 
 def matches(document: dict[str, Any], query: ConversationFilter) -> bool:
-    """What ConversationFilter documents, with one deliberate difference from
-    its docstring: the store searches title, repository and branch joined by
-    NUL, so a word with a NUL may span two fields (see the xfail test)."""
+    """What ConversationFilter documents: each word of the text is found
+    within one field (title, repository, branch) or starts the id; a word
+    never spans two fields, even one holding the NUL the store joins them
+    with (test_a_query_word_matches_within_one_field)."""
     if query.archived is not None and bool(document.get("archived")) is not query.archived:
         return False
     if query.repository is not None and document.get("selected_repository") != query.repository:
@@ -647,12 +648,10 @@ def matches(document: dict[str, Any], query: ConversationFilter) -> bool:
         return False
     if query.status is not None and display_status(document) != query.status:
         return False
-    haystack = "\x00".join(
-        document.get(name) or "" for name in ("title", "selected_repository", "selected_branch")
-    ).lower()
+    fields = [(document.get(name) or "").lower() for name in ("title", "selected_repository", "selected_branch")]
     for word in (query.text or "").lower().split():
         by_id = set(word) <= set(HEX) and document["conversation_id"].startswith(word)
-        if word not in haystack and not by_id:
+        if not any(word in field for field in fields) and not by_id:
             return False
     return True
 
