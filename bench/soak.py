@@ -88,7 +88,7 @@ def _timed(part: str, run: Callable[[], tuple[bool, str, str]]) -> Outcome:
         flush=True,
     )
     if failure:
-        print("   " + "\n   ".join(failure.strip().splitlines()[-25:]), flush=True)
+        print("   " + "\n   ".join(failure.strip().splitlines()[:60]), flush=True)
     return outcome
 
 
@@ -132,6 +132,12 @@ def _pytest(
     )
 
 
+def _failures(output: str) -> str:
+    """pytest's FAILURES section (statistics and passes left out)."""
+    start = output.find("= FAILURES =")
+    return output[output.rfind("\n", 0, start) + 1 :] if start >= 0 else output[-4000:]
+
+
 def _hypothesis(scale: float) -> tuple[bool, str, str]:
     result = _pytest(
         "tests/test_hostile_input.py",
@@ -153,7 +159,7 @@ def _hypothesis(scale: float) -> tuple[bool, str, str]:
     return (
         result.returncode == 0,
         counts,
-        "" if result.returncode == 0 else result.stdout[-4000:],
+        "" if result.returncode == 0 else _failures(result.stdout),
     )
 
 
@@ -172,7 +178,7 @@ def _races(seeds: list[int], operations: int, replays: int) -> tuple[bool, str, 
         if result.returncode == 0:
             raced += 4 * operations
         else:
-            failures.append(f"seed {seed}:\n{result.stdout[-3000:]}")
+            failures.append(f"seed {seed}:\n{_failures(result.stdout)}")
         print(
             f"   seed {seed}: {'pass' if result.returncode == 0 else 'FAIL'}",
             flush=True,

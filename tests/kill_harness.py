@@ -39,7 +39,7 @@ from convtui.backend.events import EventLog
 from convtui.backend.loop_lock import runner_pid
 from convtui.backend.models import ConversationMetadata, utc_now
 from convtui.backend.replay import REPLAYED_ACTIONS, replay_steps
-from convtui.backend.service import ConversationService
+from convtui.backend.service import DELETED_PREFIX, ConversationService
 from convtui.backend.shard_storage import load_json_file
 from convtui.backend.store import (
     SHARD_PREFIX,
@@ -472,6 +472,8 @@ class _UIExpected:
         self.deleted: set[str] = set()
         # directories a kill left without metadata (doctor reports them)
         self.orphans: set[str] = set()
+        # deletions a kill cut short (doctor --repair finishes them)
+        self.deletions_left: set[str] = set()
         # stored as running at the last kill -> its number of events then
         self.was_running: dict[str, int] = {}
 
@@ -739,8 +741,9 @@ class _UIExpected:
     def _check_doctor(
         self, in_flight: _InFlight, torn: set[str], unknown: int, report: KillReport
     ) -> None:
-        """`convtui doctor` finds nothing but torn last lines and the
-        directories of creates and deletes the kill cut short."""
+        """`convtui doctor` finds nothing but torn last lines, the
+        directories of creates the kill cut short, and deletions it cut
+        short (renamed aside, never a half-deleted conversation)."""
         findings = run_doctor(self.data_dir).findings
         deleting = {intent["id"] for intent in in_flight.of("delete")}
         new_orphans = {
@@ -759,11 +762,18 @@ class _UIExpected:
             unknown,
         )
         self.orphans |= new_orphans
+        deletions = set()
         for finding in findings:
             if finding.problem.startswith("torn last line"):
                 assert finding.path.parent.name in torn | self.orphans, finding
+            elif finding.problem.startswith("a deletion cut short"):
+                deleted_id = finding.path.name.removeprefix(DELETED_PREFIX)
+                assert deleted_id in deleting | self.deletions_left, finding
+                deletions.add(deleted_id)
             elif finding.problem != "conversation files without metadata":
                 raise AssertionError(f"doctor: {finding.path}: {finding.problem}")
+        report.count("deletions left to finish", len(deletions - self.deletions_left))
+        self.deletions_left |= deletions
         report.count(
             "directories left by creates cut short", len(new_orphans - deleting)
         )

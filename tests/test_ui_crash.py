@@ -1,6 +1,7 @@
 """Crash safety of the whole application: the real terminal app, headless,
 with replay loops running and metadata written beside them, is SIGKILLed at
-random moments, again and again on one data directory, and restarted.
+random moments (a fifth of them during start-up, while it opens the data and
+resumes loops), again and again on one data directory, and restarted.
 
 After each kill (see tests/kill_harness.py, shared with bench/soak.py):
 every shard and event log loads, `convtui doctor` finds nothing but torn
