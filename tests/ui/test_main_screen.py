@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from textual.app import App
+from textual.geometry import Region
 from textual.widgets._footer import FooterKey
 
 from convtui.app import ConvtuiApp
@@ -369,3 +371,22 @@ async def test_scrollbar_and_footer_follow_the_list_and_keys(data_dir: Path) -> 
         await pilot.press("G")  # the scrollbar's range is the whole list
         await settle(pilot, lambda: conversations.scroll_offset.y == 60 - conversations.size.height)
         assert not conversations.show_horizontal_scrollbar  # rows are cut to the width
+
+
+async def test_rows_know_their_width_in_cells(data_dir: Path) -> None:
+    """Rows tell Textual their width; it must be right, wide characters included."""
+    seed_store(data_dir, samples=[{"title": "Plain title"}, {"title": "修复登录页面的错误 " * 6}])
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot, ready(app))
+        conversations = listed(app)
+        for width in (30, 60, 100):
+            for row, conversation_id in enumerate(conversations.ids):
+                info = main_screen(app).service.row(conversation_id)
+                segments, cells = conversations._row_segments(info, width, False, row)
+                assert cells == sum(cell_len(segment.text) for segment in segments)
+                assert cells >= width
+                if info.title == "Plain title":
+                    assert cells == width
+        strips = conversations.render_lines(Region(0, 0, conversations.size.width, 2))
+        assert all(strip.cell_length == conversations.size.width for strip in strips)

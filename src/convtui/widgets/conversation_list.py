@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
@@ -261,13 +262,18 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         info = self.row_source(conversation_id)
         if info is None:
             return Strip([Segment(" " + conversation_id[:8] + " (deleted)", base)]).crop_extend(0, width, base)
-        return Strip(self._row_segments(info, width, cursor, row)).crop_extend(0, width, base)
+        segments, cells = self._row_segments(info, width, cursor, row)
+        # Told its exact width, Textual need not measure the row again (twice).
+        strip = Strip(segments, cells)
+        return strip if cells == width else strip.crop_extend(0, width, base)
 
     def _style(self, cursor: bool, *components: str) -> Style:
         """Every piece of the cursor's row carries the cursor's style."""
         return self.component_style("cursor", *components) if cursor else self.component_style(*components)
 
-    def _row_segments(self, info: ConversationInfo, width: int, cursor: bool, row: int) -> list[Segment]:
+    def _row_segments(self, info: ConversationInfo, width: int, cursor: bool, row: int) -> tuple[list[Segment], int]:
+        """The pieces of a row and their width in cells (`width` unless the
+        title's wide characters overflow it)."""
         badge = badge_for(info, self.spinner_frame if self.animate else None)
         if badge.animated:
             self._animated_rows.add(row)
@@ -282,19 +288,20 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         repository = one_line(repository, 28) if width >= 70 else ""
         rest = f"{trigger:<9} " if width >= 100 else ""
         rest += f"{updated:>9} {cost:>7}"
-        right_width = len(rest) + (len(repository) + 1 if repository else 0)
+        right_width = cell_len(rest) + (cell_len(repository) + 1 if repository else 0)
         title_width = max(8, width - 4 - right_width - 1)
         title = one_line(info.title, title_width)
         dim = self._style(cursor, "dim")
         segments = [mark, Segment(badge.glyph, self._style(cursor, badge.style)), Segment(" ", base)]
         segments.extend(self._highlighted(title, cursor))
-        padding = max(1, width - 3 - len(title) - right_width)
+        used = cell_len(mark.text) + cell_len(badge.glyph) + 1 + cell_len(title) + right_width
+        padding = max(1, width - used)
         segments.append(Segment(" " * padding, base))
         if repository:
             segments.extend(self._highlighted(repository, cursor, "dim"))
             segments.append(Segment(" ", dim))
         segments.append(Segment(rest, dim))
-        return segments
+        return segments, used + padding
 
     def _highlighted(self, text: str, cursor: bool, *components: str) -> list[Segment]:
         """`text` with the filter's words marked wherever they occur."""
