@@ -281,6 +281,8 @@ class StoreModel(RuleBasedStateMachine):
             expected = [d["conversation_id"] for d in newest_first(self.model.values()) if matches(d, query, overrides)]
             assert self.store.matching_ids(query, overrides) == expected, typed
             assert self.store.count(query, overrides) == len(expected), typed
+            for conversation_id in self.model:
+                assert self.store.is_match(conversation_id, query, overrides) is (conversation_id in expected), typed
 
         tails = [text[start:] for start in range(len(text) - 1, 0, -1)]
         typed = [text[:length] for length in range(1, len(text) + 1)]

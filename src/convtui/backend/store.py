@@ -661,6 +661,25 @@ class ConversationStore:
         finally:
             self._index_lock.release()
 
+    def is_match(
+        self, conversation_id: str, query: ConversationFilter, status_overrides: dict[str, str] | None = None
+    ) -> bool:
+        """Whether one conversation matches `query`: the test of a search,
+        on its row alone (to find whether a list keeps it without scanning
+        the list)."""
+        with self._index_lock:
+            document = self._documents.get(conversation_id)
+            if document is None:
+                return False
+            if query.updated_since is not None and document["last_updated_at"] < query.updated_since:
+                return False
+            columns = self._snapshot()
+            key = (document["last_updated_at"], conversation_id)
+            position = len(self._by_activity) - 1 - self._by_activity.index(key)
+            words = (query.text or "").lower().split()
+            mask = columns.mask([position], query, words, status_overrides or {})
+            return mask is None or mask[0] == 1
+
     def peek(self, conversation_id: str) -> Document | None:
         """The stored document itself, not a copy: read it, never change it.
         For rendering many rows without copying each."""

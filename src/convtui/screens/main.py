@@ -149,7 +149,8 @@ class MainScreen(Screen[None]):
             self.reload()
             return
         self.workers.cancel_group(self, "list")  # an older answer must not land after this one
-        self._show_ids(parsed, ids)
+        current = self.conversation_list.current_id
+        self._show_ids(parsed, ids, keeps_current=current is not None and self.service.is_listed(current, parsed.filter))
 
     @work(exclusive=True, group="list")
     async def reload(self) -> None:
@@ -165,9 +166,9 @@ class MainScreen(Screen[None]):
         self._version = version
         self._show_ids(parsed, ids)
 
-    def _show_ids(self, parsed: ParsedQuery, ids: list[str]) -> None:
+    def _show_ids(self, parsed: ParsedQuery, ids: list[str], keeps_current: bool | None = None) -> None:
         self._filters_on_status = parsed.filter.status is not None
-        self.conversation_list.set_ids(ids, parsed.words)
+        self.conversation_list.set_ids(ids, parsed.words, keeps_current)
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total)

@@ -133,10 +133,12 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
     def current_id(self) -> str | None:
         return self.ids[self.cursor] if 0 <= self.cursor < len(self.ids) else None
 
-    def set_ids(self, ids: list[str], highlight_words: tuple[str, ...] = ()) -> None:
+    def set_ids(self, ids: list[str], highlight_words: tuple[str, ...] = (), keeps_current: bool | None = None) -> None:
         """Show these conversations, in this order, keeping the cursor on the
-        same conversation when it is still there."""
-        keep = self.current_id
+        same conversation when it is still there. `keeps_current`, if the
+        caller knows whether `ids` holds the current conversation, spares
+        looking for it through the whole list when it does not."""
+        keep = self.current_id if keeps_current is not False else None
         self.ids = ids
         self.highlight_words = highlight_words
         if self.marked:
