@@ -282,7 +282,8 @@ class StoreModel(RuleBasedStateMachine):
             assert self.store.matching_ids(query, overrides) == expected, typed
             assert self.store.count(query, overrides) == len(expected), typed
             for conversation_id in self.model:
-                assert self.store.is_match(conversation_id, query, overrides) is (conversation_id in expected), typed
+                where = expected.index(conversation_id) if conversation_id in expected else None
+                assert self.store.locate(expected, conversation_id) == where, typed
 
         tails = [text[start:] for start in range(len(text) - 1, 0, -1)]
         typed = [text[:length] for length in range(1, len(text) + 1)]

@@ -285,18 +285,14 @@ class ConversationService:
         other processes' changes (the UI's poll does) and None when that
         cannot be quick (see ConversationStore.matching_ids_now): then call
         list_ids."""
-        overrides = self._quick_overrides(query, sort)
+        needs_status = query.status is not None or sort == "status"
+        overrides = self._status_overrides(self._live_states()) if needs_status else None
         return self.store.matching_ids_now(query, overrides, sort)
 
-    def is_listed(self, conversation_id: str, query: ConversationFilter) -> bool:
-        """Whether list_ids(query) holds this conversation, from memory."""
-        return self.store.is_match(conversation_id, query, self._quick_overrides(query))
+    def position_in(self, ids: list[str], conversation_id: str, sort: str = "updated") -> int | None:
+        """Where a conversation is in an answer of list_ids (None: not there)."""
+        return self.store.locate(ids, conversation_id, sort)
 
-    def _quick_overrides(self, query: ConversationFilter, sort: str = "updated") -> dict[str, str] | None:
-        """The live statuses, when the query or the order looks at statuses."""
-        if query.status is None and sort != "status":
-            return None
-        return self._status_overrides(self._live_states())
 
     def row(self, conversation_id: str) -> ConversationInfo | None:
         """One conversation from memory, joined with its live loop: cheap

@@ -661,24 +661,33 @@ class ConversationStore:
         finally:
             self._index_lock.release()
 
-    def is_match(
-        self, conversation_id: str, query: ConversationFilter, status_overrides: dict[str, str] | None = None
-    ) -> bool:
-        """Whether one conversation matches `query`: the test of a search,
-        on its row alone (to find whether a list keeps it without scanning
-        the list)."""
+    def locate(self, ids: list[str], conversation_id: str, sort: str = "updated") -> int | None:
+        """Where `conversation_id` is in `ids`, an answer of matching_ids in
+        that sort order; None if it is not there. By activity it is a binary
+        search (17 steps at 100,000 rows instead of a scan)."""
         with self._index_lock:
-            document = self._documents.get(conversation_id)
-            if document is None:
-                return False
-            if query.updated_since is not None and document["last_updated_at"] < query.updated_since:
-                return False
-            columns = self._snapshot()
-            key = (document["last_updated_at"], conversation_id)
-            position = len(self._by_activity) - 1 - self._by_activity.index(key)
-            words = (query.text or "").lower().split()
-            mask = columns.mask([position], query, words, status_overrides or {})
-            return mask is None or mask[0] == 1
+            documents = self._documents
+            document = documents.get(conversation_id)
+            if sort != "updated" or document is None:
+                try:
+                    return ids.index(conversation_id)
+                except ValueError:
+                    return None
+            wanted = (document["last_updated_at"], conversation_id)
+            low, high = 0, len(ids)
+            while low < high:  # newest first: keys descend
+                middle = (low + high) // 2
+                other = documents.get(ids[middle])
+                if other is None:  # removed since the answer was made: not ordered any more
+                    try:
+                        return ids.index(conversation_id)
+                    except ValueError:
+                        return None
+                if (other["last_updated_at"], ids[middle]) > wanted:
+                    low = middle + 1
+                else:
+                    high = middle
+            return low if low < len(ids) and ids[low] == conversation_id else None
 
     def peek(self, conversation_id: str) -> Document | None:
         """The stored document itself, not a copy: read it, never change it.

@@ -149,8 +149,7 @@ class MainScreen(Screen[None]):
             self.reload()
             return
         self.workers.cancel_group(self, "list")  # an older answer must not land after this one
-        current = self.conversation_list.current_id
-        self._show_ids(parsed, ids, keeps_current=current is not None and self.service.is_listed(current, parsed.filter))
+        self._show_ids(parsed, ids)
 
     @work(exclusive=True, group="list")
     async def reload(self) -> None:
@@ -166,9 +165,9 @@ class MainScreen(Screen[None]):
         self._version = version
         self._show_ids(parsed, ids)
 
-    def _show_ids(self, parsed: ParsedQuery, ids: list[str], keeps_current: bool | None = None) -> None:
+    def _show_ids(self, parsed: ParsedQuery, ids: list[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
-        self.conversation_list.set_ids(ids, parsed.words, keeps_current)
+        self.conversation_list.set_ids(ids, parsed.words, partial(self.service.position_in, sort=self.sort))
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total)
