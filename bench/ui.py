@@ -358,8 +358,11 @@ def measure_launch(tmux: Tmux, command: str, ready: Callable[[str], bool], poll:
 
 
 def quit_app(tmux: Tmux, poll: float) -> float | None:
-    """q, then wait for the pane's process to end; seconds it took (None: it
-    did not, and the next respawn kills it)."""
+    """Escape (leaves the filter box, where q is a letter), then q, and wait
+    for the pane's process to end; seconds from q (None: it did not, and the
+    next respawn kills it)."""
+    tmux.send_key("Escape")
+    settle(tmux, 0.1, colours=False)  # apart, or the two read as alt+q
     started = tmux.send_key("q")
     deadline = started + 15
     while time.perf_counter() < deadline:
