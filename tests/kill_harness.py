@@ -474,6 +474,8 @@ class _UIExpected:
         self.orphans: set[str] = set()
         # deletions a kill cut short (doctor --repair finishes them)
         self.deletions_left: set[str] = set()
+        # conversations a delete in flight removed from the store, this kill
+        self.vanished: dict[str, _Conversation] = {}
         # stored as running at the last kill -> its number of events then
         self.was_running: dict[str, int] = {}
 
@@ -543,6 +545,7 @@ class _UIExpected:
     # -- the directory after a kill ----------------------------------------------------
 
     def check(self, pid: int, in_flight: _InFlight, report: KillReport) -> None:
+        self.vanished = {}
         stored, unknown = self._check_store(pid, in_flight, report)
         running = {
             conversation_id
@@ -588,7 +591,7 @@ class _UIExpected:
                 assert in_flight.of("delete", conversation_id), (
                     f"conversation {conversation_id} lost"
                 )
-                del self.conversations[conversation_id]
+                self.vanished[conversation_id] = self.conversations.pop(conversation_id)
                 self.deleted.add(conversation_id)
         assert not self.deleted & stored.keys(), self.deleted & stored.keys()
         unknown = [
@@ -756,6 +759,15 @@ class _UIExpected:
             assert name not in self.deleted, (
                 f"{name}: deleted, yet its directory is back"
             )
+        # A delete cut short leaves the whole directory (its metadata went
+        # first: doctor --repair brings the conversation back) or renames it
+        # aside; never half of it.
+        for name in new_orphans & deleting:
+            lines, _ = _read_event_file(
+                self.data_dir / "conversations" / name / "events.jsonl"
+            )
+            known = self.vanished[name].events
+            assert [event_digest(event) for event in lines][: len(known)] == known, name
         # Each create in flight left at most one conversation or directory.
         assert len(new_orphans - deleting) + unknown <= len(in_flight.of("create")), (
             new_orphans,
