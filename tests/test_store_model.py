@@ -279,7 +279,7 @@ class StoreModel(RuleBasedStateMachine):
         def check(typed: str) -> None:
             query = dataclasses.replace(base, text=typed)
             expected = [d["conversation_id"] for d in newest_first(self.model.values()) if matches(d, query, overrides)]
-            assert self.store.matching_ids(query, overrides) == expected, typed
+            assert list(self.store.matching_ids(query, overrides)) == expected, typed
             assert self.store.count(query, overrides) == len(expected), typed
             for conversation_id in self.model:
                 where = expected.index(conversation_id) if conversation_id in expected else None

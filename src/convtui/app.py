@@ -105,9 +105,15 @@ class ConvtuiApp(App[None]):
         gc.collect()
         gc.freeze()
         await self.push_screen(MainScreen(self.service, self.manager, self.clock))
-        self.run_worker(asyncio.to_thread(self.service.store.warm), group="warm")
+        self.run_worker(self._warm_search(), group="warm")
         if self.on_ready is not None:
             self.on_ready(self)
+
+    async def _warm_search(self) -> None:
+        """Build the search columns after the first paint; they live as long
+        as the app too (seven lists of every row): out of the collector's way."""
+        await asyncio.to_thread(self.service.store.warm)
+        gc.freeze()
 
     async def action_quit(self) -> None:
         """ctrl+q: the main screen asks first when loops are running."""

@@ -49,7 +49,7 @@ def main_screen(app: ConvtuiApp) -> MainScreen | None:
 
 def listed_ids(app: ConvtuiApp) -> list[str]:
     screen = main_screen(app)
-    return screen.query_one(ConversationList).ids if screen is not None else []
+    return list(screen.query_one(ConversationList).ids) if screen is not None else []
 
 
 def header_text(app: ConvtuiApp) -> str:

@@ -17,7 +17,7 @@ import socket
 import stat
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -269,18 +269,18 @@ class ConversationService:
 
         return await asyncio.to_thread(run)
 
-    async def list_ids(self, query: ConversationFilter, sort: str = "updated") -> list[str]:
+    async def list_ids(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...]:
         """Every matching conversation id in display order (no paging, no
         max age): what a list view holds. See ConversationStore.matching_ids."""
 
-        def run() -> list[str]:
+        def run() -> tuple[str, ...]:
             self.store.refresh()
             overrides = self._status_overrides(self._live_states())
             return self.store.matching_ids(query, overrides, sort)
 
         return await asyncio.to_thread(run)
 
-    def list_ids_now(self, query: ConversationFilter, sort: str = "updated") -> list[str] | None:
+    def list_ids_now(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...] | None:
         """list_ids from memory, at once, for a keystroke: without looking for
         other processes' changes (the UI's poll does) and None when that
         cannot be quick (see ConversationStore.matching_ids_now): then call
@@ -289,7 +289,7 @@ class ConversationService:
         overrides = self._status_overrides(self._live_states()) if needs_status else None
         return self.store.matching_ids_now(query, overrides, sort)
 
-    def position_in(self, ids: list[str], conversation_id: str, sort: str = "updated") -> int | None:
+    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
         """Where a conversation is in an answer of list_ids (None: not there)."""
         return self.store.locate(ids, conversation_id, sort)
 

@@ -3,7 +3,7 @@ detail pane of the selected conversation, with every action on a key."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -165,7 +165,7 @@ class MainScreen(Screen[None]):
         self._version = version
         self._show_ids(parsed, ids)
 
-    def _show_ids(self, parsed: ParsedQuery, ids: list[str]) -> None:
+    def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
         self.conversation_list.set_ids(ids, parsed.words, partial(self.service.position_in, sort=self.sort))
         total = len(self.service.store)

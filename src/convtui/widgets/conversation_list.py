@@ -5,7 +5,7 @@ service for its conversation as it paints."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -118,7 +118,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         super().__init__(name=name, id=id, classes=classes)
         self.row_source = row_source
         self.clock = clock
-        self.ids: list[str] = []
+        self.ids: Sequence[str] = ()
         self.marked: set[str] = set()
         self.highlight_words: tuple[str, ...] = ()
         self.spinner_frame = 0
@@ -135,9 +135,9 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
 
     def set_ids(
         self,
-        ids: list[str],
+        ids: Sequence[str],
         highlight_words: tuple[str, ...] = (),
-        locate: Callable[[list[str], str], int | None] | None = None,
+        locate: Callable[[Sequence[str], str], int | None] | None = None,
     ) -> None:
         """Show these conversations, in this order, keeping the cursor on the
         same conversation when it is still there. `locate(ids, id)` finds it
@@ -332,7 +332,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         self.virtual_size = Size(self.size.width, len(self.ids))
 
 
-def _scan(ids: list[str], conversation_id: str) -> int | None:
+def _scan(ids: Sequence[str], conversation_id: str) -> int | None:
     try:
         return ids.index(conversation_id)
     except ValueError:
