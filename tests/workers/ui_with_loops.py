@@ -206,16 +206,7 @@ class Driver:
             # Out of the idle list while it answers: nothing stops or deletes it.
             conversation_id = idle.pop(self.rng.randrange(len(idle)))
             answered = self.answered[conversation_id] = asyncio.Event()
-            text = self.label("chat")
-            number = self.log.intent("send", id=conversation_id, text=text)
-            stored = await self.manager.send_message(conversation_id, text)
-            self.log.done(
-                number,
-                "send",
-                id=conversation_id,
-                event_id=stored["id"],
-                digest=event_digest(stored),
-            )
+            await self.send(conversation_id, self.label("chat"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answered.wait(), LOOP_TIMEOUT)
             idle.append(conversation_id)
@@ -258,6 +249,11 @@ class Driver:
         await self.service.rename(conversation_id, title)
         self.log.done(number, "rename", id=conversation_id, title=title)
 
+    async def send(self, conversation_id: str, text: str) -> None:
+        number = self.log.intent("send", id=conversation_id, text=text)
+        stored = await self.manager.send_message(conversation_id, text)
+        self.log.done(number, "send", id=conversation_id, event_id=stored["id"], digest=event_digest(stored))
+
     # -- metadata writers ----------------------------------------------------------
 
     async def writer(self, name: str) -> None:
@@ -292,16 +288,7 @@ class Driver:
                 await self.service.set_archived(conversation_id, archived)
                 self.log.done(number, "archive", id=conversation_id, archived=archived)
             else:
-                conversation_id, text = self.rng.choice(own), self.label(f"{name} adds")
-                number = self.log.intent("send", id=conversation_id, text=text)
-                stored = await self.manager.send_message(conversation_id, text)
-                self.log.done(
-                    number,
-                    "send",
-                    id=conversation_id,
-                    event_id=stored["id"],
-                    digest=event_digest(stored),
-                )
+                await self.send(self.rng.choice(own), self.label(f"{name} adds"))
 
 
 async def drive(app: ConvtuiApp, log: WriteLog, seed: int, chat: bool) -> None:
