@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import selectors
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -31,6 +29,7 @@ from convtui.backend.models import AgentState, ConversationStatus
 from convtui.backend.service import ConversationService
 
 from .conftest import FIXTURES
+from .worker_processes import start_together
 from .workers.random_operations import USER, Targets, run_operation
 
 WORKER = Path(__file__).parent / "workers" / "random_operations.py"
@@ -42,27 +41,6 @@ SHARED = 3
 GIVE_UP_SECONDS = 120 * max(1, OPERATIONS // 500)
 # Fixed, so that a failure repeats; set CONVTUI_RACE_SEED to explore others.
 SEED = int(os.environ.get("CONVTUI_RACE_SEED", "7919"))
-
-
-def _start_together(commands: list[list[str]], go_file: Path) -> list[subprocess.Popen]:
-    processes = [
-        subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for command in commands
-    ]
-    try:
-        for process in processes:
-            with selectors.DefaultSelector() as selector:
-                selector.register(process.stdout, selectors.EVENT_READ)
-                assert selector.select(30), "a worker did not start"
-            line = process.stdout.readline()
-            assert line == "ready\n", (line, process.stderr.read() if process.poll() is not None else "")
-    except BaseException:
-        for process in processes:
-            process.kill()
-            process.wait()
-        raise
-    go_file.touch()
-    return processes
 
 
 def _finish(processes: list[subprocess.Popen], out_files: list[Path]) -> list[dict[str, Any]]:
@@ -170,7 +148,7 @@ async def test_four_processes_of_random_operations_end_as_a_serial_run_does(tmp_
         for index, out_file in enumerate(out_files)
     ]
     started = time.monotonic()
-    processes = _start_together([[str(WORKER), json.dumps(config)] for config in configs], go_file)
+    processes = start_together([[str(WORKER), json.dumps(config)] for config in configs], go_file)
     results = await asyncio.to_thread(_finish, processes, out_files)
     concurrent_seconds = time.monotonic() - started
     for index, result in enumerate(results):

@@ -6,7 +6,6 @@ together through a "go" file."""
 from __future__ import annotations
 
 import json
-import selectors
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from convtui.backend.events import EventLog
 from convtui.backend.models import ConversationMetadata, utc_now
 from convtui.backend.store import ConversationFilter, ConversationStore
 
+from .worker_processes import start_together
+
 WORKERS = Path(__file__).parent / "workers"
 
 
@@ -28,29 +29,6 @@ def _document(conversation_id: str, title: str, **fields) -> dict:
     return ConversationMetadata(
         conversation_id=conversation_id, title=title, created_at=now, last_updated_at=now, **fields
     ).to_document()
-
-
-def _start_together(commands: list[list[str]], go_file: Path) -> list[subprocess.Popen]:
-    """Start the workers, wait until each has opened what it writes to, then
-    let them all go at once."""
-    processes = [
-        subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for command in commands
-    ]
-    try:
-        for process in processes:
-            with selectors.DefaultSelector() as selector:
-                selector.register(process.stdout, selectors.EVENT_READ)
-                assert selector.select(30), "a worker did not start"
-            line = process.stdout.readline()
-            assert line == "ready\n", (line, process.stderr.read() if process.poll() is not None else "")
-    except BaseException:
-        for process in processes:
-            process.kill()
-            process.wait()
-        raise
-    go_file.touch()
-    return processes
 
 
 def _while_running(processes: list[subprocess.Popen], timeout: float = 120) -> Iterator[None]:
@@ -91,7 +69,7 @@ def test_concurrent_increments_and_inserts_from_three_processes_lose_nothing(tmp
     before = {conversation_id: store.get(conversation_id) for conversation_id in shared}
 
     out_files = [tmp_path / f"out-{i}.json" for i in range(workers)]
-    processes = _start_together(
+    processes = start_together(
         [
             [str(WORKERS / "store_counter.py"), str(store_dir), str(go_file), json.dumps(shared), str(rounds), str(i), str(out)]
             for i, out in enumerate(out_files)
@@ -220,7 +198,7 @@ def test_concurrent_event_appends_get_unique_increasing_ids_and_nothing_is_lost(
     reader = EventLog(log_dir)
     assert reader.search_events() == []
     out_files = [tmp_path / f"out-{i}.json" for i in range(workers)]
-    processes = _start_together(
+    processes = start_together(
         [
             [str(WORKERS / "event_appender.py"), str(log_dir), str(go_file), str(batches), str(i), str(out)]
             for i, out in enumerate(out_files)
