@@ -78,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import orjson  # noqa: E402
 import tinydb  # noqa: E402
+from arguments import parse_sizes  # noqa: E402  (bench/, this script's directory)
 from tinydb import Query, TinyDB  # noqa: E402
 
 from convtui.backend.models import (  # noqa: E402
@@ -596,16 +597,6 @@ def run_size(root: Path, size: int, samples: int) -> Figures:
     print_table(ours, plain, shares)
     shutil.rmtree(workdir)
     return ours
-
-
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return sizes
 
 
 def main() -> None:

@@ -93,6 +93,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.ui.seed
 
 import orjson  # noqa: E402
+from arguments import parse_sizes  # noqa: E402  (bench/, this script's directory)
 
 import tests.ui.seed as seed_module  # noqa: E402
 from convtui.backend.store import SHARD_PREFIX, TABLE, ConversationStore, shard_of  # noqa: E402
@@ -768,16 +769,6 @@ def check_goals(results: dict[int, Result]) -> None:
         verdict(f"{label} p50", samples.quantile(0.5), GOAL_P50_MS / 1000, "ms")
         verdict(f"{label} p99", samples.quantile(0.99), GOAL_P99_MS / 1000, "ms")
     print(f"  {'all goals met' if all(verdicts) else f'{verdicts.count(False)} goal(s) missed'}")
-
-
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return sizes
 
 
 def main() -> None:
