@@ -717,3 +717,12 @@ class FakeLLMServer:
             headers = {"content-type": "application/json", "content-length": str(len(data)), "connection": "keep-alive"}
             writer.write(_head(200, headers) + data[: len(data) // 2])
         await writer.drain()
+
+
+def assert_calls_answered(requests: list[dict[str, Any]]) -> None:
+    """Every tool call the model made got exactly one answer, in order, in
+    each chat request the server received."""
+    for request in requests:
+        calls = [c["id"] for m in request["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+        answers = [m["tool_call_id"] for m in request["messages"] if m["role"] == "tool"]
+        assert calls == answers

@@ -22,7 +22,19 @@ from convtui.backend.service import ConversationService
 from convtui.backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed, TitleChanged
 
 from .conftest import TRAJECTORIES
-from .fake_llm import Drop, DropMidStream, Error, FakeLLMServer, Hang, Response, Slow, Text, ToolCall, ToolCalls
+from .fake_llm import (
+    Drop,
+    DropMidStream,
+    Error,
+    FakeLLMServer,
+    Hang,
+    Response,
+    Slow,
+    Text,
+    ToolCall,
+    ToolCalls,
+    assert_calls_answered,
+)
 
 API_KEY = "sk-test-0123456789abcdef"
 
@@ -297,11 +309,7 @@ async def test_bad_tool_calls_are_reported_to_the_model_and_the_loop_goes_on(
     assert "no tool named 'launch_rockets'" in errors[1]
     assert "/etc/evil" in errors[2]
     assert (await configured.get(conversation_id)).agent_state is AgentState.FINISHED
-    # Every tool call the model made got exactly one answer.
-    for request in script.agent_requests:
-        calls = [c["id"] for m in request["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
-        answers = [m["tool_call_id"] for m in request["messages"] if m["role"] == "tool"]
-        assert calls == answers
+    assert_calls_answered(script.agent_requests)
 
 
 # -- stop and resume -----------------------------------------------------------------

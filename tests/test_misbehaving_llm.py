@@ -33,6 +33,7 @@ from .fake_llm import (
     ToolCall,
     ToolCalls,
     _head,
+    assert_calls_answered,
 )
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -163,14 +164,6 @@ async def assert_ended_in_error(service: ConversationService, conversation_id: s
     message = assert_labelled(info.status_message)
     last = (await service.search_events(conversation_id))[-1]
     assert last["observation"] == "agent_state_changed" and last["content"] == message
-
-
-def assert_calls_answered(requests: list[dict[str, Any]]) -> None:
-    """Every tool call the model made got exactly one answer, in order."""
-    for request in requests:
-        calls = [c["id"] for m in request["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
-        answers = [m["tool_call_id"] for m in request["messages"] if m["role"] == "tool"]
-        assert calls == answers
 
 
 # -- a huge reply -----------------------------------------------------------------------
