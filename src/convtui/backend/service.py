@@ -275,8 +275,7 @@ class ConversationService:
 
         def run() -> tuple[str, ...]:
             self.store.refresh()
-            overrides = self._status_overrides(self._live_states())
-            return self.store.matching_ids(query, overrides, sort)
+            return self.store.matching_ids(query, self._overrides_for(query, sort), sort)
 
         return await asyncio.to_thread(run)
 
@@ -285,9 +284,14 @@ class ConversationService:
         other processes' changes (the UI's poll does) and None when that
         cannot be quick (see ConversationStore.matching_ids_now): then call
         list_ids."""
-        needs_status = query.status is not None or sort == "status"
-        overrides = self._status_overrides(self._live_states()) if needs_status else None
-        return self.store.matching_ids_now(query, overrides, sort)
+        return self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
+
+    def _overrides_for(self, query: ConversationFilter, sort: str) -> dict[str, str] | None:
+        """The live statuses, only when the filter or the order looks at
+        statuses (finding them probes the loop lock of every active row)."""
+        if query.status is None and sort != "status":
+            return None
+        return self._status_overrides(self._live_states())
 
     def position_in(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
         """Where a conversation is in an answer of list_ids (None: not there)."""
