@@ -484,8 +484,7 @@ class MainScreen(Screen[None]):
         except ConvtuiError as error:
             self.notify(str(error), title="Not created", severity="error")
             return
-        self.query_text = ""
-        self.query_one("#filter", Input).value = ""
+        self.query_one("#filter", Input).value = ""  # (sets query_text)
         self.reload()
         self._select(response.conversation_id)
         if result.start_now:

@@ -152,11 +152,6 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         self.cursor = position if position is not None else min(self.cursor, max(0, len(ids) - 1))
         self.refresh()
 
-    def position_of(self, conversation_id: str) -> int | None:
-        """Where a conversation is in the list (a C-speed scan: ~0.5 ms at
-        100,000 rows, cheaper than keeping an index up to date)."""
-        return _scan(self.ids, conversation_id)
-
     def refresh_conversation(self, conversation_id: str) -> None:
         """Repaint one row if it is on screen (no rebuild of the list)."""
         top = int(self.scroll_offset.y)
@@ -333,6 +328,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
 
 
 def _scan(ids: Sequence[str], conversation_id: str) -> int | None:
+    """Where a conversation is in `ids`, in any order (a C-speed scan)."""
     try:
         return ids.index(conversation_id)
     except ValueError:
