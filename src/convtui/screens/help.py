@@ -8,7 +8,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Label
+from textual.widgets import Label
+
+from ..widgets.no_layout import KeysFooter
 
 HelpSections = list[tuple[str, list[tuple[str, str]]]]
 
@@ -41,7 +43,7 @@ class HelpScreen(ModalScreen[None]):
                         with Horizontal(classes="help--row"):
                             yield Label(Content(key), classes="help--key")
                             yield Label(Content(description), classes="help--description")
-        yield Footer()
+        yield KeysFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)

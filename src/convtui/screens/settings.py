@@ -14,11 +14,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, LoadingIndicator, Switch
+from textual.widgets import Button, Input, Label, LoadingIndicator, Switch
 
 from ..backend.errors import first_validation_error
 from ..backend.settings import Settings, mask_secret
 from ..terminal_text import one_line
+from ..widgets.no_layout import KeysFooter
 from .invalid_field import mark_invalid_field
 
 # The settings the dialog edits as text, with their labels, in form order.
@@ -93,7 +94,7 @@ class SettingsScreen(ModalScreen[dict | None]):
                 yield Button("Test connection", id="test")
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeysFooter()
 
     def _input(self, name: str) -> Input:
         field = Settings.model_fields[name]
