@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from convtui.backend.manager import ConversationManager
-from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
+from convtui.backend.models import AgentState, ConversationInfo, ConversationStatus, RuntimeStatus
 from convtui.backend.service import ConversationService
 
 from .fake_llm import (
@@ -149,6 +149,17 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def run_unconfirmed(
+    configured: ConversationService, manager: ConversationManager, llm: MisbehavingServer, router: Router
+) -> tuple[str, ConversationInfo]:
+    """A new conversation answered by `router`, run without confirmations
+    until it is idle; its id and how it ended."""
+    llm.responder = router
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id, confirm=False)
+    return conversation_id, await configured.get(conversation_id)
 
 
 def assert_labelled(message: str | None) -> str:
@@ -284,11 +295,7 @@ async def test_bad_tool_calls_forever_stop_at_max_iterations(
     configured: ConversationService, manager: ConversationManager, llm: MisbehavingServer, name: str
 ) -> None:
     router = Router(go=BAD_CALLS[name])
-    llm.responder = router
-    conversation_id = await new(configured)
-    await run_to_idle(manager, conversation_id, confirm=False)
-
-    info = await configured.get(conversation_id)
+    conversation_id, info = await run_unconfirmed(configured, manager, llm, router)
     assert info.status is ConversationStatus.STOPPED and info.agent_state is AgentState.STOPPED
     reason = assert_labelled(info.status_message)
     assert "max_iterations" in reason and str(MAX_ITERATIONS) in reason
@@ -316,11 +323,7 @@ async def test_a_model_that_calls_tools_forever_stops_at_max_iterations(
     configured: ConversationService, manager: ConversationManager, llm: MisbehavingServer, name: str
 ) -> None:
     router = Router(go=TOOLS_FOREVER[name])
-    llm.responder = router
-    conversation_id = await new(configured)
-    await run_to_idle(manager, conversation_id, confirm=False)
-
-    info = await configured.get(conversation_id)
+    conversation_id, info = await run_unconfirmed(configured, manager, llm, router)
     assert info.status is ConversationStatus.STOPPED
     assert "max_iterations" in assert_labelled(info.status_message)
     assert len(router.agent_requests["go"]) == MAX_ITERATIONS
