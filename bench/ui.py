@@ -5,6 +5,7 @@ Run on demand (not part of the test suite; needs tmux):
     .venv/bin/python bench/ui.py                        # 1k, 10k and 100k conversations
     .venv/bin/python bench/ui.py --sizes 1000 --keys 20  # a quick run
     .venv/bin/python bench/ui.py --seed store            # seed through the store itself (slow)
+    .venv/bin/python bench/ui.py --compare ../prev/.venv/bin/python --rounds 2   # A/B, alternating
 
 For each size N a temporary data directory gets N conversations from
 `tests.ui.seed.seed_store(count=N)` ("Conversation number n", repositories
@@ -258,6 +259,16 @@ class Samples:
         high = min(low + 1, len(data) - 1)
         return data[low] + (data[high] - data[low]) * (position - low)
 
+    def pooled(self, other: Samples) -> Samples:
+        """Both rounds' samples together (the CPU per key averaged)."""
+        cpu = [value for value in (self.cpu_per_key, other.cpu_per_key) if value is not None]
+        return Samples(
+            self.values + other.values,
+            self.outputs + other.outputs,
+            self.timeouts + other.timeouts,
+            sum(cpu) / len(cpu) if cpu else None,
+        )
+
 
 @dataclass
 class Launch:
@@ -277,6 +288,18 @@ class Result:
     cursor: Samples
     memory: dict[str, int]
     quit_seconds: float | None
+
+    def pooled(self, other: Result) -> Result:
+        """This round and another of the same app on the same data as one
+        result (memory: the larger peak; quitting: the slower)."""
+        memory = max(self.memory, other.memory, key=lambda each: each.get("VmHWM", 0))
+        quits = [value for value in (self.quit_seconds, other.quit_seconds) if value is not None]
+        return Result(
+            self.size, self.seed_seconds, self.disk_bytes, self.launches + other.launches,
+            self.filter_echo.pooled(other.filter_echo), self.filter_list.pooled(other.filter_list),
+            self.cursor.pooled(other.cursor), memory,
+            max(quits) if len(quits) == 2 else None,
+        )
 
 
 def wait_for(tmux: Tmux, condition: Callable[[str], bool], poll: float, timeout: float, colours: bool = False) -> tuple[float, str]:
@@ -573,28 +596,51 @@ def disk_usage(directory: Path) -> int:
 # -- runs -----------------------------------------------------------------------------------------
 
 
-def app_command(data_dir: Path) -> str:
-    return f"{shlex.quote(sys.executable)} -m convtui --data-dir {shlex.quote(str(data_dir))}"
+def app_command(python: str, data_dir: Path) -> str:
+    return f"{shlex.quote(python)} -m convtui --data-dir {shlex.quote(str(data_dir))}"
 
 
 def painted(size: int) -> Callable[[str], bool]:
     return lambda screen: status_total(screen) == size and ROW_TITLE.search(screen) is not None
 
 
-def run_size(root: Path, size: int, args: argparse.Namespace) -> Result:
+def run_size(root: Path, size: int, args: argparse.Namespace) -> dict[str, Result]:
+    """Seed `size` conversations once, then measure each app under test on
+    that same data, one after the other (this checkout's, and with
+    --compare the other interpreter's): {label: Result}."""
     data_dir = root / f"n{size}"
     print(f"\n=== {size:,} conversations ===", flush=True)
     seed_seconds = seed(data_dir, size, args.seed)
     disk = disk_usage(data_dir)
     print(f"seeded in {seed_seconds:.1f} s ({args.seed}), {disk / 1e6:.1f} MB on disk", flush=True)
-    poll, quiet = args.poll_ms / 1000, args.settle_ms / 1000
+    results: dict[str, Result] = {}
+    try:
+        # Rounds alternate the apps, so that a change in the machine's load
+        # during the run falls on both alike.
+        for _ in range(args.rounds):
+            for label, python in apps_under_test(args).items():
+                result = measure_app(python, data_dir, size, seed_seconds, disk, args)
+                results[label] = results[label].pooled(result) if label in results else result
+        return results
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
+
+def apps_under_test(args: argparse.Namespace) -> dict[str, str]:
+    apps = {"this checkout": sys.executable}
+    if args.compare is not None:
+        apps[f"compared ({args.compare})"] = str(args.compare)
+    return apps
+
+
+def measure_app(python: str, data_dir: Path, size: int, seed_seconds: float, disk: int, args: argparse.Namespace) -> Result:
+    poll, quiet = args.poll_ms / 1000, args.settle_ms / 1000
     tmux = Tmux(args.width, args.height)
     try:
         launches = []
         quit_seconds = None
         for number in range(args.launches):
-            launches.append(measure_launch(tmux, app_command(data_dir), painted(size), poll))
+            launches.append(measure_launch(tmux, app_command(python, data_dir), painted(size), poll))
             if number < args.launches - 1:
                 settle(tmux, quiet, colours=False)
                 quit_app(tmux, poll)
@@ -613,7 +659,6 @@ def run_size(root: Path, size: int, args: argparse.Namespace) -> Result:
         quit_seconds = quit_app(tmux, poll)
     finally:
         tmux.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
     return Result(size, seed_seconds, disk, launches, filter_echo, filter_list, cursor, memory, quit_seconds)
 
 
@@ -719,8 +764,8 @@ def print_launches(label: str, launches: list[Launch], show_status: bool = True)
         print(f"  {'':<32} (median: first anything on screen {anything:.3f} s, status line {status:.3f} s)")
 
 
-def print_result(result: Result) -> None:
-    print(f"\n--- {result.size:,} conversations: results ---")
+def print_result(result: Result, label: str) -> None:
+    print(f"\n--- {result.size:,} conversations: results of {label} ---")
     print_launches("launch → first painted list", result.launches)
     key_header()
     print_keys("filter: text echoed in the box", result.filter_echo)
@@ -744,6 +789,33 @@ def print_baseline(baseline: Baseline) -> None:
     key_header()
     print_keys("key echoed by `cat` (raw tty)", baseline.keys)
     print_keys("minimal Textual app: Input→Static", baseline.textual_keys)
+
+
+def print_comparison(results: dict[str, Result]) -> None:
+    """This checkout against the compared one, measured on the same data in
+    the same run: the ratio (this / compared) of each median."""
+    (this_label, this), (other_label, other) = results.items()
+    print(f"\n--- {this.size:,} conversations: {this_label} / {other_label} (medians; < 1 is faster) ---")
+
+    def line(label: str, mine: float, theirs: float, unit: str) -> None:
+        scale, shown = (1000, "ms") if unit == "ms" else (1, "s")
+        print(f"  {label:<32} {mine * scale:8.1f} {theirs * scale:8.1f} {shown:<2}  ratio {mine / theirs:5.2f}")
+
+    line("launch → painted list", statistics.median(l.painted for l in this.launches),
+         statistics.median(l.painted for l in other.launches), "s")
+    for label, mine, theirs in (
+        ("filter echo", this.filter_echo, other.filter_echo),
+        ("filter list recomputed", this.filter_list, other.filter_list),
+        ("j cursor move", this.cursor, other.cursor),
+    ):
+        line(f"{label} p50", mine.quantile(0.5), theirs.quantile(0.5), "ms")
+        line(f"{label} p99", mine.quantile(0.99), theirs.quantile(0.99), "ms")
+        if mine.cpu_per_key is not None and theirs.cpu_per_key is not None:
+            line(f"{label} cpu/key", mine.cpu_per_key, theirs.cpu_per_key, "ms")
+    mine_memory, their_memory = this.memory.get("VmHWM"), other.memory.get("VmHWM")
+    if mine_memory and their_memory:
+        print(f"  {'peak memory (MiB)':<32} {mine_memory / 2**20:8.1f} {their_memory / 2**20:8.1f}     "
+              f"ratio {mine_memory / their_memory:5.2f}")
 
 
 def check_goals(results: dict[int, Result]) -> None:
@@ -784,9 +856,16 @@ def main() -> None:
                         help="fast: seed_store's documents written as shard files at once (default); "
                              "store: seed_store inserting one by one")
     parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary directory")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each app this many times, alternating with --compare (default 1)")
+    parser.add_argument("--compare", type=Path, default=None, metavar="PYTHON",
+                        help="also measure the convtui installed for this interpreter (e.g. another "
+                             "checkout's .venv/bin/python: the previous main) on the same data, in the same run")
     args = parser.parse_args()
-    if args.keys < 1 or args.launches < 1:
-        parser.error("--keys and --launches must be at least 1")
+    if args.keys < 1 or args.launches < 1 or args.rounds < 1:
+        parser.error("--keys, --launches and --rounds must be at least 1")
+    if args.compare is not None and not os.access(args.compare, os.X_OK):
+        parser.error(f"--compare: {args.compare} is not an executable interpreter")
     if shutil.which("tmux") is None:
         raise SystemExit("tmux is not installed")
 
@@ -801,8 +880,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="convtui-bench-ui-", dir=args.dir) as temporary:
         print_baseline(run_baseline(args, Path(temporary)))
         for size in args.sizes:
-            results[size] = run_size(Path(temporary), size, args)
-            print_result(results[size])
+            by_app = run_size(Path(temporary), size, args)
+            for label, result in by_app.items():
+                print_result(result, label)
+            if len(by_app) == 2:
+                print_comparison(by_app)
+            results[size] = by_app["this checkout"]
     check_goals(results)
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
 
