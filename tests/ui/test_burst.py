@@ -35,13 +35,13 @@ async def test_settings_typed_in_one_burst_are_saved_field_by_field(data_dir: Pa
         await settle(pilot, ready(app))
         burst(
             app,
-            F2, CTRL_U, "openai/fake", TAB, "x", TAB, CTRL_U, "http://127.0.0.1:18080/v1",
-            TAB, TAB, CTRL_U, "25", SHIFT_TAB, SHIFT_TAB, "sk-key typo", CTRL_W, BACKSPACE, CTRL_S,
+            F2, CTRL_U, "openai/fake extra", CTRL_W, BACKSPACE, TAB, "x", TAB, CTRL_U, "http://127.0.0.1:18080/v1",
+            TAB, TAB, CTRL_U, "25", SHIFT_TAB, SHIFT_TAB, SHIFT_TAB, "sk-keyz", BACKSPACE, CTRL_S,
         )  # fmt: skip
         await settle(pilot, lambda: "Settings saved" in [n.message for n in app._notifications])
         settings = await service(app).load_settings()
         assert settings.llm_model == "openai/fake"
-        assert settings.api_key() == "xsk-key"
+        assert settings.api_key() == "sk-key"  # back in the field, its text was selected: typing replaced "x"
         assert settings.llm_base_url == "http://127.0.0.1:18080/v1"
         assert settings.max_iterations == 25
         assert on_main_screen(app)

@@ -549,10 +549,12 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(help_sections()))
 
+    def action_settings(self) -> None:
+        # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
+        self.app.push_screen(SettingsScreen(self.service.load_settings, test_connection(self.service)), self._save_settings)
+
     @work(group="dialogs")
-    async def action_settings(self) -> None:
-        settings = await self.service.load_settings()
-        values = await self.app.push_screen_wait(SettingsScreen(settings, test_connection(self.service)))
+    async def _save_settings(self, values: dict | None) -> None:
         if not values:
             return
         try:
