@@ -469,8 +469,9 @@ class MainScreen(Screen[None]):
 
     # Dialogs are pushed by the action itself, not from a worker, so that keys
     # typed in the same burst as the one that opened a dialog reach the dialog
-    # (ConvtuiApp hands the text to its focused field). What follows a
-    # dialog runs in a worker, given its result.
+    # (ConvtuiApp hands each key over once the one before it has been handled
+    # and the screen it opened has mounted). What follows a dialog runs in a
+    # worker, given its result.
 
     def action_new(self) -> None:
         self.app.push_screen(NewConversationScreen(), self._create)
