@@ -318,8 +318,8 @@ async def test_settings_every_setting_config_show_lists_is_editable() -> None:
 async def test_settings_errors_are_in_plain_words_with_the_field_label() -> None:
     cases = {
         "max_budget_per_conversation": ("-1", "Budget (USD): must be 0 or more"),
-        "llm_timeout": ("0", "Model timeout (s): must be more than 0"),
-        "conversation_max_age_days": ("a week", "Hide after (days): must be a number"),
+        "llm_timeout": ("0", "LLM timeout (s): must be more than 0"),
+        "conversation_max_age_days": ("a week", "Hide idle (days): must be a number"),
         "max_concurrent_loops": ("5000", "Max loops: must be 1,000 or less"),
     }
     for name, (typed, expected) in cases.items():

@@ -33,8 +33,8 @@ TEXT_FIELDS: dict[str, str] = {
     "max_budget_per_conversation": "Budget (USD)",
     "max_concurrent_loops": "Max loops",
     "command_timeout": "Cmd timeout (s)",
-    "llm_timeout": "Model timeout (s)",
-    "conversation_max_age_days": "Hide after (days)",
+    "llm_timeout": "LLM timeout (s)",
+    "conversation_max_age_days": "Hide idle (days)",
 }
 EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode")
 LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions"}
