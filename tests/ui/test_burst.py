@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from textual.widgets import Input
 
 from convtui.app import ConvtuiApp
@@ -134,3 +136,18 @@ async def test_settings_escape_with_edits_then_discard_saves_nothing(data_dir: P
         await settle(pilot)
         assert not any(isinstance(s, SettingsScreen) for s in app.screen_stack)
         assert (await service(app).load_settings()).llm_model == model
+
+
+async def test_keys_never_get_stuck_when_a_key_is_not_seen_through(
+    data_dir: Path, seeded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key's marker can be lost with a widget removed before it got there:
+    the next key goes anyway, a moment later."""
+    monkeypatch.setattr(ConvtuiApp, "on_key_delivered", lambda self, marker: None)  # every marker lost
+    monkeypatch.setattr("convtui.app.KEY_IN_FLIGHT_LIMIT", 0.1)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        burst(app, "/", "settings")
+        filter_box = main_screen(app).query_one("#filter", Input)
+        await settle(pilot, lambda: filter_box.value == "settings", timeout=5)
