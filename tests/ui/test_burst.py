@@ -14,6 +14,7 @@ from textual.widgets import Input
 
 from convtui.app import ConvtuiApp
 from convtui.backend.service import ConversationService
+from convtui.keys_in_order import KeysInOrderApp
 from convtui.screens.confirm_delete import ConfirmDeleteScreen
 from convtui.screens.main import MainScreen
 from convtui.screens.settings import SettingsScreen
@@ -143,8 +144,8 @@ async def test_keys_never_get_stuck_when_a_key_is_not_seen_through(
 ) -> None:
     """A key's marker can be lost with a widget removed before it got there:
     the next key goes anyway, a moment later."""
-    monkeypatch.setattr(ConvtuiApp, "on_key_delivered", lambda self, marker: None)  # every marker lost
-    monkeypatch.setattr("convtui.app.KEY_IN_FLIGHT_LIMIT", 0.1)
+    monkeypatch.setattr(KeysInOrderApp, "on_key_delivered", lambda self, marker: None)  # every marker lost
+    monkeypatch.setattr("convtui.keys_in_order.KEY_IN_FLIGHT_LIMIT", 0.1)
     app = still_app(data_dir)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, ready(app))
