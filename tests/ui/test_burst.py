@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from textual.widgets import Input
+from textual import events
+from textual.widgets import Input, TextArea
 
 from convtui.app import ConvtuiApp
 from convtui.backend.service import ConversationService
 from convtui.keys_in_order import KeysInOrderApp
 from convtui.screens.confirm_delete import ConfirmDeleteScreen
 from convtui.screens.main import MainScreen
+from convtui.screens.new_conversation import NewConversationScreen
 from convtui.screens.settings import SettingsScreen
 
 from .seed import settle, still_app
@@ -152,3 +154,16 @@ async def test_keys_never_get_stuck_when_a_key_is_not_seen_through(
         burst(app, "/", "settings")
         filter_box = main_screen(app).query_one("#filter", Input)
         await settle(pilot, lambda: filter_box.value == "settings", timeout=5)
+
+
+async def test_a_paste_after_n_in_the_same_read_goes_to_the_message(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        burst(app, "n")
+        app.post_message(events.Paste("pasted\nmessage"))
+        burst(app, TAB, "acme/webapp")
+        await settle(pilot, lambda: isinstance(app.screen, NewConversationScreen))
+        screen = app.screen
+        await settle(pilot, lambda: screen.query_one("#repository", Input).value == "acme/webapp")
+        assert screen.query_one("#initial_user_msg", TextArea).text == "pasted\nmessage"
