@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, LoadingIndicator, Switch
 
 from ..backend.errors import ConvtuiError
-from ..backend.settings import SETTING_NAMES, Settings, mask_secret, plain_words
+from ..backend.settings import Settings, mask_secret, plain_words
 from ..terminal_text import one_line
 from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
@@ -38,7 +38,6 @@ TEXT_FIELDS: dict[str, str] = {
 }
 EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode")
 LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions"}
-assert set(EDITED_FIELDS) == set(SETTING_NAMES), "every setting is editable in the dialog"
 
 
 def shown_value(value: Any) -> str:
@@ -96,7 +95,7 @@ class SettingsScreen(ModalScreen[dict | None]):
                     yield Label(label)
                     yield self._input(name)
                     if name == "llm_base_url":
-                        yield Label("Confirm actions")
+                        yield Label(LABELS["confirmation_mode"])
                         with Horizontal(classes="dialog--switch-row"):
                             yield Switch(self.settings.confirmation_mode, id="confirmation_mode")
                             yield Label(id="confirmation_mode_meaning")
