@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from textual import events, work
+from textual import work
 from textual.app import App, ComposeResult
 from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Static
 
 from .backend.errors import ConvtuiError
 from .commands import ConversationCommands
+from .keys_in_order import KeysInOrderApp
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class ConvtuiApp(App[None]):
+class ConvtuiApp(KeysInOrderApp[None]):
     """Opens the data directory in a worker (the window paints at once), then
     shows the main screen."""
 
@@ -46,30 +45,9 @@ class ConvtuiApp(App[None]):
         self.on_ready = on_ready
         self.service = None
         self.manager = None
-        self._addressed: OrderedDict[int, tuple[events.Key, Widget | None]] = OrderedDict()
 
     def compose(self) -> ComposeResult:
         yield Static(f"Opening {self.data_dir} …", id="loading")
-
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and not event.is_forwarded:
-            # Where the app sends this key: the widget focused now.
-            self._addressed[id(event)] = (event, self.focused)
-            while len(self._addressed) > 64:  # the keys a field consumed never come back
-                self._addressed.popitem(last=False)
-        await super().on_event(event)
-
-    def _on_key(self, event: events.Key) -> None:
-        """A key that comes back up unhandled from a widget that has lost the
-        focus since, while a text field has it, was typed in the same burst as
-        the key that moved the focus ("/" then the filter text, "n" then the
-        message, "r" then the title and Enter). It goes to that field, in
-        order, rather than to the bindings of whatever is in front now."""
-        _, addressed_to = self._addressed.pop(id(event), (None, None))
-        field = self.focused
-        if addressed_to is not None and addressed_to is not field and isinstance(field, (Input, TextArea)):
-            event.prevent_default()  # App._on_key (the bindings) runs after this otherwise
-            field._forward_event(events.Key(event.key, event.character))  # as the app sends keys
 
     def on_mount(self) -> None:
         self.screen_change_signal.subscribe(self, self._still_cursors)

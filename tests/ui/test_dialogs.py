@@ -12,7 +12,8 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Label, Switch, TextArea
 
 from convtui.backend.models import ConversationTrigger
-from convtui.backend.settings import Settings
+from convtui.backend.settings import SETTING_NAMES, Settings
+from convtui.screens.confirm import ConfirmScreen
 from convtui.screens.confirm_delete import ConfirmDeleteScreen
 from convtui.screens.help import HelpScreen
 from convtui.screens.new_conversation import NewConversationResult, NewConversationScreen
@@ -115,13 +116,14 @@ async def test_delete_y_confirms() -> None:
     assert host.results == [True]
 
 
-async def test_delete_enter_confirms_and_n_or_escape_cancel() -> None:
-    for key, expected in (("enter", True), ("n", False), ("escape", False)):
+async def test_delete_enter_cancels_as_do_n_and_escape_but_tab_enter_deletes() -> None:
+    for keys, expected in ((["enter"], False), (["n"], False), (["escape"], False), (["tab", "enter"], True)):
         host = DialogHost(ConfirmDeleteScreen(["Fix the build"]))
         async with host.run_test() as pilot:
-            await pilot.press(key)
+            assert host.focused is host.dialog.query_one("#cancel")
+            await pilot.press(*keys)
             await pilot.pause()
-        assert host.results == [expected], key
+        assert host.results == [expected], keys
 
 
 async def test_delete_buttons_work_with_the_mouse() -> None:
@@ -256,12 +258,12 @@ async def test_settings_bad_max_iterations_is_named_and_not_dismissed() -> None:
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert host.results == []
-        assert label_text(host, "#status").startswith("max_iterations:")
+        assert label_text(host, "#status") == "Max iterations: must be 1 or more"
         assert host.dialog.query_one("#status", Label).has_class("-error")
         host.dialog.query_one("#max_iterations", Input).value = "many"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert label_text(host, "#status").startswith("max_iterations:")
+        assert label_text(host, "#status") == "Max iterations: must be a whole number"
         assert host.results == []
 
 
@@ -299,6 +301,63 @@ async def test_settings_unchanged_form_saves_nothing_and_a_typed_key_is_returned
     assert isinstance(changed["llm_api_key"], SecretStr)
     assert changed["llm_api_key"].get_secret_value() == "sk-new-key-5678"
     assert set(changed) == {"llm_model", "llm_api_key"}
+
+
+async def test_settings_every_setting_config_show_lists_is_editable() -> None:
+    host = settings_dialog()
+    async with host.run_test() as pilot:
+        editable = {widget.id for widget in host.dialog.query("Input, Switch")}
+        assert editable == set(SETTING_NAMES)
+        host.dialog.query_one("#llm_timeout", Input).value = "30"
+        host.dialog.query_one("#conversation_max_age_days", Input).value = "0.5"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert host.results == [{"llm_timeout": 30.0, "conversation_max_age_days": 0.5}]
+
+
+async def test_settings_errors_are_in_plain_words_with_the_field_label() -> None:
+    cases = {
+        "max_budget_per_conversation": ("-1", "Budget (USD): must be 0 or more"),
+        "llm_timeout": ("0", "LLM timeout (s): must be more than 0"),
+        "conversation_max_age_days": ("a week", "Hide idle (days): must be a number"),
+        "max_concurrent_loops": ("5000", "Max loops: must be 1,000 or less"),
+    }
+    for name, (typed, expected) in cases.items():
+        host = settings_dialog()
+        async with host.run_test() as pilot:
+            host.dialog.query_one(f"#{name}", Input).value = typed
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert label_text(host, "#status") == expected
+            assert host.focused is host.dialog.query_one(f"#{name}", Input)
+            assert host.results == []
+
+
+async def test_settings_escape_with_edits_asks_keep_editing_or_discard() -> None:
+    host = settings_dialog()
+    async with host.run_test() as pilot:
+        await pilot.press("x", "escape")
+        await pilot.pause()
+        assert isinstance(host.screen, ConfirmScreen)
+        assert host.focused is host.screen.query_one("#no")  # Enter keeps editing
+        await pilot.press("enter")
+        await pilot.pause()
+        assert host.screen is host.dialog and host.results == []
+        assert host.dialog.query_one("#llm_model", Input).value == "x"  # (the text was selected)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(host.screen, ConfirmScreen)
+        await pilot.press("y")  # discard
+        await pilot.pause()
+    assert host.results == [None]
+
+
+async def test_settings_escape_after_undoing_an_edit_closes_at_once() -> None:
+    host = settings_dialog()
+    async with host.run_test() as pilot:
+        await pilot.press("end", "x", "backspace", "escape")
+        await pilot.pause()
+    assert host.results == [None]
 
 
 async def test_settings_escape_cancels() -> None:

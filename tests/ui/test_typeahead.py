@@ -4,9 +4,11 @@ key that opens the filter or a dialog belong to that filter or dialog."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import events
+from textual.keys import _character_to_key
 from textual.widgets import Input, TextArea
 
 from convtui.app import ConvtuiApp
@@ -17,14 +19,40 @@ from convtui.screens.new_conversation import NewConversationScreen
 from .seed import settle, still_app
 from .test_main_screen import listed, main_screen, ready, titles
 
-NAMED = {" ": "space", "\r": "enter", "/": "slash"}
+@dataclass(frozen=True)
+class Press:
+    """A named key in a burst, as the terminal driver reports it."""
+
+    key: str
+
+    def event(self) -> events.Key:
+        return events.Key(self.key, CHARACTERS.get(self.key))
 
 
-def burst(app: ConvtuiApp, text: str) -> None:
-    """Every key of `text` queued at once, the way one read from the
-    terminal delivers them ("\\r" is Enter)."""
-    for character in text:
-        app.post_message(events.Key(NAMED.get(character, character), character))
+CHARACTERS = {
+    "tab": "\t",
+    "enter": "\r",
+    "escape": "\x1b",
+    "backspace": "\x7f",
+    "ctrl+u": "\x15",
+    "ctrl+w": "\x17",
+    "ctrl+s": "\x13",
+}
+TAB, SHIFT_TAB, ENTER, ESCAPE = Press("tab"), Press("shift+tab"), Press("enter"), Press("escape")
+BACKSPACE, CTRL_U, CTRL_W, CTRL_S, F2 = Press("backspace"), Press("ctrl+u"), Press("ctrl+w"), Press("ctrl+s"), Press("f2")
+
+
+def burst(app: ConvtuiApp, *keys: str | Press) -> None:
+    """Every key queued at once, without waiting between them, the way one
+    read from the terminal delivers them: text is typed character by
+    character ("\\r" is Enter), a Press is that named key."""
+    for part in keys:
+        if isinstance(part, Press):
+            app.post_message(part.event())
+            continue
+        for character in part:
+            key = "enter" if character == "\r" else _character_to_key(character)
+            app.post_message(events.Key(key, character))
 
 
 async def test_text_typed_with_the_slash_goes_to_the_filter(data_dir: Path, seeded: list[str]) -> None:

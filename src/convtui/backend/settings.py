@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .durable_files import atomic_write
-from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error, first_validation_error
+from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error
 from .models import find_control_character
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,42 @@ class Settings(BaseModel):
 SETTING_NAMES = tuple(Settings.model_fields)
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def plain_words(detail: Mapping[str, Any]) -> str:
+    """What one pydantic error says about a setting, in plain words
+    ("must be 1 or more", not "Input should be greater than or equal to 1")."""
+    kind, limits = detail.get("type", ""), detail.get("ctx") or {}
+    if kind == "greater_than_equal":
+        return f"must be {_number(limits['ge'])} or more"
+    if kind == "greater_than":
+        return f"must be more than {_number(limits['gt'])}"
+    if kind == "less_than_equal":
+        return f"must be {_number(limits['le'])} or less"
+    if kind == "less_than":
+        return f"must be less than {_number(limits['lt'])}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be on or off"
+    return str(detail.get("msg", "is not valid")).removeprefix("Value error, ")
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming the first setting at fault: 'max_iterations: must be 1 or more'."""
+    detail = error.errors()[0]
+    where = ".".join(str(part) for part in detail.get("loc", ()))
+    return f"{where}: {plain_words(detail)}" if where else plain_words(detail)
+
+
 def mask_secret(secret: str | None) -> str:
     """'sk-...wxyz' style: enough to tell two keys apart, never the key."""
     if not secret:
@@ -135,7 +172,7 @@ class SettingsStore:
         except orjson.JSONDecodeError as error:
             raise CorruptFile(self.path, f"invalid JSON: {error}") from None
         except ValidationError as error:
-            raise CorruptFile(self.path, first_validation_error(error)) from None
+            raise CorruptFile(self.path, describe_settings_error(error)) from None
 
     def load(self) -> Settings:
         """The settings in force: the file, then the environment on top."""
@@ -150,7 +187,7 @@ class SettingsStore:
         try:
             return Settings.model_validate({**settings.model_dump(), **overrides})
         except ValidationError as error:
-            raise InvalidInput(f"environment override {first_validation_error(error)}") from None
+            raise InvalidInput(f"environment override {describe_settings_error(error)}") from None
 
     def overridden(self) -> dict[str, str]:
         """Setting name -> the environment variable that overrides it."""
@@ -179,7 +216,7 @@ class SettingsStore:
         try:
             updated = Settings.model_validate({**settings.model_dump(), name: _parse_value(name, raw)})
         except ValidationError as error:
-            raise InvalidInput(first_validation_error(error)) from None
+            raise InvalidInput(describe_settings_error(error)) from None
         self.save(updated)
         return updated
 
@@ -189,7 +226,7 @@ class SettingsStore:
         try:
             updated = Settings.model_validate({**settings.model_dump(), **values})
         except ValidationError as error:
-            raise InvalidInput(first_validation_error(error)) from None
+            raise InvalidInput(describe_settings_error(error)) from None
         self.save(updated)
         return updated
 

@@ -40,17 +40,19 @@ def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
 class ConfirmDeleteScreen(ModalScreen[bool]):
     """Ask before deleting one or more conversations.
 
-    Dismisses with True (Enter on Delete, `y`) or False (Esc, `n`, Cancel).
-    Titles are shown literally: markup in a title is never interpreted.
+    Dismisses with True (`y`, or Enter once Tab has moved the focus to
+    Delete) or False (Esc, `n`, Enter on Cancel, which has the focus at first:
+    an Enter typed ahead never deletes). Titles are shown literally: markup in
+    a title is never interpreted.
     """
 
     CSS_PATH = "dialogs.tcss"
     DEFAULT_CLASSES = "dialog"
-    AUTO_FOCUS = "#delete"
+    AUTO_FOCUS = "#cancel"
     BINDINGS = [
         Binding("y", "confirm", "Delete", id="confirm_delete.yes"),
         # Enter on a focused button presses that button; this covers no focus.
-        Binding("enter", "confirm", "Delete", show=False),
+        Binding("enter", "cancel", "Cancel", show=False),
         Binding("n,escape", "cancel", "Cancel", id="confirm_delete.no"),
     ]
 

@@ -469,8 +469,9 @@ class MainScreen(Screen[None]):
 
     # Dialogs are pushed by the action itself, not from a worker, so that keys
     # typed in the same burst as the one that opened a dialog reach the dialog
-    # (ConvtuiApp hands the text to its focused field). What follows a
-    # dialog runs in a worker, given its result.
+    # (ConvtuiApp hands each key over once the one before it has been handled
+    # and the screen it opened has mounted). What follows a dialog runs in a
+    # worker, given its result.
 
     def action_new(self) -> None:
         self.app.push_screen(NewConversationScreen(), self._create)
@@ -549,10 +550,12 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(help_sections()))
 
+    def action_settings(self) -> None:
+        # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
+        self.app.push_screen(SettingsScreen(self.service.load_settings, test_connection(self.service)), self._save_settings)
+
     @work(group="dialogs")
-    async def action_settings(self) -> None:
-        settings = await self.service.load_settings()
-        values = await self.app.push_screen_wait(SettingsScreen(settings, test_connection(self.service)))
+    async def _save_settings(self, values: dict | None) -> None:
         if not values:
             return
         try:

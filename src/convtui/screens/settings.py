@@ -1,6 +1,7 @@
-"""The settings dialog: model, API key, base URL, confirmation mode and limits,
-validated by the `Settings` model itself, plus a "Test connection" button
-that asks the model for an answer without leaving the dialog."""
+"""The settings dialog: every setting `convtui config show` lists (model, API
+key, base URL, confirmation mode, limits and timeouts), validated by the
+`Settings` model itself, plus a "Test connection" button that asks the model
+for an answer without leaving the dialog."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, LoadingIndicator, Switch
 
-from ..backend.errors import first_validation_error
-from ..backend.settings import Settings, mask_secret
+from ..backend.errors import ConvtuiError
+from ..backend.settings import Settings, mask_secret, plain_words
 from ..terminal_text import one_line
 from ..widgets.no_layout import KeysFooter
+from .confirm import ConfirmScreen
 from .invalid_field import mark_invalid_field
 
 # The settings the dialog edits as text, with their labels, in form order.
@@ -31,8 +33,11 @@ TEXT_FIELDS: dict[str, str] = {
     "max_budget_per_conversation": "Budget (USD)",
     "max_concurrent_loops": "Max loops",
     "command_timeout": "Cmd timeout (s)",
+    "llm_timeout": "LLM timeout (s)",
+    "conversation_max_age_days": "Hide idle (days)",
 }
 EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode")
+LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions"}
 
 
 def shown_value(value: Any) -> str:
@@ -49,7 +54,13 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     Dismisses with a dict of the settings that changed (name -> validated
     value; `llm_api_key` appears, as a SecretStr, only when a new key was
-    typed), an empty dict when nothing changed, or None on Esc.
+    typed), an empty dict when nothing changed, or None on Esc (which asks
+    first when something was edited).
+
+    `settings` are the settings to edit, or a coroutine function that loads
+    them: the dialog opens at once and fills its fields when they arrive
+    (before it takes keys: the app hands a key over once the screen that the
+    key before it opened has mounted).
 
     `test_connection(values)` receives the settings as edited (all of them,
     as `Settings.model_dump()` gives them) and returns a one-line answer; its
@@ -67,22 +78,24 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | Callable[[], Awaitable[Settings]],
         test_connection: Callable[[dict], Awaitable[str]],
     ) -> None:
         super().__init__()
-        self.settings = settings
+        self._load = None if isinstance(settings, Settings) else settings
+        self.settings = settings if isinstance(settings, Settings) else Settings()
         self._test_connection = test_connection
+        self._as_opened: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog--box") as box:
             box.border_title = "Settings"
-            with Grid(classes="dialog--form"):
+            with Grid(classes="dialog--form -dense"):
                 for name, label in TEXT_FIELDS.items():
                     yield Label(label)
                     yield self._input(name)
                     if name == "llm_base_url":
-                        yield Label("Confirm actions")
+                        yield Label(LABELS["confirmation_mode"])
                         with Horizontal(classes="dialog--switch-row"):
                             yield Switch(self.settings.confirmation_mode, id="confirmation_mode")
                             yield Label(id="confirmation_mode_meaning")
@@ -100,9 +113,8 @@ class SettingsScreen(ModalScreen[dict | None]):
         field = Settings.model_fields[name]
         if name == "llm_api_key":
             # The key is never put in the Input; empty keeps the current one.
-            current = mask_secret(self.settings.api_key())
             return Input(
-                placeholder=f"{current} (type to replace)" if current else "not set",
+                placeholder=self._key_placeholder(),
                 password=True,
                 id=name,
                 compact=True,
@@ -115,9 +127,42 @@ class SettingsScreen(ModalScreen[dict | None]):
             tooltip=field.description,
         )
 
-    def on_mount(self) -> None:
+    def _key_placeholder(self) -> str:
+        current = mask_secret(self.settings.api_key())
+        return f"{current} (type to replace)" if current else "not set"
+
+    async def on_mount(self) -> None:
         self.query_one("#testing").display = False
+        if self._load is not None:
+            try:
+                self.settings = await self._load()
+            except ConvtuiError as error:
+                self.app.notify(str(error), title="Settings not loaded", severity="error")
+                self.dismiss(None)
+                return
+            self._fill()
         self._describe_confirmation_mode()
+        self._as_opened = self._form()
+
+    def _fill(self) -> None:
+        """Show the loaded settings in the fields composed with defaults."""
+        for name in TEXT_FIELDS:
+            field = self.query_one(f"#{name}", Input)
+            if name == "llm_api_key":
+                field.placeholder = self._key_placeholder()
+            else:
+                field.value = shown_value(getattr(self.settings, name))
+        self.query_one("#confirmation_mode", Switch).value = self.settings.confirmation_mode
+
+    def _form(self) -> dict[str, Any]:
+        """What the fields hold now, as typed."""
+        typed: dict[str, Any] = {name: self.query_one(f"#{name}", Input).value for name in TEXT_FIELDS}
+        typed["confirmation_mode"] = self.query_one("#confirmation_mode", Switch).value
+        return typed
+
+    @property
+    def edited(self) -> bool:
+        return self._form() != self._as_opened
 
     @on(Switch.Changed, "#confirmation_mode")
     def _describe_confirmation_mode(self) -> None:
@@ -159,8 +204,11 @@ class SettingsScreen(ModalScreen[dict | None]):
         try:
             edited = self.edited_settings()
         except ValidationError as error:
-            self._show_status(first_validation_error(error), error=True)
-            self._mark_invalid(error.errors()[0]["loc"])
+            detail = error.errors()[0]
+            name = str(detail["loc"][0]) if detail["loc"] else ""
+            where = LABELS.get(name, name)
+            self._show_status(f"{where}: {plain_words(detail)}" if where else plain_words(detail), error=True)
+            self._mark_invalid(detail["loc"])
             return None
         self._mark_invalid(())
         return edited
@@ -173,7 +221,19 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        """Esc: close, once the user agreed to lose what they typed."""
+        if not self.edited:
+            self.dismiss(None)
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.dismiss(None)
+
+        self.app.push_screen(
+            ConfirmScreen("Discard your changes to the settings?", "Discard", "Keep editing", default_yes=False),
+            answered,
+        )
 
     @on(Button.Pressed, "#test")
     def action_test_connection(self) -> None:
