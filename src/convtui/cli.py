@@ -21,7 +21,7 @@ from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
 from .backend.events import EventDict, event_kind
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
-from .backend.settings import SETTING_NAMES, Settings, display_value
+from .backend.settings import SETTING_NAMES, Settings, display_value, mask_secret
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
 
@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="show or change settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    config_commands.add_parser("show", help="every setting (the API key masked)")
+    config_show = config_commands.add_parser("show", help="every setting (the API key masked)")
+    config_show.add_argument("--json", action="store_true", help="print JSON: the settings and their overrides")
     get = config_commands.add_parser("get", help="one setting")
     get.add_argument("key", choices=SETTING_NAMES, metavar="KEY")
     config_set = config_commands.add_parser("set", help="change one setting ('' resets it)")
@@ -316,7 +317,10 @@ async def _each(ids: list[str], action: Callable[[str], Awaitable[str]]) -> int:
         try:
             print(await action(conversation_id))
         except ConvtuiError as error:
-            print(f"convtui: {conversation_id}: {error}", file=sys.stderr)
+            message = one_line(str(error))
+            # Most errors name the id already ("'nope' is not a conversation id").
+            subject = "" if conversation_id in message else f"{one_line(conversation_id, 80)}: "
+            print(f"convtui: {subject}{message}", file=sys.stderr)
             failed += 1
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -344,7 +348,10 @@ async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
     archived = arguments.command == "archive"
 
     async def change(conversation_id: str) -> str:
-        info = await service.set_archived(conversation_id, archived)
+        info = await service.get(conversation_id)
+        if info.archived == archived:
+            raise InvalidInput(f"{info.conversation_id} is {'already' if archived else 'not'} archived")
+        info = await service.set_archived(info.conversation_id, archived)
         return f"{arguments.command}d {info.conversation_id}"
 
     return await _each(arguments.ids, change)
@@ -364,7 +371,7 @@ async def cmd_export(service: Any, arguments: argparse.Namespace) -> int:
     output = arguments.output.expanduser()
     if output.is_dir():
         raise InvalidInput(f"{output} is a directory")
-    atomic_write(output.absolute(), data)
+    atomic_write(output, data)
     print(f"wrote {output}", file=sys.stderr)
     return EXIT_OK
 
@@ -384,6 +391,11 @@ async def cmd_config(service: Any, arguments: argparse.Namespace) -> int:
     overridden = service.settings_store.overridden()
     if action == "get":
         print(display_value(arguments.key, settings))
+        return EXIT_OK
+    if arguments.json:
+        values = settings.model_dump(mode="json")
+        values["llm_api_key"] = mask_secret(settings.api_key()) or None
+        _print_json({"settings": values, "environment_overrides": overridden})
         return EXIT_OK
     for name in SETTING_NAMES:
         source = f"   (from ${overridden[name]})" if name in overridden else ""
