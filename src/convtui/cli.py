@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
@@ -536,8 +537,6 @@ async def _run(arguments: argparse.Namespace) -> int:
 
 def run_ui(arguments: argparse.Namespace) -> int:
     """The full-screen UI (the data directory, or a seeded demo one)."""
-    import os
-
     # Textual paints at most TEXTUAL_FPS frames a second; at its default 60 a
     # keystroke waits up to two frames (~35 ms) before it shows.
     os.environ.setdefault("TEXTUAL_FPS", "120")
@@ -574,20 +573,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convtui: {one_line(describe_os_error(error, 'complete the operation'))}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:  # a bug: still one line, the details in a file
-        return _report_internal_error(error)
+        return _report_internal_error(error, arguments.data_dir)
 
 
-def _report_internal_error(error: Exception) -> int:
+def _known_keys(data_dir: Path | None) -> Any:
+    """A Redactor for every key this run may have seen: the settings' (file
+    or environment) and the provider keys in the environment."""
+    from .backend.data_dir import DataDirectory
+    from .backend.redaction import Redactor, provider_keys_in_environment
+    from .backend.settings import SettingsStore
+
+    try:
+        api_key = SettingsStore(DataDirectory((data_dir or default_data_dir()).expanduser()).settings).load().api_key()
+    except Exception:  # damaged or unreadable: the environment's keys still count
+        api_key = None
+    return Redactor([api_key, *provider_keys_in_environment()])
+
+
+def _report_internal_error(error: Exception, data_dir: Path | None) -> int:
     import tempfile
     import traceback
 
-    details = Path(tempfile.gettempdir()) / "convtui-error.log"
+    redact = _known_keys(data_dir)
+    details = Path(tempfile.gettempdir()) / f"convtui-error-{os.getuid()}.log"
     try:
-        details.write_text("".join(traceback.format_exception(error)))
+        # Private, and never through a link someone else planted in /tmp.
+        fd = os.open(details, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(redact("".join(traceback.format_exception(error))))
         where = f" (details in {details})"
     except OSError:
         where = ""
-    print(f"convtui: internal error: {one_line(f'{type(error).__name__}: {error}', 300)}{where}", file=sys.stderr)
+    summary = redact(one_line(f"{type(error).__name__}: {error}", 300))
+    print(f"convtui: internal error: {summary}{where}", file=sys.stderr)
     return EXIT_FAILED
 
 

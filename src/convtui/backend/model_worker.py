@@ -19,6 +19,34 @@ from typing import Any
 import orjson
 
 from .llm import LLMConfig, LLMFailure, complete_here, load_litellm
+from .redaction import Redactor, provider_keys_in_environment
+
+# Every key this worker has been given: whatever it writes (error messages,
+# litellm's log lines on stderr) is redacted with all of them.
+_keys: set[str] = set(provider_keys_in_environment())
+_redact = Redactor(_keys)
+
+
+def _learn_key(key: str | None) -> None:
+    global _redact
+    if key and key not in _keys:
+        _keys.add(key)
+        _redact = Redactor(_keys)
+
+
+class _RedactedStream:
+    """sys.stderr for this process: log lines pass through the redactor
+    before they reach wherever the parent sent the worker's stderr."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _write(message: dict[str, Any]) -> None:
@@ -28,6 +56,7 @@ def _write(message: dict[str, Any]) -> None:
 
 async def _call(request: dict[str, Any]) -> None:
     call_id = request["id"]
+    _learn_key(request["config"].get("api_key"))
     on_text = (lambda text: _write({"id": call_id, "text": text})) if request.get("stream_text") else None
     try:
         response = await complete_here(
@@ -40,7 +69,7 @@ async def _call(request: dict[str, Any]) -> None:
             {
                 "id": call_id,
                 "error": {
-                    "message": str(failure),
+                    "message": _redact(str(failure)),
                     "runtime_status": failure.runtime_status.value,
                     "agent_state": failure.agent_state.value,
                     "retryable": failure.retryable,
@@ -54,7 +83,7 @@ async def _call(request: dict[str, Any]) -> None:
             {
                 "id": call_id,
                 "error": {
-                    "message": f"model call failed: {type(error).__name__}: {error}"[:300],
+                    "message": _redact(f"model call failed: {type(error).__name__}: {error}")[:300],
                     "runtime_status": "STATUS$ERROR",
                     "agent_state": "error",
                     "retryable": False,
@@ -93,6 +122,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.stderr = _RedactedStream(sys.stderr)  # before litellm sets up its log handlers
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

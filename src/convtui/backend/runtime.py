@@ -38,12 +38,11 @@ from pathlib import Path
 
 from .errors import ConvtuiError, InvalidInput
 from .models import check_branch, find_control_character
+from .redaction import PROVIDER_KEY_VARIABLES, Redactor, StreamRedactor
 
 log = logging.getLogger(__name__)
 
 AGENT_ROOT = "/workspace"
-REDACTED = "<redacted>"
-MIN_SECRET_LENGTH = 8
 MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_OUTPUT = 30_000
 MIN_MAX_OUTPUT = 200
@@ -55,48 +54,8 @@ TERMINATE_GRACE_SECONDS = 0.5
 # Bounded because a process that left the group (setsid) may still hold it.
 DRAIN_SECONDS = 0.25
 
-DEFAULT_REMOVED_VARIABLES: frozenset[str] = frozenset(
-    {
-        "CONVTUI_LLM_API_KEY",
-        # The keys litellm reads for the usual providers.
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "AZURE_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_AI_API_KEY",
-        "GEMINI_API_KEY",
-        "GOOGLE_API_KEY",
-        "VERTEXAI_API_KEY",
-        "MISTRAL_API_KEY",
-        "CODESTRAL_API_KEY",
-        "GROQ_API_KEY",
-        "COHERE_API_KEY",
-        "CO_API_KEY",
-        "DEEPSEEK_API_KEY",
-        "OPENROUTER_API_KEY",
-        "TOGETHERAI_API_KEY",
-        "TOGETHER_API_KEY",
-        "HUGGINGFACE_API_KEY",
-        "XAI_API_KEY",
-        "LITELLM_API_KEY",
-        "LITELLM_MASTER_KEY",
-        "PERPLEXITYAI_API_KEY",
-        "PERPLEXITY_API_KEY",
-        "FIREWORKS_AI_API_KEY",
-        "FIREWORKS_API_KEY",
-        "REPLICATE_API_KEY",
-        "ANYSCALE_API_KEY",
-        "CEREBRAS_API_KEY",
-        "NVIDIA_NIM_API_KEY",
-        "AI21_API_KEY",
-        "VOYAGE_API_KEY",
-        "DEEPINFRA_API_KEY",
-        "SAMBANOVA_API_KEY",
-        "MOONSHOT_API_KEY",
-        "DASHSCOPE_API_KEY",
-        "OLLAMA_API_KEY",
-    }
-)
+# Commands never get the provider keys in their environment.
+DEFAULT_REMOVED_VARIABLES = PROVIDER_KEY_VARIABLES
 
 # Opening a directory component: never through a symlink, never inherited.
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -251,45 +210,12 @@ async def _within(seconds: float, awaitable: Awaitable[object]) -> bool:
     return True
 
 
-class _Redactor:
-    """Replaces hidden secrets by REDACTED, also in a stream cut into chunks
-    at arbitrary places: it holds back the last (longest secret - 1)
-    characters, which may be the start of a secret completed by the next
-    chunk."""
-
-    def __init__(self, hidden: Sequence[str]) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted(hidden, key=len, reverse=True)
-        self._hold = max((len(s) for s in self._secrets), default=1) - 1
-        self._pending = ""
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def feed(self, text: str) -> str:
-        """The part of the stream so far that is safe to pass on."""
-        if not self._secrets:
-            return text
-        self._pending = self(self._pending + text)
-        if len(self._pending) <= self._hold:
-            return ""
-        cut = len(self._pending) - self._hold
-        ready, self._pending = self._pending[:cut], self._pending[cut:]
-        return ready
-
-    def flush(self) -> str:
-        rest, self._pending = self(self._pending), ""
-        return rest
-
-
 class _OutputCollector:
     """Decodes and redacts a command's output as it arrives and keeps only
     its head and its tail, so that memory stays bounded by `limit` whatever
     the command prints."""
 
-    def __init__(self, limit: int, redactor: _Redactor) -> None:
+    def __init__(self, limit: int, redactor: StreamRedactor) -> None:
         self._limit = limit
         self._head_limit = limit // 2
         self._tail_limit = limit - self._head_limit
@@ -365,11 +291,8 @@ class Workspace:
         Path(root).mkdir(parents=True, exist_ok=True)
         # Compared against resolved paths, so resolved itself.
         self.root = Path(os.path.realpath(root))
-        # Short secrets are ignored: redacting "abc" everywhere would mangle
-        # the output and tells little anyway.
-        self._secrets = tuple(
-            sorted({s for s in hidden_secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
-        )
+        # Short secrets are redacted only as whole words (see redaction.py).
+        self._redactor = Redactor(hidden_secrets)
         self._removed_variables = frozenset(removed_variables)
         self._shell = shutil.which("bash") or "/bin/sh"
 
@@ -670,7 +593,7 @@ class Workspace:
     # -- commands ------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return _Redactor(self._secrets)(text)
+        return self._redactor(text)
 
     def environment(self) -> dict[str, str]:
         """The environment commands get: os.environ as it is now, minus the
@@ -678,7 +601,7 @@ class Workspace:
         return {
             name: value
             for name, value in os.environ.items()
-            if name not in self._removed_variables and not any(s in value for s in self._secrets)
+            if name not in self._removed_variables and not self._redactor.finds(value)
         }
 
     async def run(self, command: str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
@@ -707,7 +630,7 @@ class Workspace:
     async def _execute(self, argv: list[str], env: dict[str, str], timeout: float, max_output: int) -> CommandResult:
         """Run `argv` in the root as described in run()."""
         loop = asyncio.get_running_loop()
-        collector = _OutputCollector(max_output, _Redactor(self._secrets))
+        collector = _OutputCollector(max_output, self._redactor.stream())
         protocol = _PipeProtocol(collector)
         # Our own pipe rather than stdout=PIPE: its read end is ours to close
         # whenever we decide, and proc.wait() then depends only on the shell
