@@ -460,6 +460,8 @@ async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet
                 print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
                 await manager.stop(full_id)
                 return EXIT_FAILED
+            for line in await _approval_details(service, full_id, action):
+                print(line)
             answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
             choice = answer.strip().lower()[:1]
             if choice in ("y", "a"):
@@ -477,6 +479,39 @@ async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet
         reason = f": {one_line(final.message)}" if final.message and final.message != state else ""
         print(f"-- {state}{reason}")
     return EXIT_OK
+
+
+APPROVAL_MAX_LINES = 40
+APPROVAL_MAX_WIDTH = 200
+
+
+async def _approval_details(service: Any, conversation_id: str, action: EventDict) -> list[str]:
+    """What a file write asking for approval would do: the new file's
+    content, or a unified diff of the change. Inert, at most
+    APPROVAL_MAX_LINES lines of at most APPROVAL_MAX_WIDTH characters, with a
+    note of what was cut. Nothing for other actions."""
+    if event_kind(action) != "edit" or (action.get("args") or {}).get("command") not in ("create", "str_replace", "insert"):
+        return []
+    from .backend.edit_preview import edit_diff
+    from .backend.runtime import Workspace
+
+    redact = await asyncio.to_thread(service.redactor)
+    workspace = Workspace(service.data_dir.workspace(conversation_id), hidden_secrets=redact.secrets)
+    try:
+        diff = await asyncio.to_thread(edit_diff, workspace, action.get("args") or {}, redact)
+    except ConvtuiError as error:
+        return [f"  (no preview: {one_line(str(error), APPROVAL_MAX_WIDTH)})"]
+    shown = []
+    for line in diff[:APPROVAL_MAX_LINES]:
+        line = inert(line.expandtabs(4), keep_newlines=False)
+        if len(line) > APPROVAL_MAX_WIDTH:
+            line = f"{line[:APPROVAL_MAX_WIDTH]}… [{len(line) - APPROVAL_MAX_WIDTH:,} more characters]"
+        shown.append(f"  {line}")
+    if len(diff) > APPROVAL_MAX_LINES:
+        shown.append(f"  [... {len(diff) - APPROVAL_MAX_LINES:,} more lines of the diff not shown]")
+    if not diff:
+        shown.append("  (the file would not change)")
+    return shown
 
 
 async def cmd_run(service: Any, arguments: argparse.Namespace) -> int:

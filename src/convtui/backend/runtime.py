@@ -35,6 +35,7 @@ import stat
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConvtuiError, InvalidInput
 from .models import check_branch, find_control_character
@@ -279,6 +280,25 @@ class _PipeProtocol(asyncio.Protocol):
         self.closed.set()
 
 
+@dataclass(frozen=True)
+class _PlannedEdit:
+    """An edit checked and computed, not yet written."""
+
+    real: Path
+    shown: str
+    mode: int
+    before: str
+    after: str
+    first_line: int  # the edited region, 1-based, in `after`
+    last_line: int
+
+    @property
+    def data(self) -> bytes:
+        data = self.after.encode("utf-8")
+        _check_size(len(data), self.shown)
+        return data
+
+
 class Workspace:
     """The directory the agent's tools act in. See the module docstring."""
 
@@ -484,6 +504,11 @@ class Workspace:
         """Replace the one occurrence of `old_str` by `new_str`. Zero or several
         occurrences are refused (the latter naming their lines). Returns the
         edited region with line numbers."""
+        edit = self._plan_str_replace(path, old_str, new_str)
+        self._write(edit.real, edit.shown, edit.data, mode=edit.mode)
+        return f"Edited {edit.shown}. " + self._snippet(edit.after, edit.first_line, edit.last_line)
+
+    def _plan_str_replace(self, path: str, old_str: str, new_str: str) -> _PlannedEdit:
         old_str = _check_text_argument(old_str, "old_str")
         new_str = _check_text_argument(new_str, "new_str")
         if not old_str:
@@ -504,16 +529,19 @@ class Workspace:
             )
         start = positions[0]
         edited = text[:start] + new_str + text[start + len(old_str) :]
-        data = edited.encode("utf-8")
-        _check_size(len(data), shown)
-        self._write(real, shown, data, mode=mode)
         first_line = edited.count("\n", 0, start) + 1
-        last_line = first_line + new_str.count("\n")
-        return f"Edited {shown}. " + self._snippet(edited, first_line, last_line)
+        return _PlannedEdit(real, shown, mode, text, edited, first_line, first_line + new_str.count("\n"))
 
     def insert(self, path: str, insert_line: int, new_str: str) -> str:
         """Insert `new_str` as whole lines after line `insert_line` (0 = at the
         top, the line count = at the end). Returns the edited region."""
+        edit = self._plan_insert(path, insert_line, new_str)
+        self._write(edit.real, edit.shown, edit.data, mode=edit.mode)
+        return f"Inserted {edit.last_line - edit.first_line + 1} line(s) into {edit.shown}. " + self._snippet(
+            edit.after, edit.first_line, edit.last_line
+        )
+
+    def _plan_insert(self, path: str, insert_line: int, new_str: str) -> _PlannedEdit:
         new_str = _check_text_argument(new_str, "new_str")
         insert_line = _check_line_number(insert_line, "insert_line")
         if not new_str:
@@ -532,14 +560,27 @@ class Workspace:
         before = "".join(line + "\n" for line in lines[:insert_line])
         after = text[len(before) :] if len(before) <= len(text) else ""
         edited = before + block + after
-        data = edited.encode("utf-8")
-        _check_size(len(data), shown)
-        self._write(real, shown, data, mode=mode)
-        first_line = insert_line + 1
-        last_line = insert_line + block.count("\n")
-        return f"Inserted {last_line - insert_line} line(s) into {shown}. " + self._snippet(
-            edited, first_line, last_line
-        )
+        return _PlannedEdit(real, shown, mode, text, edited, insert_line + 1, insert_line + block.count("\n"))
+
+    def planned_edit(self, command: str, path: str, **arguments: Any) -> tuple[str, str | None, str]:
+        """(shown path, the file's text now or None for a new file, its text
+        after) of an edit, checked as the edit itself checks it but not
+        carried out: what an approval shows. Raises InvalidInput as the edit
+        would. The texts are not redacted."""
+        if command == "create":
+            file_text = _check_text_argument(arguments.get("file_text") or "", "file_text")
+            real = self.resolve(path)
+            shown = self.display_path(real)
+            if real == self.root or os.path.lexists(real):
+                raise InvalidInput(f"{shown} already exists; use str_replace or insert to change it")
+            return shown, None, file_text
+        if command == "str_replace":
+            edit = self._plan_str_replace(path, arguments.get("old_str") or "", arguments.get("new_str") or "")
+        elif command == "insert":
+            edit = self._plan_insert(path, arguments.get("insert_line"), arguments.get("new_str") or "")
+        else:
+            raise InvalidInput(f"{_quote(str(command), 40)} is not an edit command")
+        return edit.shown, edit.before, edit.after
 
     def _snippet(self, text: str, first_line: int, last_line: int) -> str:
         lines = _split_lines(text)
