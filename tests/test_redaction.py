@@ -44,10 +44,10 @@ def test_a_long_key_is_redacted_wherever_it_occurs() -> None:
     assert not Redactor([None, "", " "]) and Redactor([None, "", " "])("x") == "x"
 
 
-def test_json_values_are_redacted_in_every_string_and_key() -> None:
-    redact = Redactor([LONG_KEY, "k9"])
-    event = {"args": {"command": f"echo {LONG_KEY}", LONG_KEY: ["k9", 1, None, "k99"]}, "id": 3}
-    assert redact.json(event) == {"args": {"command": f"echo {REDACTED}", REDACTED: [REDACTED, 1, None, "k99"]}, "id": 3}
+def test_json_values_are_redacted_in_every_string_but_not_the_field_names() -> None:
+    redact = Redactor([LONG_KEY, "k9", "args"])
+    event = {"args": {"command": f"echo {LONG_KEY}", "list": ["k9", 1, None, "k99", "args"]}, "id": 3}
+    assert redact.json(event) == {"args": {"command": f"echo {REDACTED}", "list": [REDACTED, 1, None, "k99", REDACTED]}, "id": 3}
     plain = {"message": "nothing secret"}
     assert redact.json(plain) == plain
 
@@ -90,6 +90,18 @@ async def test_a_provider_that_echoes_the_key_does_not_leak_it_through_the_worke
         with pytest.raises(LLMFailure) as failure:
             await complete(config, [{"role": "user", "content": "hi"}])
     assert "Exception: the key <redacted> is not valid" in str(failure.value)
+
+
+async def test_a_model_reply_that_echoes_the_key_is_redacted_streamed_or_not() -> None:
+    from .fake_llm import Text
+
+    pieces: list[str] = []
+    async with FakeLLMServer() as server:
+        server.script(Text(f"your key is {LONG_KEY}, and Exception x is fine"))
+        config = LLMConfig(model="openai/fake-model", api_key=LONG_KEY, base_url=server.base_url, timeout=10)
+        response = await complete(config, [{"role": "user", "content": "hi"}], on_text=pieces.append)
+    assert response.content == f"your key is {REDACTED}, and Exception x is fine"
+    assert "".join(pieces) == response.content
 
 
 def test_the_model_workers_log_lines_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,20 +56,33 @@ def _write(message: dict[str, Any]) -> None:
 
 async def _call(request: dict[str, Any]) -> None:
     call_id = request["id"]
-    _learn_key(request["config"].get("api_key"))
-    on_text = (lambda text: _write({"id": call_id, "text": text})) if request.get("stream_text") else None
+    key = request["config"].get("api_key")
+    _learn_key(key)
+    # The reply is redacted too, with this call's keys: a provider or a model
+    # may echo one. The streamed pieces go through a stream redactor, so a
+    # key cut in two is caught.
+    redact = Redactor([key, *provider_keys_in_environment()])
+    stream = redact.stream()
+
+    def send_text(text: str) -> None:
+        if text := stream.feed(text):
+            _write({"id": call_id, "text": text})
+
+    on_text = send_text if request.get("stream_text") else None
     try:
         response = await complete_here(
             LLMConfig(**request["config"]), request["messages"], request.get("tools"), on_text, request.get("max_tokens")
         )
-        done = dataclasses.asdict(response)
+        if on_text is not None and (rest := stream.flush()):
+            _write({"id": call_id, "text": rest})
+        done = redact.json(dataclasses.asdict(response))
         _write({"id": call_id, "done": done})
     except LLMFailure as failure:
         _write(
             {
                 "id": call_id,
                 "error": {
-                    "message": _redact(str(failure)),
+                    "message": redact(str(failure)),
                     "runtime_status": failure.runtime_status.value,
                     "agent_state": failure.agent_state.value,
                     "retryable": failure.retryable,
@@ -83,7 +96,7 @@ async def _call(request: dict[str, Any]) -> None:
             {
                 "id": call_id,
                 "error": {
-                    "message": _redact(f"model call failed: {type(error).__name__}: {error}")[:300],
+                    "message": redact(f"model call failed: {type(error).__name__}: {error}")[:300],
                     "runtime_status": "STATUS$ERROR",
                     "agent_state": "error",
                     "retryable": False,

@@ -98,14 +98,15 @@ class Redactor:
         return self._pattern is not None and self._pattern.search(text) is not None
 
     def json(self, value: Any) -> Any:
-        """A copy of a JSON-like value with every string (keys included)
-        redacted; the value itself when it holds no secret."""
+        """A copy of a JSON-like value with every string value redacted. The
+        keys are left alone: they are field names ("id", "args"), and a short
+        secret that happens to be one must not break the structure."""
         if self._pattern is None:
             return value
         if isinstance(value, str):
             return self(value)
         if isinstance(value, dict):
-            return {self(key) if isinstance(key, str) else key: self.json(item) for key, item in value.items()}
+            return {key: self.json(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self.json(item) for item in value]
         return value
