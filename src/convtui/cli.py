@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +25,9 @@ from .backend.models import ConversationInfo, ConversationTrigger, NewConversati
 from .backend.settings import SETTING_NAMES, Settings, display_value, mask_secret
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
+
+if TYPE_CHECKING:
+    from .backend.redaction import Redactor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -490,7 +493,8 @@ async def _approval_details(service: Any, conversation_id: str, action: EventDic
     content, or a unified diff of the change. Inert, at most
     APPROVAL_MAX_LINES lines of at most APPROVAL_MAX_WIDTH characters, with a
     note of what was cut. Nothing for other actions."""
-    if event_kind(action) != "edit" or (action.get("args") or {}).get("command") not in ("create", "str_replace", "insert"):
+    args = action.get("args") or {}
+    if event_kind(action) != "edit" or args.get("command") not in ("create", "str_replace", "insert"):
         return []
     from .backend.edit_preview import edit_diff
     from .backend.runtime import Workspace
@@ -498,7 +502,7 @@ async def _approval_details(service: Any, conversation_id: str, action: EventDic
     redact = await asyncio.to_thread(service.redactor)
     workspace = Workspace(service.data_dir.workspace(conversation_id), hidden_secrets=redact.secrets)
     try:
-        diff = await asyncio.to_thread(edit_diff, workspace, action.get("args") or {}, redact)
+        diff = await asyncio.to_thread(edit_diff, workspace, args, redact)
     except ConvtuiError as error:
         return [f"  (no preview: {one_line(str(error), APPROVAL_MAX_WIDTH)})"]
     shown = []
@@ -611,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         return _report_internal_error(error, arguments.data_dir)
 
 
-def _known_keys(data_dir: Path | None) -> Any:
+def _known_keys(data_dir: Path | None) -> Redactor:
     """A Redactor for every key this run may have seen: the settings' (file
     or environment) and the provider keys in the environment."""
     from .backend.data_dir import DataDirectory
@@ -639,7 +643,7 @@ def _report_internal_error(error: Exception, data_dir: Path | None) -> int:
         where = f" (details in {details})"
     except OSError:
         where = ""
-    summary = redact(one_line(f"{type(error).__name__}: {error}", 300))
+    summary = one_line(redact(f"{type(error).__name__}: {error}"), 300)  # cut after: no half key
     print(f"convtui: internal error: {summary}{where}", file=sys.stderr)
     return EXIT_FAILED
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def _children(pid: int) -> list[int]:
     return [int(line) for line in result.stdout.split()]
 
 
-def _wait(condition, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
