@@ -585,9 +585,13 @@ def run_ui(arguments: argparse.Namespace) -> int:
         from .demo import demo_app
 
         return demo_app()
+    from .termination import ends_cleanly_on_termination
+
     root = (arguments.data_dir or default_data_dir()).expanduser()
-    ConvtuiApp(root).run()
-    return EXIT_OK
+    with ends_cleanly_on_termination() as termination:  # loops stop, their commands die
+        termination.app = ConvtuiApp(root)
+        termination.app.run()
+    return termination.exit_code or EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

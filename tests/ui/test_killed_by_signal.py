@@ -1,7 +1,8 @@
-"""`convtui --demo` in a real terminal (tmux), ended the way a terminal ends
-a program: SIGHUP (the window closed, the SSH connection dropped) or SIGTERM
-(`kill`). Its temporary data directory must go with it, with no traceback,
-even while its replays are running commands."""
+"""convtui in a real terminal (tmux), ended the way a terminal ends a
+program: SIGHUP (the window closed, the SSH connection dropped) or SIGTERM
+(`kill`). It must end as `q` ends it, with no traceback: `--demo` removes its
+temporary data directory, even while its replays run commands; the UI stops
+its loops and kills their commands, which would otherwise run on orphaned."""
 
 from __future__ import annotations
 
@@ -74,3 +75,55 @@ def test_the_demo_leaves_no_temporary_directory_when_killed(tmp_path: Path, how:
         assert list(temporary.iterdir()) == []
     finally:
         session.close()
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGTERM"])
+def test_the_ui_stops_its_loops_and_their_commands_when_killed(tmp_path: Path, how: str) -> None:
+    data_dir = tmp_path / "data"
+    marker = f"convtui-killed-ui-{os.getpid()}-{how}"
+    trajectory = tmp_path / "sleep.json"
+    trajectory.write_text(
+        '[{"source": "agent", "action": "run", "message": "", "args": {"command": "sleep 300; true # ' + marker + '"}}]'
+    )
+    cli = [sys.executable, "-m", "convtui", "--data-dir", str(data_dir)]
+    subprocess.run([*cli, "config", "set", "confirmation_mode", "off"], check=True, capture_output=True)
+    created = subprocess.run([*cli, "new", "--replay", str(trajectory)], check=True, capture_output=True, text=True)
+    conversation_id = created.stdout.split()[-1]
+    status_file = tmp_path / "exit-status"
+    environment = {name: value for name, value in os.environ.items() if name not in ("TMUX", "TMUX_PANE")}
+    command = f"{shlex.join(cli)}; echo $? > {shlex.quote(str(status_file))}"
+    session = TmuxSession(command, 120, 35, environment)
+    try:
+        session.wait_for("1 of 1", timeout=30)
+        session.press("s")
+        _wait(lambda: bool(_processes_with(marker)), "the replayed command to run")
+        [shell] = [int(session.tmux("list-panes", "-t", session.name, "-F", "#{pane_pid}").strip())]
+        [app] = _children(shell)
+        os.kill(app, getattr(signal, how))
+        assert session.wait_for_exit(status_file, timeout=20) == 128 + getattr(signal, how)
+        screen = session.screen()
+        assert "Traceback" not in screen and "Error" not in screen, screen
+    finally:
+        session.close()
+    try:
+        _wait(lambda: not _processes_with(marker), "the command to be killed", timeout=5)
+    finally:  # a failure must not leave a sleep behind
+        for pid in _processes_with(marker):
+            try:
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    shown = subprocess.run([*cli, "show", conversation_id, "--json"], check=True, capture_output=True, text=True)
+    assert '"status": "STOPPED"' in shown.stdout
