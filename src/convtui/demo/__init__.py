@@ -53,7 +53,7 @@ async def seed(root: Path) -> list[str]:
 
 def demo_app() -> int:
     """Run the demo; its temporary directory is removed however it ends:
-    q, Ctrl-C, a closed terminal (SIGHUP) or `kill` (SIGTERM)."""
+    q, a closed terminal (SIGHUP) or `kill` (SIGTERM)."""
     from ..app import ConvtuiApp
     from ..termination import ends_cleanly_on_termination
 
