@@ -206,3 +206,67 @@ def test_a_damaged_store_gives_one_line_and_is_kept(cli: Cli, data_dir: Path) ->
     assert info["title"].startswith("Conversation ")
     assert [e["message"] for e in cli.json("show", conversation_id, "--json", "--events")["events"]] == ["hello"]
     assert "no problems" in cli("doctor")
+
+
+def test_config_show_json_masks_the_key_and_names_overrides(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("config", "set", "llm_api_key", "sk-abcdefghijklmnop1234")
+    cli("config", "set", "max_iterations", "7")
+    monkeypatch.setenv("CONVTUI_LLM_MODEL", "anthropic/claude")
+    shown = cli.json("config", "show", "--json")
+    assert shown["settings"]["llm_api_key"] == "sk-...1234"
+    assert (shown["settings"]["max_iterations"], shown["settings"]["confirmation_mode"]) == (7, True)
+    assert shown["settings"]["llm_model"] == "anthropic/claude"
+    assert shown["settings"]["llm_base_url"] is None
+    assert shown["environment_overrides"] == {"llm_model": "CONVTUI_LLM_MODEL"}
+    assert "abcdefghijklmnop" not in cli("config", "show", "--json")
+
+
+def test_export_into_a_missing_directory_names_that_directory(cli: Cli, tmp_path: Path) -> None:
+    conversation_id = cli.new("hello")
+    target = tmp_path / "no" / "such" / "dir" / "out.json"
+    cli("export", conversation_id, "-o", str(target), code=1)
+    assert cli.err == f"convtui: could not write {target}: directory {target.parent} does not exist\n"
+    assert ".tmp" not in cli.err
+
+
+def test_a_failed_write_names_the_file_not_its_temporary(tmp_path: Path) -> None:
+    from convtui.backend.durable_files import atomic_write
+    from convtui.backend.errors import StorageError
+
+    occupied = tmp_path / "out.json"
+    (occupied / "inside").mkdir(parents=True)  # the rename over it fails
+    with pytest.raises(StorageError) as error:
+        atomic_write(occupied, b"{}")
+    assert str(error.value) == f"could not write {occupied}: Is a directory"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_archive_of_an_unknown_id_names_it_once(cli: Cli) -> None:
+    cli("archive", "nope", code=1)
+    assert cli.err.count("nope") == 1 and cli.err.count("\n") == 1
+    cli("unarchive", "nope", "fff", code=1)
+    assert cli.err.count("nope") == 1 and cli.err.count("fff") == 1 and cli.err.count("\n") == 2
+
+
+def test_archive_and_unarchive_say_when_nothing_changes(cli: Cli) -> None:
+    conversation_id = cli.new("hello")
+    assert cli("unarchive", conversation_id, code=1) == ""
+    assert cli.err == f"convtui: {conversation_id} is not archived\n"
+    assert cli("archive", conversation_id) == f"archived {conversation_id}\n"
+    assert cli("archive", conversation_id[:6], code=1) == ""
+    assert cli.err == f"convtui: {conversation_id} is already archived\n"
+    assert cli("unarchive", conversation_id) == f"unarchived {conversation_id}\n"
+    assert cli.json("show", conversation_id, "--json")["archived"] is False
+
+
+@pytest.mark.parametrize("document", [b"[]", b'{"trajectory": []}'])
+def test_an_empty_trajectory_is_refused(
+    cli: Cli, tmp_path: Path, document: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(document)
+    cli("import", str(empty), code=1)
+    assert cli.err == "convtui: trajectory is empty: it holds no events\n"
+    cli("new", "--replay", str(empty), code=1)
+    assert "trajectory is empty" in cli.err and cli.err.count("\n") == 1
+    assert cli.json("list", "--json", "--all")["results"] == []

@@ -4,6 +4,7 @@ including a loop run by another convtui process."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -175,3 +176,62 @@ def test_commands_never_see_the_api_key(convtui, llm: FakeLLMServer, data_dir: P
         if path.is_file() and path.name != "settings.json":
             assert API_KEY.encode() not in path.read_bytes(), path
     assert os.stat(data_dir / "settings.json").st_mode & 0o777 == 0o600
+
+
+def test_run_shows_what_a_file_write_would_change_before_asking(
+    convtui, llm: FakeLLMServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_file = "".join(f"line {number}\n" for number in range(1, 101))
+    llm.responder = _title_aware(
+        [
+            ToolCall("str_replace_editor", {"command": "create", "path": "/workspace/notes.txt",
+                                            "file_text": f"hello \x1b]52;c;ZXZpbA==\x07 there {API_KEY}\n" + "x" * 500}),
+            ToolCall("str_replace_editor", {"command": "create", "path": "/workspace/long.txt", "file_text": long_file}),
+            ToolCall("str_replace_editor", {"command": "str_replace", "path": "/workspace/long.txt",
+                                            "old_str": "line 50\n", "new_str": "LINE FIFTY\n"}),
+            ToolCall("str_replace_editor", {"command": "insert", "path": "/workspace/long.txt",
+                                            "insert_line": 2, "new_str": "inserted"}),
+            ToolCall("str_replace_editor", {"command": "str_replace", "path": "/workspace/long.txt",
+                                            "old_str": "not in the file", "new_str": "x"}),
+            ToolCall("finish", {"message": "done"}),
+        ]
+    )
+    prompts: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or print(PROMPT) or "y")
+    conversation_id = orjson.loads(convtui("new", "write files", "--json")[0])["conversation_id"]
+    out, _ = convtui("run", conversation_id)
+    assert len(prompts) == 5
+    blocks = _approval_blocks(out)
+    created, long_created, replaced, inserted, failing = blocks
+    # A new file: its content, inert, the key redacted, long lines cut with a note.
+    assert created[:2] == ["  --- /dev/null", "  +++ /workspace/notes.txt"]
+    assert "  +hello ␛]52;c;ZXZpbA==\\x07 there <redacted>" in created
+    assert f"  +{'x' * 199}… [301 more characters]" in created
+    assert "\x1b" not in out and "\x07" not in out and API_KEY not in out
+    # At most 40 lines, with a note of what was cut.
+    assert len(long_created) == 41 and long_created[-1] == "  [... 63 more lines of the diff not shown]"
+    # str_replace and insert: unified diffs of the file as it is now.
+    assert "  -line 50" in replaced and "  +LINE FIFTY" in replaced and "   line 49" in replaced
+    assert replaced[:3] == ["  --- /workspace/long.txt", "  +++ /workspace/long.txt", "  @@ -47,7 +47,7 @@"]
+    assert "  +inserted" in inserted and inserted[inserted.index("  +inserted") - 1] == "   line 2"
+    assert failing == ["  (no preview: no match for old_str in /workspace/long.txt; nothing was changed "
+                       "(it must match exactly, whitespace and indentation included))"]
+    workspace = data_dir / "conversations" / conversation_id / "workspace"
+    assert (workspace / "long.txt").read_text().startswith("line 1\nline 2\ninserted\nline 3\n")
+
+
+PROMPT = "<the approval prompt>"
+
+
+def _approval_blocks(out: str) -> list[list[str]]:
+    """The lines printed just before each approval prompt (event lines, as
+    `   4 agent ...`, come before them)."""
+    blocks = []
+    for chunk in out.split(PROMPT + "\n")[:-1]:
+        lines = chunk.splitlines()
+        start = len(lines)
+        while start > 0 and re.match(r"  [-+ @\[(]", lines[start - 1]) and not re.match(r"\s*\d+ ", lines[start - 1]):
+            start -= 1
+        blocks.append(lines[start:])
+    return blocks

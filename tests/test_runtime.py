@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from convtui.backend.errors import ConvtuiError, InvalidInput
+from convtui.backend.redaction import REDACTED
 from convtui.backend.runtime import (
-    REDACTED,
     CommandResult,
     PathOutsideWorkspace,
     Workspace,
@@ -582,8 +582,9 @@ async def test_removed_variables_can_be_chosen(tmp_path: Path, monkeypatch: pyte
 
 async def test_secrets_are_redacted_from_output_even_across_chunks(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws", hidden_secrets=[SECRET, "short", ""])
-    result = await ws.run(f"echo 'key={SECRET}!'; echo short", timeout=10)
-    assert result.output == f"key={REDACTED}!\nshort\n"  # secrets under 8 characters are ignored
+    result = await ws.run(f"echo 'key={SECRET}!'; echo short; echo shortcut", timeout=10)
+    # Secrets under 8 characters are redacted only as whole words.
+    assert result.output == f"key={REDACTED}!\n{REDACTED}\nshortcut\n"
     half = len(SECRET) // 2
     result = await ws.run(f"printf %s '{SECRET[:half]}'; sleep 0.2; printf '%s\\n' '{SECRET[half:]}'", timeout=10)
     assert result.output == f"{REDACTED}\n"

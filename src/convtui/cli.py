@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,9 +22,12 @@ from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
 from .backend.events import EventDict, event_kind
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
-from .backend.settings import SETTING_NAMES, Settings, display_value
+from .backend.settings import SETTING_NAMES, Settings, display_value, mask_secret
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
+
+if TYPE_CHECKING:
+    from .backend.redaction import Redactor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -110,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="show or change settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    config_commands.add_parser("show", help="every setting (the API key masked)")
+    config_show = config_commands.add_parser("show", help="every setting (the API key masked)")
+    config_show.add_argument("--json", action="store_true", help="print JSON: the settings and their overrides")
     get = config_commands.add_parser("get", help="one setting")
     get.add_argument("key", choices=SETTING_NAMES, metavar="KEY")
     config_set = config_commands.add_parser("set", help="change one setting ('' resets it)")
@@ -316,7 +321,10 @@ async def _each(ids: list[str], action: Callable[[str], Awaitable[str]]) -> int:
         try:
             print(await action(conversation_id))
         except ConvtuiError as error:
-            print(f"convtui: {conversation_id}: {error}", file=sys.stderr)
+            message = one_line(str(error))
+            # Most errors name the id already ("'nope' is not a conversation id").
+            subject = "" if conversation_id in message else f"{one_line(conversation_id, 80)}: "
+            print(f"convtui: {subject}{message}", file=sys.stderr)
             failed += 1
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -344,7 +352,10 @@ async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
     archived = arguments.command == "archive"
 
     async def change(conversation_id: str) -> str:
-        info = await service.set_archived(conversation_id, archived)
+        info = await service.get(conversation_id)
+        if info.archived == archived:
+            raise InvalidInput(f"{info.conversation_id} is {'already' if archived else 'not'} archived")
+        info = await service.set_archived(info.conversation_id, archived)
         return f"{arguments.command}d {info.conversation_id}"
 
     return await _each(arguments.ids, change)
@@ -364,7 +375,7 @@ async def cmd_export(service: Any, arguments: argparse.Namespace) -> int:
     output = arguments.output.expanduser()
     if output.is_dir():
         raise InvalidInput(f"{output} is a directory")
-    atomic_write(output.absolute(), data)
+    atomic_write(output, data)
     print(f"wrote {output}", file=sys.stderr)
     return EXIT_OK
 
@@ -384,6 +395,11 @@ async def cmd_config(service: Any, arguments: argparse.Namespace) -> int:
     overridden = service.settings_store.overridden()
     if action == "get":
         print(display_value(arguments.key, settings))
+        return EXIT_OK
+    if arguments.json:
+        values = settings.model_dump(mode="json")
+        values["llm_api_key"] = mask_secret(settings.api_key()) or None
+        _print_json({"settings": values, "environment_overrides": overridden})
         return EXIT_OK
     for name in SETTING_NAMES:
         source = f"   (from ${overridden[name]})" if name in overridden else ""
@@ -447,6 +463,8 @@ async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet
                 print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
                 await manager.stop(full_id)
                 return EXIT_FAILED
+            for line in await _approval_details(service, full_id, action):
+                print(line)
             answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
             choice = answer.strip().lower()[:1]
             if choice in ("y", "a"):
@@ -464,6 +482,40 @@ async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet
         reason = f": {one_line(final.message)}" if final.message and final.message != state else ""
         print(f"-- {state}{reason}")
     return EXIT_OK
+
+
+APPROVAL_MAX_LINES = 40
+APPROVAL_MAX_WIDTH = 200
+
+
+async def _approval_details(service: Any, conversation_id: str, action: EventDict) -> list[str]:
+    """What a file write asking for approval would do: the new file's
+    content, or a unified diff of the change. Inert, at most
+    APPROVAL_MAX_LINES lines of at most APPROVAL_MAX_WIDTH characters, with a
+    note of what was cut. Nothing for other actions."""
+    args = action.get("args") or {}
+    if event_kind(action) != "edit" or args.get("command") not in ("create", "str_replace", "insert"):
+        return []
+    from .backend.edit_preview import edit_diff
+    from .backend.runtime import Workspace
+
+    redact = await asyncio.to_thread(service.redactor)
+    workspace = Workspace(service.data_dir.workspace(conversation_id), hidden_secrets=redact.secrets)
+    try:
+        diff = await asyncio.to_thread(edit_diff, workspace, args, redact)
+    except ConvtuiError as error:
+        return [f"  (no preview: {one_line(str(error), APPROVAL_MAX_WIDTH)})"]
+    shown = []
+    for line in diff[:APPROVAL_MAX_LINES]:
+        line = inert(line.expandtabs(4), keep_newlines=False)
+        if len(line) > APPROVAL_MAX_WIDTH:
+            line = f"{line[:APPROVAL_MAX_WIDTH]}… [{len(line) - APPROVAL_MAX_WIDTH:,} more characters]"
+        shown.append(f"  {line}")
+    if len(diff) > APPROVAL_MAX_LINES:
+        shown.append(f"  [... {len(diff) - APPROVAL_MAX_LINES:,} more lines of the diff not shown]")
+    if not diff:
+        shown.append("  (the file would not change)")
+    return shown
 
 
 async def cmd_run(service: Any, arguments: argparse.Namespace) -> int:
@@ -524,8 +576,6 @@ async def _run(arguments: argparse.Namespace) -> int:
 
 def run_ui(arguments: argparse.Namespace) -> int:
     """The full-screen UI (the data directory, or a seeded demo one)."""
-    import os
-
     # Textual paints at most TEXTUAL_FPS frames a second; at its default 60 a
     # keystroke waits up to two frames (~35 ms) before it shows.
     os.environ.setdefault("TEXTUAL_FPS", "120")
@@ -535,9 +585,13 @@ def run_ui(arguments: argparse.Namespace) -> int:
         from .demo import demo_app
 
         return demo_app()
+    from .termination import ends_cleanly_on_termination
+
     root = (arguments.data_dir or default_data_dir()).expanduser()
-    ConvtuiApp(root).run()
-    return EXIT_OK
+    with ends_cleanly_on_termination() as termination:  # loops stop, their commands die
+        termination.app = ConvtuiApp(root)
+        termination.app.run()
+    return termination.exit_code or EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -562,20 +616,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convtui: {one_line(describe_os_error(error, 'complete the operation'))}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:  # a bug: still one line, the details in a file
-        return _report_internal_error(error)
+        return _report_internal_error(error, arguments.data_dir)
 
 
-def _report_internal_error(error: Exception) -> int:
+def _known_keys(data_dir: Path | None) -> Redactor:
+    """A Redactor for every key this run may have seen: the settings' (file
+    or environment) and the provider keys in the environment."""
+    from .backend.data_dir import DataDirectory
+    from .backend.redaction import Redactor, provider_keys_in_environment
+    from .backend.settings import SettingsStore
+
+    try:
+        api_key = SettingsStore(DataDirectory((data_dir or default_data_dir()).expanduser()).settings).load().api_key()
+    except Exception:  # damaged or unreadable: the environment's keys still count
+        api_key = None
+    return Redactor([api_key, *provider_keys_in_environment()])
+
+
+def _report_internal_error(error: Exception, data_dir: Path | None) -> int:
     import tempfile
     import traceback
 
-    details = Path(tempfile.gettempdir()) / "convtui-error.log"
+    redact = _known_keys(data_dir)
+    details = Path(tempfile.gettempdir()) / f"convtui-error-{os.getuid()}.log"
     try:
-        details.write_text("".join(traceback.format_exception(error)))
+        # Private, and never through a link someone else planted in /tmp.
+        fd = os.open(details, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(redact("".join(traceback.format_exception(error))))
         where = f" (details in {details})"
     except OSError:
         where = ""
-    print(f"convtui: internal error: {one_line(f'{type(error).__name__}: {error}', 300)}{where}", file=sys.stderr)
+    summary = one_line(redact(f"{type(error).__name__}: {error}"), 300)  # cut after: no half key
+    print(f"convtui: internal error: {summary}{where}", file=sys.stderr)
     return EXIT_FAILED
 
 

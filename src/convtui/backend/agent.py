@@ -24,6 +24,7 @@ from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
 from .llm import LLMConfig, LLMFailure, LLMResponse, complete
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
+from .redaction import Redactor
 from .replay import replay_steps, replayed_event_ids, steps_recorded
 from .runtime import Workspace
 from .settings import Settings
@@ -103,6 +104,7 @@ class AgentLoop:
         self.until_idle = until_idle
         self.retry_delay = retry_delay
         self.secrets = [secret for secret in secrets or [] if secret]
+        self._redactor = Redactor(self.secrets)
         self.replay_delay = replay_delay
         self.confirmation_mode = settings.confirmation_mode
         self.status = ConversationStatus.STARTING
@@ -147,7 +149,8 @@ class AgentLoop:
         self.status = status or self.status
         self.runtime_status = runtime_status or self.runtime_status
         self.agent_state = agent_state or self.agent_state
-        self.status_message = message
+        self.status_message = self._redactor(message) if message else message
+        message = self.status_message
         self.hub.publish(
             StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message)
         )
@@ -176,15 +179,10 @@ class AgentLoop:
         await asyncio.shield(self._metadata_write)
 
     def _redact(self, event: EventDict) -> EventDict:
-        """Keep API keys out of the log even when the model writes one into
-        a command or a message."""
-        raw = orjson.dumps(event)
-        secrets = [secret.encode() for secret in self.secrets if len(secret) >= 8]
-        if not any(secret in raw for secret in secrets):
-            return event
-        for secret in secrets:
-            raw = raw.replace(secret, b"<redacted>")
-        return orjson.loads(raw)
+        """Keep the loop's API keys out of the log even when the model writes
+        one into a command or a message (the service's event log also redacts
+        the keys of the settings in force when it appends)."""
+        return self._redactor.json(event)
 
     async def _append(self, event: EventDict) -> EventDict:
         [stored] = await asyncio.to_thread(self._event_log.append, [self._redact(event)])
@@ -513,6 +511,7 @@ class AgentLoop:
                 title = clip_title(response.content) or title
             except LLMFailure as failure:
                 log.info("auto title for %s failed: %s", self.conversation_id, failure)
+        title = self._redactor(title)
         if not title.strip():
             return
         if await self.service.set_title_if_default(self.conversation_id, title):

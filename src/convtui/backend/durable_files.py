@@ -44,7 +44,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             temporary.unlink(missing_ok=True)
         except OSError:
             pass
-        raise StorageError(describe_os_error(error, "write", path)) from error
+        raise StorageError(_describe_write_error(error, path, temporary)) from error
+
+
+def _describe_write_error(error: OSError, path: Path, temporary: Path) -> str:
+    """One line naming `path`, never the temporary file beside it (a name the
+    user never gave), and the missing directory when that is the cause."""
+    if isinstance(error, FileNotFoundError) and not path.parent.is_dir():
+        return f"could not write {path}: directory {path.parent} does not exist"
+    if error.filename in (str(temporary), temporary):
+        error = OSError(error.errno, error.strerror)  # the same cause, without the temporary name
+    return describe_os_error(error, "write", path)
 
 
 def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> bool:
@@ -65,7 +75,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> bool:
         fsync_directory(path.parent)
         return True
     except OSError as error:
-        raise StorageError(describe_os_error(error, "write", path)) from error
+        raise StorageError(_describe_write_error(error, path, temporary)) from error
     finally:
         try:
             temporary.unlink(missing_ok=True)

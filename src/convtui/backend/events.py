@@ -8,7 +8,7 @@ import bisect
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -157,8 +157,11 @@ class EventLog:
     progress or one torn by a crash; readers skip it, the next writer
     truncates it away (with a warning) before appending."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, redact: Callable[[EventDict], EventDict] | None = None) -> None:
+        """`redact`, if given, cleans every event before it is written (the
+        service passes one that removes the API keys in force)."""
         self.directory = Path(directory)
+        self._redact = redact
         self.path = self.directory / "events.jsonl"
         self._lock = InterProcessLock(self.directory / "events.lock")
         self._read_lock = threading.Lock()
@@ -262,6 +265,8 @@ class EventLog:
         validated = [validate_event(raw) for raw in events]
         if not validated:
             return []
+        if self._redact is not None:
+            validated = [self._redact(event) for event in validated]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:

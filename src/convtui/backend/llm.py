@@ -20,6 +20,7 @@ import orjson
 
 from .errors import ConvtuiError, MissingSettings
 from .models import AgentState, RuntimeStatus
+from .redaction import Redactor, provider_keys_in_environment
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ def classify(error: BaseException, config: LLMConfig) -> LLMFailure:
     litellm = _litellm
     name = type(error).__name__
     detail = str(error).splitlines()[0] if str(error) else name
-    detail = detail.replace(config.api_key, "<redacted>") if config.api_key else detail
+    detail = Redactor([config.api_key, *provider_keys_in_environment()])(detail)
     detail = detail[:300]
     if isinstance(error, LLMFailure):
         return error
@@ -294,13 +295,6 @@ def classify(error: BaseException, config: LLMConfig) -> LLMFailure:
     if isinstance(error, (litellm.NotFoundError, litellm.BadRequestError)):
         return LLMFailure(f"the model refused the request: {detail}", RuntimeStatus.ERROR, AgentState.ERROR)
     return LLMFailure(f"model call failed ({name}): {detail}", RuntimeStatus.ERROR, AgentState.ERROR)
-
-
-def provider_keys_in_environment() -> list[str]:
-    """Values of the provider key variables litellm reads (OPENAI_API_KEY...)."""
-    from .runtime import DEFAULT_REMOVED_VARIABLES
-
-    return [os.environ[name] for name in sorted(DEFAULT_REMOVED_VARIABLES) if os.environ.get(name)]
 
 
 def _request_arguments(config: LLMConfig, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from .agent import AgentLoop, Decision
 from .errors import ConvtuiError, InvalidInput, MissingSettings
 from .events import EventDict
-from .llm import LLMConfig, provider_keys_in_environment
+from .llm import LLMConfig
+from .redaction import provider_keys_in_environment
 from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
 from .models import AgentState, ConversationStatus, check_message
 from .runtime import Workspace

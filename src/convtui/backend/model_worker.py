@@ -19,6 +19,34 @@ from typing import Any
 import orjson
 
 from .llm import LLMConfig, LLMFailure, complete_here, load_litellm
+from .redaction import Redactor, provider_keys_in_environment
+
+# Every key this worker has been given: whatever it writes (error messages,
+# litellm's log lines on stderr) is redacted with all of them.
+_keys: set[str] = set(provider_keys_in_environment())
+_redact = Redactor(_keys)
+
+
+def _learn_key(key: str | None) -> None:
+    global _redact
+    if key and key not in _keys:
+        _keys.add(key)
+        _redact = Redactor(_keys)
+
+
+class _RedactedStream:
+    """sys.stderr for this process: log lines pass through the redactor
+    before they reach wherever the parent sent the worker's stderr."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _write(message: dict[str, Any]) -> None:
@@ -28,19 +56,33 @@ def _write(message: dict[str, Any]) -> None:
 
 async def _call(request: dict[str, Any]) -> None:
     call_id = request["id"]
-    on_text = (lambda text: _write({"id": call_id, "text": text})) if request.get("stream_text") else None
+    key = request["config"].get("api_key")
+    _learn_key(key)
+    # The reply is redacted too, with this call's keys: a provider or a model
+    # may echo one. The streamed pieces go through a stream redactor, so a
+    # key cut in two is caught.
+    redact = Redactor([key, *provider_keys_in_environment()])
+    stream = redact.stream()
+
+    def send_text(text: str) -> None:
+        if text := stream.feed(text):
+            _write({"id": call_id, "text": text})
+
+    on_text = send_text if request.get("stream_text") else None
     try:
         response = await complete_here(
             LLMConfig(**request["config"]), request["messages"], request.get("tools"), on_text, request.get("max_tokens")
         )
-        done = dataclasses.asdict(response)
+        if on_text is not None and (rest := stream.flush()):
+            _write({"id": call_id, "text": rest})
+        done = redact.json(dataclasses.asdict(response))
         _write({"id": call_id, "done": done})
     except LLMFailure as failure:
         _write(
             {
                 "id": call_id,
                 "error": {
-                    "message": str(failure),
+                    "message": redact(str(failure)),
                     "runtime_status": failure.runtime_status.value,
                     "agent_state": failure.agent_state.value,
                     "retryable": failure.retryable,
@@ -54,7 +96,7 @@ async def _call(request: dict[str, Any]) -> None:
             {
                 "id": call_id,
                 "error": {
-                    "message": f"model call failed: {type(error).__name__}: {error}"[:300],
+                    "message": redact(f"model call failed: {type(error).__name__}: {error}")[:300],
                     "runtime_status": "STATUS$ERROR",
                     "agent_state": "error",
                     "retryable": False,
@@ -93,6 +135,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.stderr = _RedactedStream(sys.stderr)  # before litellm sets up its log handlers
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

@@ -35,15 +35,15 @@ import stat
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConvtuiError, InvalidInput
 from .models import check_branch, find_control_character
+from .redaction import PROVIDER_KEY_VARIABLES, Redactor, StreamRedactor
 
 log = logging.getLogger(__name__)
 
 AGENT_ROOT = "/workspace"
-REDACTED = "<redacted>"
-MIN_SECRET_LENGTH = 8
 MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_OUTPUT = 30_000
 MIN_MAX_OUTPUT = 200
@@ -55,48 +55,8 @@ TERMINATE_GRACE_SECONDS = 0.5
 # Bounded because a process that left the group (setsid) may still hold it.
 DRAIN_SECONDS = 0.25
 
-DEFAULT_REMOVED_VARIABLES: frozenset[str] = frozenset(
-    {
-        "CONVTUI_LLM_API_KEY",
-        # The keys litellm reads for the usual providers.
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "AZURE_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_AI_API_KEY",
-        "GEMINI_API_KEY",
-        "GOOGLE_API_KEY",
-        "VERTEXAI_API_KEY",
-        "MISTRAL_API_KEY",
-        "CODESTRAL_API_KEY",
-        "GROQ_API_KEY",
-        "COHERE_API_KEY",
-        "CO_API_KEY",
-        "DEEPSEEK_API_KEY",
-        "OPENROUTER_API_KEY",
-        "TOGETHERAI_API_KEY",
-        "TOGETHER_API_KEY",
-        "HUGGINGFACE_API_KEY",
-        "XAI_API_KEY",
-        "LITELLM_API_KEY",
-        "LITELLM_MASTER_KEY",
-        "PERPLEXITYAI_API_KEY",
-        "PERPLEXITY_API_KEY",
-        "FIREWORKS_AI_API_KEY",
-        "FIREWORKS_API_KEY",
-        "REPLICATE_API_KEY",
-        "ANYSCALE_API_KEY",
-        "CEREBRAS_API_KEY",
-        "NVIDIA_NIM_API_KEY",
-        "AI21_API_KEY",
-        "VOYAGE_API_KEY",
-        "DEEPINFRA_API_KEY",
-        "SAMBANOVA_API_KEY",
-        "MOONSHOT_API_KEY",
-        "DASHSCOPE_API_KEY",
-        "OLLAMA_API_KEY",
-    }
-)
+# Commands never get the provider keys in their environment.
+DEFAULT_REMOVED_VARIABLES = PROVIDER_KEY_VARIABLES
 
 # Opening a directory component: never through a symlink, never inherited.
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -251,45 +211,12 @@ async def _within(seconds: float, awaitable: Awaitable[object]) -> bool:
     return True
 
 
-class _Redactor:
-    """Replaces hidden secrets by REDACTED, also in a stream cut into chunks
-    at arbitrary places: it holds back the last (longest secret - 1)
-    characters, which may be the start of a secret completed by the next
-    chunk."""
-
-    def __init__(self, hidden: Sequence[str]) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted(hidden, key=len, reverse=True)
-        self._hold = max((len(s) for s in self._secrets), default=1) - 1
-        self._pending = ""
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def feed(self, text: str) -> str:
-        """The part of the stream so far that is safe to pass on."""
-        if not self._secrets:
-            return text
-        self._pending = self(self._pending + text)
-        if len(self._pending) <= self._hold:
-            return ""
-        cut = len(self._pending) - self._hold
-        ready, self._pending = self._pending[:cut], self._pending[cut:]
-        return ready
-
-    def flush(self) -> str:
-        rest, self._pending = self(self._pending), ""
-        return rest
-
-
 class _OutputCollector:
     """Decodes and redacts a command's output as it arrives and keeps only
     its head and its tail, so that memory stays bounded by `limit` whatever
     the command prints."""
 
-    def __init__(self, limit: int, redactor: _Redactor) -> None:
+    def __init__(self, limit: int, redactor: StreamRedactor) -> None:
         self._limit = limit
         self._head_limit = limit // 2
         self._tail_limit = limit - self._head_limit
@@ -353,6 +280,25 @@ class _PipeProtocol(asyncio.Protocol):
         self.closed.set()
 
 
+@dataclass(frozen=True)
+class _PlannedEdit:
+    """An edit checked and computed, not yet written."""
+
+    real: Path
+    shown: str
+    mode: int
+    before: str
+    after: str
+    first_line: int  # the edited region, 1-based, in `after`
+    last_line: int
+
+    @property
+    def data(self) -> bytes:
+        data = self.after.encode("utf-8")
+        _check_size(len(data), self.shown)
+        return data
+
+
 class Workspace:
     """The directory the agent's tools act in. See the module docstring."""
 
@@ -365,11 +311,8 @@ class Workspace:
         Path(root).mkdir(parents=True, exist_ok=True)
         # Compared against resolved paths, so resolved itself.
         self.root = Path(os.path.realpath(root))
-        # Short secrets are ignored: redacting "abc" everywhere would mangle
-        # the output and tells little anyway.
-        self._secrets = tuple(
-            sorted({s for s in hidden_secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
-        )
+        # Short secrets are redacted only as whole words (see redaction.py).
+        self._redactor = Redactor(hidden_secrets)
         self._removed_variables = frozenset(removed_variables)
         self._shell = shutil.which("bash") or "/bin/sh"
 
@@ -561,6 +504,11 @@ class Workspace:
         """Replace the one occurrence of `old_str` by `new_str`. Zero or several
         occurrences are refused (the latter naming their lines). Returns the
         edited region with line numbers."""
+        edit = self._plan_str_replace(path, old_str, new_str)
+        self._write(edit.real, edit.shown, edit.data, mode=edit.mode)
+        return f"Edited {edit.shown}. " + self._snippet(edit.after, edit.first_line, edit.last_line)
+
+    def _plan_str_replace(self, path: str, old_str: str, new_str: str) -> _PlannedEdit:
         old_str = _check_text_argument(old_str, "old_str")
         new_str = _check_text_argument(new_str, "new_str")
         if not old_str:
@@ -581,16 +529,19 @@ class Workspace:
             )
         start = positions[0]
         edited = text[:start] + new_str + text[start + len(old_str) :]
-        data = edited.encode("utf-8")
-        _check_size(len(data), shown)
-        self._write(real, shown, data, mode=mode)
         first_line = edited.count("\n", 0, start) + 1
-        last_line = first_line + new_str.count("\n")
-        return f"Edited {shown}. " + self._snippet(edited, first_line, last_line)
+        return _PlannedEdit(real, shown, mode, text, edited, first_line, first_line + new_str.count("\n"))
 
     def insert(self, path: str, insert_line: int, new_str: str) -> str:
         """Insert `new_str` as whole lines after line `insert_line` (0 = at the
         top, the line count = at the end). Returns the edited region."""
+        edit = self._plan_insert(path, insert_line, new_str)
+        self._write(edit.real, edit.shown, edit.data, mode=edit.mode)
+        return f"Inserted {edit.last_line - edit.first_line + 1} line(s) into {edit.shown}. " + self._snippet(
+            edit.after, edit.first_line, edit.last_line
+        )
+
+    def _plan_insert(self, path: str, insert_line: int, new_str: str) -> _PlannedEdit:
         new_str = _check_text_argument(new_str, "new_str")
         insert_line = _check_line_number(insert_line, "insert_line")
         if not new_str:
@@ -609,14 +560,27 @@ class Workspace:
         before = "".join(line + "\n" for line in lines[:insert_line])
         after = text[len(before) :] if len(before) <= len(text) else ""
         edited = before + block + after
-        data = edited.encode("utf-8")
-        _check_size(len(data), shown)
-        self._write(real, shown, data, mode=mode)
-        first_line = insert_line + 1
-        last_line = insert_line + block.count("\n")
-        return f"Inserted {last_line - insert_line} line(s) into {shown}. " + self._snippet(
-            edited, first_line, last_line
-        )
+        return _PlannedEdit(real, shown, mode, text, edited, insert_line + 1, insert_line + block.count("\n"))
+
+    def planned_edit(self, command: str, path: str, **arguments: Any) -> tuple[str, str | None, str]:
+        """(shown path, the file's text now or None for a new file, its text
+        after) of an edit, checked as the edit itself checks it but not
+        carried out: what an approval shows. Raises InvalidInput as the edit
+        would. The texts are not redacted."""
+        if command == "create":
+            file_text = _check_text_argument(arguments.get("file_text") or "", "file_text")
+            real = self.resolve(path)
+            shown = self.display_path(real)
+            if real == self.root or os.path.lexists(real):
+                raise InvalidInput(f"{shown} already exists; use str_replace or insert to change it")
+            return shown, None, file_text
+        if command == "str_replace":
+            edit = self._plan_str_replace(path, arguments.get("old_str") or "", arguments.get("new_str") or "")
+        elif command == "insert":
+            edit = self._plan_insert(path, arguments.get("insert_line"), arguments.get("new_str") or "")
+        else:
+            raise InvalidInput(f"{_quote(str(command), 40)} is not an edit command")
+        return edit.shown, edit.before, edit.after
 
     def _snippet(self, text: str, first_line: int, last_line: int) -> str:
         lines = _split_lines(text)
@@ -670,7 +634,7 @@ class Workspace:
     # -- commands ------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return _Redactor(self._secrets)(text)
+        return self._redactor(text)
 
     def environment(self) -> dict[str, str]:
         """The environment commands get: os.environ as it is now, minus the
@@ -678,7 +642,7 @@ class Workspace:
         return {
             name: value
             for name, value in os.environ.items()
-            if name not in self._removed_variables and not any(s in value for s in self._secrets)
+            if name not in self._removed_variables and not self._redactor.finds(value)
         }
 
     async def run(self, command: str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
@@ -707,7 +671,7 @@ class Workspace:
     async def _execute(self, argv: list[str], env: dict[str, str], timeout: float, max_output: int) -> CommandResult:
         """Run `argv` in the root as described in run()."""
         loop = asyncio.get_running_loop()
-        collector = _OutputCollector(max_output, _Redactor(self._secrets))
+        collector = _OutputCollector(max_output, self._redactor.stream())
         protocol = _PipeProtocol(collector)
         # Our own pipe rather than stdout=PIPE: its read end is ours to close
         # whenever we decide, and proc.wait() then depends only on the shell

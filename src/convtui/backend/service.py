@@ -30,6 +30,7 @@ from .data_dir import DataDirectory
 from .durable_files import atomic_write, create_exclusive
 from .errors import (
     AmbiguousId,
+    ConvtuiError,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -55,6 +56,7 @@ from .models import (
     utc_now,
     validate_title,
 )
+from .redaction import Redactor, provider_keys_in_environment
 from .settings import Settings, SettingsStore
 from .store import ConversationFilter, ConversationStore, Document, display_status
 from .trajectory import parse_trajectory, to_json, to_markdown
@@ -122,6 +124,7 @@ class ConversationService:
         self.loops: LiveLoops | None = None
         self._event_logs: OrderedDict[str, EventLog] = OrderedDict()
         self._listeners: list[Callable[[str], None]] = []
+        self._redactor: tuple[object, Redactor] | None = None
 
     @classmethod
     async def open(cls, root: Path, user_id: str | None = None) -> ConversationService:
@@ -370,10 +373,11 @@ class ConversationService:
                     exclude_none=True,
                     include={"conversation_instructions", "image_urls", "suggested_task", "create_microagent"},
                 )
+                redact = self.redactor().json
                 if init:
-                    atomic_write(directory / "init.json", orjson.dumps(init))
+                    atomic_write(directory / "init.json", orjson.dumps(redact(init)))
                 if replay is not None:
-                    atomic_write(directory / "replay.json", to_json(replay))
+                    atomic_write(directory / "replay.json", to_json(redact(replay)))
                 if request.initial_user_msg:
                     self._event_log(conversation_id).append([user_message(request.initial_user_msg, request.image_urls)])
                 # Metadata last: a crash before it leaves only a directory that
@@ -547,7 +551,7 @@ class ConversationService:
     def _event_log(self, conversation_id: str) -> EventLog:
         log_ = self._event_logs.get(conversation_id)
         if log_ is None:
-            log_ = EventLog(self.data_dir.conversation(conversation_id))
+            log_ = EventLog(self.data_dir.conversation(conversation_id), redact=self._redact_event)
             self._event_logs[conversation_id] = log_
             while len(self._event_logs) > _EVENT_LOG_CACHE:
                 self._event_logs.popitem(last=False)
@@ -581,13 +585,10 @@ class ConversationService:
     # -- export --------------------------------------------------------------------
 
     async def _redacted_events(self, conversation_id: str) -> list[EventDict]:
+        """The events, redacted again with the keys in force now (the log
+        may predate the key)."""
         events = await self.search_events(conversation_id)
-        secret = (await self.load_settings()).api_key()
-        if secret and len(secret) >= 8:
-            raw = orjson.dumps(events)
-            if secret.encode() in raw:
-                events = orjson.loads(raw.replace(secret.encode(), b"<redacted>"))
-        return events
+        return await asyncio.to_thread(self.redactor().json, events)
 
     async def export_json(self, conversation_id: str) -> bytes:
         """The conversation as an OpenHands trajectory (a JSON list of events)."""
@@ -596,6 +597,33 @@ class ConversationService:
     async def export_markdown(self, conversation_id: str) -> str:
         info = await self.get(conversation_id)
         return to_markdown(info, await self._redacted_events(info.conversation_id))
+
+    # -- secrets -------------------------------------------------------------------
+
+    def redactor(self) -> Redactor:
+        """A Redactor for the keys in force now: the settings' API key and the
+        provider keys in the environment. Rebuilt only when the settings file
+        or those variables change. Blocking (it may read the settings)."""
+        try:
+            status = self.settings_store.path.stat()
+            file_state: object = (status.st_ino, status.st_mtime_ns, status.st_size)
+        except OSError:
+            file_state = None
+        environment = provider_keys_in_environment()
+        state = (file_state, tuple(environment))
+        cached = self._redactor
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        try:
+            api_key = self.settings_store.load().api_key()
+        except ConvtuiError:  # damaged settings: the environment's keys still count
+            api_key = None
+        redactor = Redactor([api_key, *environment])
+        self._redactor = (state, redactor)
+        return redactor
+
+    def _redact_event(self, event: EventDict) -> EventDict:
+        return self.redactor().json(event)
 
     # -- settings ------------------------------------------------------------------
 

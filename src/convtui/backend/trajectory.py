@@ -16,8 +16,8 @@ MAX_TRAJECTORY_BYTES = 200 * 1024 * 1024
 
 
 def parse_trajectory(raw: bytes | str) -> list[EventDict]:
-    """Validate a trajectory: a JSON list of events (or an object with a
-    `trajectory` list). Raises InvalidInput naming the first bad event."""
+    """Validate a trajectory: a non-empty JSON list of events (or an object
+    with a `trajectory` list). Raises InvalidInput naming the first bad event."""
     if len(raw) > MAX_TRAJECTORY_BYTES:
         raise InvalidInput(f"trajectory is larger than {MAX_TRAJECTORY_BYTES // 2**20} MiB")
     try:
@@ -28,6 +28,8 @@ def parse_trajectory(raw: bytes | str) -> list[EventDict]:
         data = data["trajectory"]
     if not isinstance(data, list):
         raise InvalidInput("trajectory must be a JSON list of events")
+    if not data:
+        raise InvalidInput("trajectory is empty: it holds no events")
     events = []
     previous_id = -1
     for position, item in enumerate(data):

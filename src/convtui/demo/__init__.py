@@ -52,23 +52,31 @@ async def seed(root: Path) -> list[str]:
 
 
 def demo_app() -> int:
+    """Run the demo; its temporary directory is removed however it ends:
+    q, a closed terminal (SIGHUP) or `kill` (SIGTERM)."""
     from ..app import ConvtuiApp
+    from ..termination import ends_cleanly_on_termination
 
-    root = Path(tempfile.mkdtemp(prefix="convtui-demo-"))
-    try:
-        replays = asyncio.run(seed(root))
+    with ends_cleanly_on_termination() as termination:
+        root: Path | None = None
+        try:
+            root = Path(tempfile.mkdtemp(prefix="convtui-demo-"))
+            replays = asyncio.run(seed(root))
 
-        def start_replays(app: ConvtuiApp) -> None:
-            app.manager.replay_delay = 0.8
+            def start_replays(app: ConvtuiApp) -> None:
+                app.manager.replay_delay = 0.8
 
-            async def start() -> None:
-                for conversation_id in replays:
-                    await app.manager.start(conversation_id)
-                    await asyncio.sleep(0.5)
+                async def start() -> None:
+                    for conversation_id in replays:
+                        await app.manager.start(conversation_id)
+                        await asyncio.sleep(0.5)
 
-            app.run_worker(start())
+                app.run_worker(start())
 
-        ConvtuiApp(root, on_ready=start_replays).run()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0
+            termination.app = ConvtuiApp(root, on_ready=start_replays)
+            termination.app.run()
+        finally:
+            termination.hold()
+            if root is not None:
+                shutil.rmtree(root, ignore_errors=True)
+    return termination.exit_code or 0
