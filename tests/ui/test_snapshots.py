@@ -331,15 +331,28 @@ MARKUP_TITLE = "[bold]not bold[/] [link=http://x]no link[/]"
 ESCAPES = "\x1b[31mred\x1b[0m \x1b]52;c;ZXZpbA==\x07 bell\x07"
 
 
+AGENT_MARKDOWN = (
+    "## What I found\n\n"
+    "1. `parser.py` reads [bold]markup[/bold] as **text**\n"
+    "2. escapes stay visible: " + ESCAPES + "\n\n"
+    "```python\ndef parse(text):\n    return text.split()\n```\n\n"
+    "A long sentence that has to wrap at a word boundary rather than in the middle of a word, "
+    "because nobody reads words cut in two halves comfortably."
+)
+
+
 def test_markup_and_escapes_are_literal(snap_compare, data_dir: Path) -> None:
-    """Markup in a title and escape sequences in a message are shown, not obeyed."""
+    """Markup in a title and escape sequences in a message are shown, not
+    obeyed; the agent's Markdown is rendered, its markup and escapes still literal."""
     ids = seed_store(data_dir, [*SAMPLES, {"title": MARKUP_TITLE, "trigger": "cli", "hours": 0.05}])
     markup_id = ids[-1]
+    reply = {"source": "agent", "action": "message", "message": AGENT_MARKDOWN,
+             "args": {"content": AGENT_MARKDOWN, "image_urls": None, "wait_for_response": True}}
     StoredEventLog(conversation_directory(data_dir, markup_id)).append(
-        [{**user_message(ESCAPES), "timestamp": at(3)}]
+        [{**user_message(ESCAPES), "timestamp": at(3)}, {**reply, "timestamp": at(2)}]
     )
     assert snap_compare(
         still_app(data_dir),
         terminal_size=WIDE,
-        run_before=wait_for(lambda app: selected(app, markup_id, MARKUP_TITLE, 1)),
+        run_before=wait_for(lambda app: selected(app, markup_id, MARKUP_TITLE, 2)),
     )
