@@ -134,6 +134,30 @@ async def test_new_conversation_dialog_creates_it(data_dir: Path, seeded: list[s
         events = await service.search_events(new_id)
         assert events[0]["message"] == "Add a health check"
         assert (await service.get(new_id)).trigger.value == "gui"
+        # The new conversation is the selected row: the cursor is on it, its detail shown.
+        screen = main_screen(app)
+        await settle(pilot, lambda: listed(app).current_id == new_id and screen.selected_id == new_id)
+        await settle(pilot, lambda: [e.get("message") for e in screen.query_one(EventLog).events] == ["Add a health check"])
+
+
+async def test_a_created_conversation_is_selected_wherever_the_cursor_was(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("j", "j")
+        await settle(pilot, lambda: listed(app).current_id == seeded[2])
+        await pilot.press("n")
+        await settle(pilot, lambda: type(app.screen).__name__ == "NewConversationScreen")
+        await pilot.press(*"Count the tests")
+        app.screen.query_one("Checkbox").value = False
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and len(listed(app).ids) == 6)
+        [new_id] = set(listed(app).ids) - set(seeded)
+        screen = main_screen(app)
+        await settle(pilot, lambda: listed(app).current_id == new_id and screen.selected_id == new_id)
+        await pilot.press("enter")  # opens the new one, not the row the cursor was on
+        await settle(pilot, lambda: screen.query_one("#detail").display)
+        await settle(pilot, lambda: [e.get("message") for e in screen.query_one(EventLog).events] == ["Count the tests"])
 
 
 async def test_rename_delete_archive_and_marks(data_dir: Path, seeded: list[str]) -> None:

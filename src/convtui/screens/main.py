@@ -86,6 +86,7 @@ class MainScreen(Screen[None]):
         self._binding_state: tuple = ()
         self._filtering = False  # the user asked for the filter box
         self._filters_on_status = False  # status changes then change the rows shown
+        self._select_when_listed: str | None = None  # a conversation just created: the cursor goes to it
 
     # -- layout --------------------------------------------------------------------
 
@@ -167,7 +168,14 @@ class MainScreen(Screen[None]):
 
     def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
-        self.conversation_list.set_ids(ids, parsed.words, partial(self.service.position_in, sort=self.sort))
+        locate = partial(self.service.position_in, sort=self.sort)
+        self.conversation_list.set_ids(ids, parsed.words, locate)
+        wanted = self._select_when_listed
+        if wanted is not None:
+            position = locate(ids, wanted)
+            if position is not None:
+                self._select_when_listed = None
+                self.conversation_list.cursor = position
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total)
@@ -484,6 +492,8 @@ class MainScreen(Screen[None]):
         except ConvtuiError as error:
             self.notify(str(error), title="Not created", severity="error")
             return
+        # The new row becomes the current one once the list holds it.
+        self._select_when_listed = response.conversation_id
         self.query_one("#filter", Input).value = ""  # (sets query_text)
         self.reload()
         self._select(response.conversation_id)
