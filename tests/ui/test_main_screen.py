@@ -414,3 +414,26 @@ async def test_rows_know_their_width_in_cells(data_dir: Path) -> None:
                     assert cells == width
         strips = conversations.render_lines(Region(0, 0, conversations.size.width, 2))
         assert all(strip.cell_length == conversations.size.width for strip in strips)
+
+
+async def test_always_approve_is_shown_and_turned_off_with_a_key(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        screen = main_screen(app)
+        conversation_id = listed(app).current_id
+        header = lambda: str(screen.query_one("#detail-header").render())  # noqa: E731
+        assert "always approve" not in header()
+        await pilot.press("A")
+        await settle(pilot, lambda: "always approve on (A turns it off)" in header())
+        assert (await screen.service.metadata(conversation_id)).always_approve
+        await pilot.press("A")
+        await settle(pilot, lambda: "always approve" not in header())
+        assert not (await screen.service.metadata(conversation_id)).always_approve
+        # The palette reaches it too.
+        await pilot.press("ctrl+p")
+        await settle(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"Always approve on")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot, lambda: "always approve on" in header())

@@ -40,6 +40,13 @@ WIDE = (160, 48)
 RunBefore = Callable[[Pilot], Any]
 
 
+@pytest.fixture(autouse=True)
+def _home_is_the_test_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detail pane shows the workspace as ~/data/conversations/<id>/workspace:
+    the same path in every run."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 # -- waiting for a state -------------------------------------------------------------
 
 
@@ -225,7 +232,7 @@ def test_running_conversation_with_its_log(snap_compare, data_dir: Path) -> None
 
         def shown(app: ConvtuiApp) -> Callable[[], bool]:
             check = selected(app, running_id, RUNNING["title"], len(RUNNING_EVENTS))
-            return lambda: check() and "RUNNING" in header_text(app)
+            return lambda: check() and "▶ working" in header_text(app)
 
         assert snap_compare(
             still_app(data_dir),
@@ -288,7 +295,7 @@ def test_awaiting_confirmation(snap_compare, data_dir: Path, monkeypatch: pytest
                     # The header joins the live state with the stored metadata,
                     # which the loop writes just after it publishes the state:
                     # wait until the stored reason and token counts are shown.
-                    and "awaiting user confirmation" in header_text(app)
+                    and "? needs approval" in header_text(app)
                     and "Running command: ls -la /workspace" in header_text(app)
                     and "tokens 15 (10 in, 5 out)" in header_text(app)
                     and [e.get("id") for e in shown_events(app)] == [0, 1]

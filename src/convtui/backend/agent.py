@@ -473,6 +473,10 @@ class AgentLoop:
     async def _confirmed(self, action: EventDict) -> bool:
         if not self.confirmation_mode:
             return True
+        # Read each time: "always approve" may have been turned on or off
+        # meanwhile, by this process or another.
+        if (await self.service.metadata(self.conversation_id)).always_approve:
+            return True
         self.pending_action = action
         self._decision = asyncio.get_running_loop().create_future()
         await self._set(agent_state=AgentState.AWAITING_USER_CONFIRMATION, message=action.get("message"))
@@ -482,7 +486,7 @@ class AgentLoop:
             self.pending_action = None
             self._decision = None
         if decision.always:
-            self.confirmation_mode = False
+            await self._write_metadata(always_approve=True)  # before the state change that shows it
         await self._set(agent_state=AgentState.RUNNING if decision.approved else AgentState.REJECTED)
         return decision.approved
 

@@ -51,6 +51,7 @@ class MainScreen(Screen[None]):
         Binding("y", "decide('approve')", "Approve", id="approve"),
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
+        Binding("A", "toggle_always_approve", "Always approve on/off", id="always-approve", show=False),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("escape", "back", "Back", id="back"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -101,7 +102,7 @@ class MainScreen(Screen[None]):
                 yield Static(id="list-status")
                 yield ConversationList(self._row, self.clock, id="conversations")
                 yield Static(id="empty-state")
-            yield DetailPane(self.clock, id="detail")
+            yield DetailPane(self.clock, workspace_of=self.service.data_dir.workspace, id="detail")
         yield KeysFooter()
 
     @property
@@ -313,7 +314,7 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide the keys that cannot apply now (footer and palette follow)."""
         selected = self.selected_id
-        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember") and selected is None:
+        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember", "toggle_always_approve") and selected is None:
             return False
         if action == "decide":
             return bool(selected and self.manager.pending_action(selected))
@@ -457,6 +458,24 @@ class MainScreen(Screen[None]):
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
         self.detail.show_pending(None)
+
+    @work(group="actions")
+    async def action_toggle_always_approve(self) -> None:
+        conversation_id = self.selected_id
+        info = self.service.row(conversation_id) if conversation_id else None
+        if info is None:
+            return
+        try:
+            info = await self.manager.set_always_approve(info.conversation_id, not info.always_approve)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        if info.always_approve:
+            self.notify("Always approve is on: actions of this conversation run without asking (A turns it off)")
+        else:
+            self.notify("Always approve is off: actions wait for approval again")
+        if self.selected_id == info.conversation_id:
+            self._show_info(self.service.row(info.conversation_id))
 
     @on(DetailPane.MessageSubmitted)
     @work(group="actions")
@@ -619,6 +638,7 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                 ("Enter in the log", "expand or collapse a long output"),
                 ("R", "remember prompt for the selected event"),
                 ("y / N / Y", "approve / reject / always approve a pending action"),
+                ("A", "turn always approve on or off for the conversation (kept across stop and start)"),
                 ("Enter in the input", "send the message to the agent"),
             ],
         ),
