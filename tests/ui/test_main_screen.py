@@ -437,3 +437,52 @@ async def test_always_approve_is_shown_and_turned_off_with_a_key(data_dir: Path,
         await pilot.pause(0.3)
         await pilot.press("enter")
         await settle(pilot, lambda: "always approve on" in header())
+
+
+async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_after_sending(data_dir: Path) -> None:
+    async with FakeLLMServer() as llm:
+        def respond(body: dict) -> object:
+            if body["messages"][0]["content"].startswith("Write a short title"):
+                return Text("A title")
+            results = [m for m in body["messages"] if m["role"] == "tool"]
+            users = [m for m in body["messages"] if m["role"] == "user"]
+            if len(results) < len(users):
+                return ToolCall("execute_bash", {"command": f"echo step {len(users)}"})
+            return Text(f"done {len(users)}")
+
+        llm.responder = respond
+        app = still_app(data_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+            screen = main_screen(app)
+            await screen.service.update_settings(
+                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
+            )
+            created = await screen.service.new_conversation({"initial_user_msg": "first"})
+            conversation_id = created.conversation_id
+            await settle(pilot, lambda: listed(app).current_id == conversation_id)
+            await pilot.press("s")
+            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            # From the list, the action is not on screen: y does nothing.
+            assert not screen.query_one("#detail").display
+            await pilot.press("y")
+            await pilot.pause(0.2)
+            assert screen.manager.pending_action(conversation_id) is not None
+            # Opened, the action is the last thing in the log, above the approval bar.
+            await pilot.press("enter")
+            log = screen.query_one(EventLog)
+            await settle(pilot, lambda: screen.query_one("#approval-bar").display and log.events[-1].get("action") == "run")
+            await pilot.pause(0.1)
+            assert int(log.scroll_offset.y) + log.scrollable_content_region.height >= log.line_count
+            await pilot.press("y")
+            await settle(pilot, lambda: any(e.get("message") == "done 1" for e in log.events), timeout=15)
+            await settle(pilot, lambda: int(log.scroll_offset.y) + log.scrollable_content_region.height >= log.line_count)
+            # A message sent from the input: focus goes back where y works.
+            await pilot.click("#message-input")
+            await pilot.press(*"second", "enter")
+            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            assert app.focused is log
+            await pilot.press("y")
+            await settle(pilot, lambda: any(e.get("message") == "done 2" for e in log.events), timeout=15)
+            await pilot.press("x")
+            await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)

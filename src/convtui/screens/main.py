@@ -317,7 +317,9 @@ class MainScreen(Screen[None]):
         if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember", "toggle_always_approve") and selected is None:
             return False
         if action == "decide":
-            return bool(selected and self.manager.pending_action(selected))
+            # Only with the action in view: on a narrow terminal the detail
+            # (its log and approval bar) must be open first (Enter).
+            return bool(selected and self.manager.pending_action(selected)) and self._detail_shown()
         if action == "back":
             filter_input = self.query_one("#filter", Input)
             return bool(
@@ -330,6 +332,9 @@ class MainScreen(Screen[None]):
             info = self.service.row(selected)
             return info is not None and info.status.value in ("RUNNING", "STARTING")
         return True
+
+    def _detail_shown(self) -> bool:
+        return not self.narrow or self.has_class("detail-open")
 
     def _targets(self) -> list[str]:
         return self.conversation_list.marked_or_current()
@@ -448,7 +453,7 @@ class MainScreen(Screen[None]):
     @work(group="actions")
     async def _decide(self, decision: str) -> None:
         conversation_id = self.selected_id
-        if conversation_id is None:
+        if conversation_id is None or not self._detail_shown():
             return
         try:
             if decision == "reject":
@@ -480,6 +485,8 @@ class MainScreen(Screen[None]):
     @on(DetailPane.MessageSubmitted)
     @work(group="actions")
     async def _send(self, message: DetailPane.MessageSubmitted) -> None:
+        # Back to the log, where y/N/Y, s and x act (the input would take them as text).
+        self.detail.event_log.focus()
         try:
             await self.manager.send_message(message.conversation_id, message.text)
             if not self.manager.is_running(message.conversation_id):
