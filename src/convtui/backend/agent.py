@@ -22,7 +22,15 @@ from .durable_files import atomic_write
 from .errors import ConvtuiError
 from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
-from .llm import LLMConfig, LLMFailure, LLMResponse, complete
+from .llm import (
+    STARTING_MODEL_WORKER,
+    LLMConfig,
+    LLMFailure,
+    LLMResponse,
+    complete,
+    model_worker_ready,
+    wait_for_model_worker,
+)
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
 from .replay import replay_steps, replayed_event_ids, steps_recorded
 from .runtime import Workspace
@@ -389,6 +397,12 @@ class AgentLoop:
                 init.get("conversation_instructions"), metadata.selected_repository, metadata.selected_branch
             )
         messages = build_messages(events, self._system_prompt)
+        if not model_worker_ready():
+            # The first call of this process waits seconds for the worker's
+            # start (litellm's import): say so rather than look stuck.
+            await self._set(message=STARTING_MODEL_WORKER)
+            await wait_for_model_worker(self.llm_config.timeout)
+            await self._set()
         attempt = 0
         while True:
             try:

@@ -3,6 +3,7 @@ detail pane of the selected conversation, with every action on a key."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -125,6 +126,21 @@ class MainScreen(Screen[None]):
             self.conversation_list.animate = False
         self.conversation_list.focus()
         self.reload()
+        self.call_after_refresh(self._warm_model_worker)
+
+    @work(group="warm-model")
+    async def _warm_model_worker(self) -> None:
+        """After the first paint: with a model configured, start the model
+        worker process now, so the first model call does not wait seconds
+        for it (litellm's import)."""
+        try:
+            settings = await self.service.load_settings()
+        except ConvtuiError:
+            return  # the settings dialog and the first start say what is wrong
+        if settings.llm_model:
+            from ..backend.llm import start_model_worker
+
+            await asyncio.to_thread(start_model_worker)
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -597,6 +613,7 @@ class MainScreen(Screen[None]):
             self.notify(str(error), title="Settings not saved", severity="error")
             return
         self.notify("Settings saved")
+        self._warm_model_worker()
 
     def action_quit(self) -> None:
         running = self.manager.running_ids()
