@@ -143,5 +143,5 @@ async def test_a_long_conversation_lays_out_only_what_is_seen() -> None:
         for _ in range(20):
             await pilot.press("pageup")
         await settle(pilot)
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < 4.0
         assert sum(block is not None for block in log._blocks) < 200
