@@ -486,3 +486,18 @@ async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_aft
             await settle(pilot, lambda: any(e.get("message") == "done 2" for e in log.events), timeout=15)
             await pilot.press("x")
             await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)
+
+
+async def test_the_detail_gives_the_workspace_without_pushing_out_other_lines(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("enter")
+        screen = main_screen(app)
+        header = screen.query_one("#detail-header")
+        await settle(pilot, lambda: header.display and "created" in str(header.render()))
+        lines = str(header.render()).splitlines()
+        [workspace] = [line for line in lines if line.startswith("workspace")]
+        assert workspace.endswith(f"{seeded[0]}/workspace") and len(workspace) <= header.content_region.width
+        assert lines[-1].startswith("created") and len(lines) == 5
+        assert header.size.height == 5  # no line wrapped

@@ -663,7 +663,7 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                 ("R", "remember prompt for the selected event"),
                 ("y / N / Y", "approve / reject / always approve a pending action"),
                 ("A", "turn always approve on or off for the conversation (kept across stop and start)"),
-                ("Enter in the input", "send the message to the agent"),
+                ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
             ],
         ),
         (

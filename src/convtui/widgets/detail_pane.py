@@ -37,10 +37,13 @@ def describe_info(
     now: datetime,
     colours: dict[str, str] | None = None,
     workspace: Path | None = None,
+    width: int | None = None,
 ) -> Text:
     """The header lines of the pane, built as Text so nothing is markup.
     `colours` maps badge styles (running, waiting, error) to theme colours;
-    `workspace` is the directory the agent works in."""
+    `workspace` is the directory the agent works in, shortened from the
+    left to `width` cells (its end, the conversation's own directory, is
+    what tells it apart)."""
     badge = badge_for(info)
     colour = (colours or {}).get(badge.style)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -59,7 +62,10 @@ def describe_info(
     trigger = info.trigger.value if info.trigger else "-"
     text.append(f"{info.conversation_id} · {one_line(repository)} · {trigger}\n")
     if workspace is not None:
-        text.append(f"workspace {one_line(home_relative(workspace))}\n")
+        line = f"workspace {one_line(home_relative(workspace))}"
+        if width is not None and len(line) > width:
+            line = "workspace …" + line[len(line) - max(1, width - len("workspace …")) :]
+        text.append(line + "\n")
     text.append(
         f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
         f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
@@ -144,8 +150,13 @@ class DetailPane(Vertical):
         variables = self.app.get_css_variables()
         colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
         workspace = self.workspace_of(info.conversation_id) if self.workspace_of is not None else None
-        self._show_header(describe_info(info, self.clock(), colours, workspace))
+        width = self.query_one("#detail-header").content_region.width or None
+        self._show_header(describe_info(info, self.clock(), colours, workspace, width))
         self.query_one("#message-input", Input).disabled = False
+
+    def on_resize(self) -> None:
+        if self.info is not None:
+            self.show_info(self.info)  # the workspace path is cut to the width
 
     def _show_header(self, text: Text) -> None:
         # The header is as tall as its lines: a layout pass (the whole screen
