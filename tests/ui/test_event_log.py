@@ -101,7 +101,8 @@ async def test_agent_messages_are_markdown_and_literal() -> None:
         "1. read `parser.py`\n"
         "2. keep [bold]this[/bold] as text\n\n"
         "```python\ndef answer():\n    return 42\n```\n\n"
-        "escape \x1b[31mred\x1b[0m and \x1b]52;c;ZXZpbA==\x07 stay visible"
+        "escape \x1b[31mred\x1b[0m and \x1b]52;c;ZXZpbA==\x07 stay visible\n\n"
+        "add a <script> tag and <b>these words</b>\n\n<div>\nan html block\n</div>"
     )
     app = Host()
     async with app.run_test(size=(80, 30)) as pilot:
@@ -116,6 +117,7 @@ async def test_agent_messages_are_markdown_and_literal() -> None:
         assert "[bold]this[/bold]" in screen
         assert "␛[31mred␛[0m" in screen and "␛]52;c;ZXZpbA==\\x07" in screen
         assert "\x1b" not in screen and "\x07" not in screen
+        assert "add a <script> tag and <b>these words</b>" in screen and "an html block" in screen
 
 
 async def test_a_long_conversation_lays_out_only_what_is_seen() -> None:

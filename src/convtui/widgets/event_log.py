@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import accumulate
-from typing import ClassVar
+from functools import cache
+from typing import Any, ClassVar
 
-from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -37,6 +37,25 @@ CODE_THEME = "ansi_dark"
 # One laid-out line: its segments (styled only where Markdown styled them)
 # and the component style drawn under them.
 Line = tuple[list[Segment], str]
+
+
+@cache
+def _literal_markdown() -> type:
+    """Rich's Markdown with raw HTML read as text: Rich drops HTML tags and
+    blocks, and an agent's "add a <script> tag" must not lose its words.
+    Imported on first use: rich.markdown (with pygments) costs ~25 ms."""
+    from markdown_it import MarkdownIt
+    from rich.markdown import Markdown
+
+    parser = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
+
+    class LiteralMarkdown(Markdown):
+        def __init__(self, markup: str, **options: Any) -> None:
+            super().__init__("", **options)  # parsed again below, without HTML
+            self.markup = markup
+            self.parsed = parser.parse(markup)
+
+    return LiteralMarkdown
 
 
 def _body(event: EventDict) -> str:
@@ -197,7 +216,7 @@ class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
         follow = self.follow or self._at_bottom()
         self.streaming = text
         self._streaming_lines = [
-            ([Segment(INDENT + line)], "streaming") for line in self._wrap(inert(text), self._layout_width - 5)
+            ([Segment(INDENT + line)], "streaming") for line in self._wrap(inert(text), self._layout_width - len(INDENT))
         ]
         if follow:
             self.follow = True
@@ -254,8 +273,9 @@ class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
 
     def _wrap(self, text: str, width: int, enough: int | None = None) -> list[str]:
         """`text` wrapped at word boundaries (a word longer than the line is
-        folded). With `enough`, stops once that many lines are made and
-        counts each line not wrapped as one."""
+        folded). With `enough`, stops wrapping once that many lines are made;
+        each source line left then counts as one (blank) line, so that the
+        caller can still say how many lines it hides."""
         if not text:
             return []
         console = self.app.console
@@ -274,7 +294,7 @@ class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
 
     def _markdown(self, text: str, width: int) -> list[Line]:
         console = self.app.console
-        markdown = Markdown(text, code_theme=CODE_THEME, inline_code_theme=CODE_THEME, hyperlinks=False)
+        markdown = _literal_markdown()(text, code_theme=CODE_THEME, inline_code_theme=CODE_THEME, hyperlinks=False)
         rendered = console.render_lines(markdown, console.options.update(width=max(10, width), height=None), pad=False)
         while rendered and not "".join(segment.text for segment in rendered[-1]).strip():
             rendered.pop()
