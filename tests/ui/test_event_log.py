@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timezone
 
 from textual.app import App, ComposeResult
+from textual.scrollbar import ScrollTo
 
 from convtui.widgets.detail_pane import DetailPane
 from convtui.widgets.event_log import EventLog
@@ -79,6 +80,17 @@ async def test_the_newest_event_stays_in_view_while_following() -> None:
         assert int(log.scroll_offset.y) == 0
         await pilot.press("end")
         assert shows_the_end(log)
+        # Dragging the scrollbar up stops following too; back at the end follows again.
+        log.post_message(ScrollTo(y=0, animate=False))
+        await settle(pilot, lambda: int(log.scroll_offset.y) == 0)
+        log.add_event(user(43, "even later"))
+        await settle(pilot)
+        assert int(log.scroll_offset.y) == 0
+        log.post_message(ScrollTo(y=log.max_scroll_y, animate=False))
+        await settle(pilot, lambda: shows_the_end(log))
+        log.add_event(agent(44, "the newest"))
+        await settle(pilot)
+        assert shows_the_end(log) and painted(log)[-1].strip() == "the newest"
 
 
 async def test_long_messages_wrap_at_word_boundaries() -> None:

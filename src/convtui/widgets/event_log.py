@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollTo
 from textual.strip import Strip
 
 from ..backend.events import EventDict, event_kind
@@ -405,11 +406,24 @@ class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
             self._update_size(follow=False)
             self._show_selected()
 
+    # The user scrolling (wheel, scrollbar) decides whether the log follows:
+    # up stops following, back down to the end follows again.
+
     def on_mouse_scroll_up(self) -> None:
         self.follow = False
 
     def on_mouse_scroll_down(self) -> None:
         self.call_after_refresh(self._follow_if_at_end)
+
+    def on_scroll_up(self) -> None:  # a click on the scrollbar above its handle
+        self.follow = False
+
+    def on_scroll_down(self) -> None:
+        self.call_after_refresh(self._follow_if_at_end)
+
+    def on_scroll_to(self, message: ScrollTo) -> None:  # the scrollbar's handle dragged
+        if message.y is not None:
+            self.follow = message.y >= self.max_scroll_y - 1
 
     def _follow_if_at_end(self) -> None:
         self.follow = self._at_bottom()
