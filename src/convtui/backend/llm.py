@@ -1,8 +1,10 @@
 """Calling the model through litellm, and turning its failures into states.
 
 litellm takes ~3.5 s to import and, by default, fetches a price map from the
-internet while importing; it is imported once, in a worker thread, the first
-time a loop needs it, with the local price map forced."""
+internet while importing; it is imported once, with the local price map
+forced, in the model worker process (see _ModelWorker). The UI starts that
+process in the background at launch when a model is configured; a call that
+still has to wait for it can say so (model_worker_ready)."""
 
 from __future__ import annotations
 
