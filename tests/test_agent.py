@@ -624,3 +624,36 @@ async def test_a_failed_clone_is_an_error_with_gits_message(
     info = await configured.get(conversation_id)
     assert (info.status, info.runtime_status) == (ConversationStatus.ERROR, RuntimeStatus.ERROR)
     assert "git clone failed" in (info.status_message or "")
+
+
+async def test_always_approve_holds_across_a_restart_until_turned_off(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    script = Script(ToolCall("execute_bash", {"command": "touch one"}), Text("done one"))
+    llm.responder = script
+    conversation_id = await new(configured)
+    assert not (await configured.get(conversation_id)).always_approve  # off by default
+    await manager.start(conversation_id, until_idle=True)
+    await until(lambda: manager.pending_action(conversation_id) is not None)
+    await manager.approve(conversation_id, always=True)
+    await asyncio.wait_for(manager.wait(conversation_id), 10)
+    assert (await configured.get(conversation_id)).always_approve
+
+    # A new run of the same conversation asks nothing.
+    script.add(ToolCall("execute_bash", {"command": "touch two"}), Text("done two"))
+    await manager.send_message(conversation_id, "and two")
+    await manager.start(conversation_id, until_idle=True)
+    await asyncio.wait_for(manager.wait(conversation_id), 10)
+    workspace = configured.data_dir.workspace(conversation_id)
+    assert (workspace / "two").exists()
+
+    # Turned off: the next action waits for approval again.
+    info = await manager.set_always_approve(conversation_id, False)
+    assert not info.always_approve
+    script.add(ToolCall("execute_bash", {"command": "touch three"}), Text("done three"))
+    await manager.send_message(conversation_id, "and three")
+    await manager.start(conversation_id, until_idle=True)
+    await until(lambda: manager.pending_action(conversation_id) is not None)
+    assert not (workspace / "three").exists()
+    await manager.reject(conversation_id)
+    await asyncio.wait_for(manager.wait(conversation_id), 10)

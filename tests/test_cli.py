@@ -83,6 +83,9 @@ def test_show_rename_archive_delete_with_prefixes(cli: Cli) -> None:
     assert shown["title"] == "Better title"
     assert [e["message"] for e in shown["events"]] == ["hello there"]
     assert "user" in cli("show", prefix, "--events")
+    workspace = cli.data_dir / "conversations" / conversation_id / "workspace"
+    assert f"workspace:     {workspace}" in cli("show", prefix).splitlines()
+    assert shown["workspace"] == str(workspace)
     cli("archive", prefix)
     assert cli.json("list", "--json")["results"] == []
     assert [r["conversation_id"] for r in cli.json("list", "--json", "--archived")["results"]] == [conversation_id]

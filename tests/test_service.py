@@ -374,3 +374,18 @@ async def test_update_metadata_validates(service: ConversationService) -> None:
     info = await service.update_metadata(conversation_id, accumulated_cost=0.25, total_tokens=1200, pr_number=[4])
     assert (info.accumulated_cost, info.total_tokens, info.pr_number) == (0.25, 1200, [4])
     assert format_timestamp(info.last_updated_at) <= format_timestamp(utc_now())
+
+
+async def test_always_approve_is_stored_and_old_data_without_it_loads(service: ConversationService) -> None:
+    conversation_id = await _new(service)
+    assert not (await service.get(conversation_id)).always_approve
+    assert (await service.update_metadata(conversation_id, always_approve=True)).always_approve
+    assert (await service.metadata(conversation_id)).always_approve
+    # A document written before the field existed: off.
+    def drop_field(document: dict) -> dict:
+        return {key: value for key, value in document.items() if key != "always_approve"}
+
+    service.store.update(conversation_id, drop_field)
+    assert "always_approve" not in service.store.get(conversation_id)
+    assert not (await service.get(conversation_id)).always_approve
+    assert not (await service.metadata(conversation_id)).always_approve

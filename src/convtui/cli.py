@@ -246,13 +246,15 @@ async def cmd_list(service: Any, arguments: argparse.Namespace) -> int:
 async def cmd_show(service: Any, arguments: argparse.Namespace) -> int:
     info = await service.get(arguments.id)
     events = await service.search_events(info.conversation_id) if arguments.events else None
+    workspace = service.data_dir.workspace(info.conversation_id)
     if arguments.json:
-        document = _info_json(info)
+        document = {**_info_json(info), "workspace": str(workspace)}
         if events is not None:
             document["events"] = events
         _print_json(document)
         return EXIT_OK
     _print_info(info)
+    print(f"{'workspace:':<15}{one_line(str(workspace))}")
     if events is not None:
         print()
         for event in events:

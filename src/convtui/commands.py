@@ -21,6 +21,7 @@ ACTIONS = (
     ("Approve pending action", "decide('approve')", "y"),
     ("Reject pending action", "decide('reject')", "N"),
     ("Always approve", "decide('always')", "Y"),
+    ("Always approve on / off for the conversation", "toggle_always_approve", "A"),
     ("Help: every key", "help", "?"),
     ("Settings", "settings", "F2"),
     ("Quit", "quit", "q"),

@@ -134,6 +134,30 @@ async def test_new_conversation_dialog_creates_it(data_dir: Path, seeded: list[s
         events = await service.search_events(new_id)
         assert events[0]["message"] == "Add a health check"
         assert (await service.get(new_id)).trigger.value == "gui"
+        # The new conversation is the selected row: the cursor is on it, its detail shown.
+        screen = main_screen(app)
+        await settle(pilot, lambda: listed(app).current_id == new_id and screen.selected_id == new_id)
+        await settle(pilot, lambda: [e.get("message") for e in screen.query_one(EventLog).events] == ["Add a health check"])
+
+
+async def test_a_created_conversation_is_selected_wherever_the_cursor_was(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("j", "j")
+        await settle(pilot, lambda: listed(app).current_id == seeded[2])
+        await pilot.press("n")
+        await settle(pilot, lambda: type(app.screen).__name__ == "NewConversationScreen")
+        await pilot.press(*"Count the tests")
+        app.screen.query_one("Checkbox").value = False
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and len(listed(app).ids) == 6)
+        [new_id] = set(listed(app).ids) - set(seeded)
+        screen = main_screen(app)
+        await settle(pilot, lambda: listed(app).current_id == new_id and screen.selected_id == new_id)
+        await pilot.press("enter")  # opens the new one, not the row the cursor was on
+        await settle(pilot, lambda: screen.query_one("#detail").display)
+        await settle(pilot, lambda: [e.get("message") for e in screen.query_one(EventLog).events] == ["Count the tests"])
 
 
 async def test_rename_delete_archive_and_marks(data_dir: Path, seeded: list[str]) -> None:
@@ -390,3 +414,90 @@ async def test_rows_know_their_width_in_cells(data_dir: Path) -> None:
                     assert cells == width
         strips = conversations.render_lines(Region(0, 0, conversations.size.width, 2))
         assert all(strip.cell_length == conversations.size.width for strip in strips)
+
+
+async def test_always_approve_is_shown_and_turned_off_with_a_key(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        screen = main_screen(app)
+        conversation_id = listed(app).current_id
+        header = lambda: str(screen.query_one("#detail-header").render())  # noqa: E731
+        assert "always approve" not in header()
+        await pilot.press("A")
+        await settle(pilot, lambda: "always approve on (A turns it off)" in header())
+        assert (await screen.service.metadata(conversation_id)).always_approve
+        await pilot.press("A")
+        await settle(pilot, lambda: "always approve" not in header())
+        assert not (await screen.service.metadata(conversation_id)).always_approve
+        # The palette reaches it too.
+        await pilot.press("ctrl+p")
+        await settle(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"Always approve on")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot, lambda: "always approve on" in header())
+
+
+async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_after_sending(data_dir: Path) -> None:
+    async with FakeLLMServer() as llm:
+        def respond(body: dict) -> object:
+            if body["messages"][0]["content"].startswith("Write a short title"):
+                return Text("A title")
+            results = [m for m in body["messages"] if m["role"] == "tool"]
+            users = [m for m in body["messages"] if m["role"] == "user"]
+            if len(results) < len(users):
+                return ToolCall("execute_bash", {"command": f"echo step {len(users)}"})
+            return Text(f"done {len(users)}")
+
+        llm.responder = respond
+        app = still_app(data_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+            screen = main_screen(app)
+            await screen.service.update_settings(
+                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
+            )
+            created = await screen.service.new_conversation({"initial_user_msg": "first"})
+            conversation_id = created.conversation_id
+            await settle(pilot, lambda: listed(app).current_id == conversation_id)
+            await pilot.press("s")
+            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            # From the list, the action is not on screen: y does nothing.
+            assert not screen.query_one("#detail").display
+            await pilot.press("y")
+            await pilot.pause(0.2)
+            assert screen.manager.pending_action(conversation_id) is not None
+            # Opened, the action is the last thing in the log, above the approval bar.
+            await pilot.press("enter")
+            log = screen.query_one(EventLog)
+            await settle(pilot, lambda: screen.query_one("#approval-bar").display and log.events[-1].get("action") == "run")
+            await pilot.pause(0.1)
+            assert int(log.scroll_offset.y) + log.scrollable_content_region.height >= log.line_count
+            await pilot.press("y")
+            await settle(pilot, lambda: any(e.get("message") == "done 1" for e in log.events), timeout=15)
+            await settle(pilot, lambda: int(log.scroll_offset.y) + log.scrollable_content_region.height >= log.line_count)
+            # A message sent from the input: focus goes back where y works.
+            await pilot.click("#message-input")
+            await pilot.press(*"second", "enter")
+            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            assert app.focused is log
+            await pilot.press("y")
+            await settle(pilot, lambda: any(e.get("message") == "done 2" for e in log.events), timeout=15)
+            await pilot.press("x")
+            await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)
+
+
+async def test_the_detail_gives_the_workspace_without_pushing_out_other_lines(data_dir: Path, seeded: list[str]) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("enter")
+        screen = main_screen(app)
+        header = screen.query_one("#detail-header")
+        await settle(pilot, lambda: header.display and "created" in str(header.render()))
+        lines = str(header.render()).splitlines()
+        [workspace] = [line for line in lines if line.startswith("workspace")]
+        assert workspace.endswith(f"{seeded[0]}/workspace") and len(workspace) <= header.content_region.width
+        assert lines[-1].startswith("created") and len(lines) == 5
+        assert header.size.height == 5  # no line wrapped

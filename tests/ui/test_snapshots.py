@@ -40,6 +40,13 @@ WIDE = (160, 48)
 RunBefore = Callable[[Pilot], Any]
 
 
+@pytest.fixture(autouse=True)
+def _home_is_the_test_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detail pane shows the workspace as ~/data/conversations/<id>/workspace:
+    the same path in every run."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 # -- waiting for a state -------------------------------------------------------------
 
 
@@ -225,7 +232,7 @@ def test_running_conversation_with_its_log(snap_compare, data_dir: Path) -> None
 
         def shown(app: ConvtuiApp) -> Callable[[], bool]:
             check = selected(app, running_id, RUNNING["title"], len(RUNNING_EVENTS))
-            return lambda: check() and "RUNNING" in header_text(app)
+            return lambda: check() and "▶ working" in header_text(app)
 
         assert snap_compare(
             still_app(data_dir),
@@ -288,7 +295,7 @@ def test_awaiting_confirmation(snap_compare, data_dir: Path, monkeypatch: pytest
                     # The header joins the live state with the stored metadata,
                     # which the loop writes just after it publishes the state:
                     # wait until the stored reason and token counts are shown.
-                    and "awaiting user confirmation" in header_text(app)
+                    and "? needs approval" in header_text(app)
                     and "Running command: ls -la /workspace" in header_text(app)
                     and "tokens 15 (10 in, 5 out)" in header_text(app)
                     and [e.get("id") for e in shown_events(app)] == [0, 1]
@@ -331,15 +338,28 @@ MARKUP_TITLE = "[bold]not bold[/] [link=http://x]no link[/]"
 ESCAPES = "\x1b[31mred\x1b[0m \x1b]52;c;ZXZpbA==\x07 bell\x07"
 
 
+AGENT_MARKDOWN = (
+    "## What I found\n\n"
+    "1. `parser.py` reads [bold]markup[/bold] as **text**\n"
+    "2. escapes stay visible: " + ESCAPES + "\n\n"
+    "```python\ndef parse(text):\n    return text.split()\n```\n\n"
+    "A long sentence that has to wrap at a word boundary rather than in the middle of a word, "
+    "because nobody reads words cut in two halves comfortably."
+)
+
+
 def test_markup_and_escapes_are_literal(snap_compare, data_dir: Path) -> None:
-    """Markup in a title and escape sequences in a message are shown, not obeyed."""
+    """Markup in a title and escape sequences in a message are shown, not
+    obeyed; the agent's Markdown is rendered, its markup and escapes still literal."""
     ids = seed_store(data_dir, [*SAMPLES, {"title": MARKUP_TITLE, "trigger": "cli", "hours": 0.05}])
     markup_id = ids[-1]
+    reply = {"source": "agent", "action": "message", "message": AGENT_MARKDOWN,
+             "args": {"content": AGENT_MARKDOWN, "image_urls": None, "wait_for_response": True}}
     StoredEventLog(conversation_directory(data_dir, markup_id)).append(
-        [{**user_message(ESCAPES), "timestamp": at(3)}]
+        [{**user_message(ESCAPES), "timestamp": at(3)}, {**reply, "timestamp": at(2)}]
     )
     assert snap_compare(
         still_app(data_dir),
         terminal_size=WIDE,
-        run_before=wait_for(lambda app: selected(app, markup_id, MARKUP_TITLE, 1)),
+        run_before=wait_for(lambda app: selected(app, markup_id, MARKUP_TITLE, 2)),
     )

@@ -22,7 +22,15 @@ from .durable_files import atomic_write
 from .errors import ConvtuiError
 from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
-from .llm import LLMConfig, LLMFailure, LLMResponse, complete
+from .llm import (
+    STARTING_MODEL_WORKER,
+    LLMConfig,
+    LLMFailure,
+    LLMResponse,
+    complete,
+    model_worker_ready,
+    wait_for_model_worker,
+)
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
 from .redaction import Redactor
 from .replay import replay_steps, replayed_event_ids, steps_recorded
@@ -387,6 +395,12 @@ class AgentLoop:
                 init.get("conversation_instructions"), metadata.selected_repository, metadata.selected_branch
             )
         messages = build_messages(events, self._system_prompt)
+        if not model_worker_ready():
+            # The first call of this process waits seconds for the worker's
+            # start (litellm's import): say so rather than look stuck.
+            await self._set(message=STARTING_MODEL_WORKER)
+            await wait_for_model_worker(self.llm_config.timeout)
+            await self._set()
         attempt = 0
         while True:
             try:
@@ -471,6 +485,10 @@ class AgentLoop:
     async def _confirmed(self, action: EventDict) -> bool:
         if not self.confirmation_mode:
             return True
+        # Read each time: "always approve" may have been turned on or off
+        # meanwhile, by this process or another.
+        if (await self.service.metadata(self.conversation_id)).always_approve:
+            return True
         self.pending_action = action
         self._decision = asyncio.get_running_loop().create_future()
         await self._set(agent_state=AgentState.AWAITING_USER_CONFIRMATION, message=action.get("message"))
@@ -480,7 +498,7 @@ class AgentLoop:
             self.pending_action = None
             self._decision = None
         if decision.always:
-            self.confirmation_mode = False
+            await self._write_metadata(always_approve=True)  # before the state change that shows it
         await self._set(agent_state=AgentState.RUNNING if decision.approved else AgentState.REJECTED)
         return decision.approved
 

@@ -1,12 +1,15 @@
 """Calling the model through litellm, and turning its failures into states.
 
 litellm takes ~3.5 s to import and, by default, fetches a price map from the
-internet while importing; it is imported once, in a worker thread, the first
-time a loop needs it, with the local price map forced."""
+internet while importing; it is imported once, with the local price map
+forced, in the model worker process (see _ModelWorker). The UI starts that
+process in the background at launch when a model is configured; a call that
+still has to wait for it can say so (model_worker_ready)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -61,10 +64,57 @@ class _ModelWorker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._ready: threading.Event = threading.Event()  # the running worker has imported litellm
         self._calls: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[str], None] | None]] = {}
         self._next_id = 0
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    @property
+    def ready(self) -> bool:
+        """True once a worker runs and can answer at once (litellm imported)."""
+        with self._lock:
+            return self._process is not None and self._process.poll() is None and self._ready.is_set()
+
+    def warm(self) -> None:
+        """Start the worker now, if it is not running, so that the first call
+        does not wait for its start (a few seconds: litellm's import)."""
+        with self._lock:
+            self._ensure_started()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Start the worker if needed and wait, at most `timeout` seconds,
+        until it can answer. False if it did not get there (it stopped, or is
+        still starting)."""
+        with self._lock:
+            self._ensure_started()
+            ready = self._ready
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready.is_set():
+            with self._lock:
+                if self._process is None or self._ready is not ready:
+                    return False  # it stopped
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        """End the worker (it exits when its stdin closes); calls in flight fail."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+
+    def _ensure_started(self) -> None:
+        """With the lock held."""
+        if self._process is None or self._process.poll() is not None:
+            self._ready = threading.Event()
+            self._process = self._start(self._ready)
+
+    def _start(self, ready: threading.Event) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [sys.executable, "-m", "convtui.backend.model_worker"],
             stdin=subprocess.PIPE,
@@ -72,7 +122,7 @@ class _ModelWorker:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
         )
-        threading.Thread(target=self._read, args=(process,), name="convtui-model-replies", daemon=True).start()
+        threading.Thread(target=self._read, args=(process, ready), name="convtui-model-replies", daemon=True).start()
         return process
 
     def submit(
@@ -81,8 +131,7 @@ class _ModelWorker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._process = self._start()
+            self._ensure_started()
             self._next_id += 1
             call_id = self._next_id
             self._calls[call_id] = (loop, future, on_text)
@@ -102,12 +151,15 @@ class _ModelWorker:
         except OSError:
             pass  # the reader sees the worker gone and fails the calls
 
-    def _read(self, process: subprocess.Popen[bytes]) -> None:
+    def _read(self, process: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             try:
                 reply = orjson.loads(line)
             except orjson.JSONDecodeError:
+                continue
+            if reply.get("ready"):
+                ready.set()
                 continue
             with self._lock:
                 entry = self._calls.get(reply.get("id"))
@@ -158,6 +210,26 @@ def _deliver(future: asyncio.Future[Any], on_text: Callable[[str], None] | None,
 
 
 _model_worker = _ModelWorker()
+
+STARTING_MODEL_WORKER = "starting the model worker…"
+
+
+def model_worker_ready() -> bool:
+    """True if a model call would be answered without waiting for the
+    worker process to start."""
+    return _model_worker.ready
+
+
+def start_model_worker() -> None:
+    """Start the model worker process in the background (for a UI that has a
+    model configured: its first call then does not wait). Returns at once."""
+    _model_worker.warm()
+
+
+async def wait_for_model_worker(timeout: float) -> bool:
+    """Start the model worker if needed and wait until it can answer (True),
+    at most `timeout` seconds."""
+    return await _model_worker.wait_ready(timeout)
 
 
 async def load_litellm() -> Any:

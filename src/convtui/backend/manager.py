@@ -24,7 +24,7 @@ from .events import EventDict
 from .llm import LLMConfig
 from .redaction import provider_keys_in_environment
 from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
-from .models import AgentState, ConversationStatus, check_message
+from .models import AgentState, ConversationInfo, ConversationStatus, check_message
 from .runtime import Workspace
 from .service import ConversationService, LiveState, user_message
 from .updates import EventAdded, LoopUpdate, Subscriber, UpdateHub
@@ -266,9 +266,16 @@ class ConversationManager:
 
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         """Approve the pending action; `always` approves every later one of
-        this run too."""
+        this conversation too, across stops and restarts, until
+        `set_always_approve(..., False)`."""
         full_id = await self.service.resolve(conversation_id)
         self._awaiting(full_id).decide(Decision(approved=True, always=always))
+
+    async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
+        """Turn "always approve" on or off for a conversation; its loop (here
+        or in another process) heeds it from the next action on. An action
+        already waiting stays waiting. Raises NotFound."""
+        return await self.service.update_metadata(conversation_id, always_approve=on)
 
     async def reject(self, conversation_id: str) -> None:
         full_id = await self.service.resolve(conversation_id)

@@ -3,7 +3,8 @@ that started it (see llm._ModelWorker), so litellm's import and its per-call
 Python work never compete with the UI's event loop.
 
 Protocol, JSON lines. In: {"id", "config", "messages", "tools", "max_tokens",
-"stream_text"} starts a call, {"cancel": id} abandons one. Out: {"id",
+"stream_text"} starts a call, {"cancel": id} abandons one. Out: {"ready":
+true} once litellm is imported (calls sent before wait until then); {"id",
 "text"} for each streamed piece, then {"id", "done": LLMResponse fields} or
 {"id", "error": {"message", "runtime_status", "agent_state", "retryable"}}.
 The worker exits when its stdin closes (its parent is gone)."""
@@ -116,6 +117,7 @@ async def main() -> None:
 
     threading.Thread(target=read_stdin, daemon=True).start()
     await load_litellm()
+    _write({"ready": True})  # the parent stops saying "starting the model worker…"
     calls: dict[int, asyncio.Task[None]] = {}
     while (line := await incoming.get()) is not None:
         try:

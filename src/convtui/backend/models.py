@@ -173,6 +173,9 @@ class ConversationMetadata(BaseModel):
     runner_pid: int | None = None
     runner_host: str | None = None
     archived: bool = False
+    # "Always approve" was chosen: actions run without asking, across stops
+    # and restarts, until it is turned off. Absent in older data: off.
+    always_approve: bool = False
 
     @field_validator("conversation_id")
     @classmethod
@@ -216,6 +219,7 @@ class ConversationInfo(BaseModel):
     completion_tokens: int = 0
     total_tokens: int = 0
     archived: bool = False
+    always_approve: bool = False
 
 
 class ConversationInfoResultSet(BaseModel):

@@ -3,6 +3,7 @@ detail pane of the selected conversation, with every action on a key."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -51,6 +52,7 @@ class MainScreen(Screen[None]):
         Binding("y", "decide('approve')", "Approve", id="approve"),
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
+        Binding("A", "toggle_always_approve", "Always approve on/off", id="always-approve", show=False),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("escape", "back", "Back", id="back"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -86,6 +88,7 @@ class MainScreen(Screen[None]):
         self._binding_state: tuple = ()
         self._filtering = False  # the user asked for the filter box
         self._filters_on_status = False  # status changes then change the rows shown
+        self._select_when_listed: str | None = None  # a conversation just created: the cursor goes to it
 
     # -- layout --------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class MainScreen(Screen[None]):
                 yield Static(id="list-status")
                 yield ConversationList(self._row, self.clock, id="conversations")
                 yield Static(id="empty-state")
-            yield DetailPane(self.clock, id="detail")
+            yield DetailPane(self.clock, workspace_of=self.service.data_dir.workspace, id="detail")
         yield KeysFooter()
 
     @property
@@ -123,6 +126,21 @@ class MainScreen(Screen[None]):
             self.conversation_list.animate = False
         self.conversation_list.focus()
         self.reload()
+        self.call_after_refresh(self._warm_model_worker)
+
+    @work(group="warm-model")
+    async def _warm_model_worker(self) -> None:
+        """After the first paint: with a model configured, start the model
+        worker process now, so the first model call does not wait seconds
+        for it (litellm's import)."""
+        try:
+            settings = await self.service.load_settings()
+        except ConvtuiError:
+            return  # the settings dialog and the first start say what is wrong
+        if settings.llm_model:
+            from ..backend.llm import start_model_worker
+
+            await asyncio.to_thread(start_model_worker)
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -167,7 +185,14 @@ class MainScreen(Screen[None]):
 
     def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
-        self.conversation_list.set_ids(ids, parsed.words, partial(self.service.position_in, sort=self.sort))
+        locate = partial(self.service.position_in, sort=self.sort)
+        self.conversation_list.set_ids(ids, parsed.words, locate)
+        wanted = self._select_when_listed
+        if wanted is not None:
+            position = locate(ids, wanted)
+            if position is not None:
+                self._select_when_listed = None
+                self.conversation_list.cursor = position
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total)
@@ -305,10 +330,12 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide the keys that cannot apply now (footer and palette follow)."""
         selected = self.selected_id
-        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember") and selected is None:
+        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember", "toggle_always_approve") and selected is None:
             return False
         if action == "decide":
-            return bool(selected and self.manager.pending_action(selected))
+            # Only with the action in view: on a narrow terminal the detail
+            # (its log and approval bar) must be open first (Enter).
+            return bool(selected and self.manager.pending_action(selected)) and self._detail_shown()
         if action == "back":
             filter_input = self.query_one("#filter", Input)
             return bool(
@@ -321,6 +348,9 @@ class MainScreen(Screen[None]):
             info = self.service.row(selected)
             return info is not None and info.status.value in ("RUNNING", "STARTING")
         return True
+
+    def _detail_shown(self) -> bool:
+        return not self.narrow or self.has_class("detail-open")
 
     def _targets(self) -> list[str]:
         return self.conversation_list.marked_or_current()
@@ -439,7 +469,7 @@ class MainScreen(Screen[None]):
     @work(group="actions")
     async def _decide(self, decision: str) -> None:
         conversation_id = self.selected_id
-        if conversation_id is None:
+        if conversation_id is None or not self._detail_shown():
             return
         try:
             if decision == "reject":
@@ -450,9 +480,29 @@ class MainScreen(Screen[None]):
             self.notify(str(error), severity="error")
         self.detail.show_pending(None)
 
+    @work(group="actions")
+    async def action_toggle_always_approve(self) -> None:
+        conversation_id = self.selected_id
+        info = self.service.row(conversation_id) if conversation_id else None
+        if info is None:
+            return
+        try:
+            info = await self.manager.set_always_approve(info.conversation_id, not info.always_approve)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        if info.always_approve:
+            self.notify("Always approve is on: actions of this conversation run without asking (A turns it off)")
+        else:
+            self.notify("Always approve is off: actions wait for approval again")
+        if self.selected_id == info.conversation_id:
+            self._show_info(self.service.row(info.conversation_id))
+
     @on(DetailPane.MessageSubmitted)
     @work(group="actions")
     async def _send(self, message: DetailPane.MessageSubmitted) -> None:
+        # Back to the log, where y/N/Y, s and x act (the input would take them as text).
+        self.detail.event_log.focus()
         try:
             await self.manager.send_message(message.conversation_id, message.text)
             if not self.manager.is_running(message.conversation_id):
@@ -485,6 +535,8 @@ class MainScreen(Screen[None]):
         except ConvtuiError as error:
             self.notify(str(error), title="Not created", severity="error")
             return
+        # The new row becomes the current one once the list holds it.
+        self._select_when_listed = response.conversation_id
         self.query_one("#filter", Input).value = ""  # (sets query_text)
         self.reload()
         self._select(response.conversation_id)
@@ -564,6 +616,7 @@ class MainScreen(Screen[None]):
             self.notify(str(error), title="Settings not saved", severity="error")
             return
         self.notify("Settings saved")
+        self._warm_model_worker()
 
     def action_quit(self) -> None:
         running = self.manager.running_ids()
@@ -612,7 +665,8 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                 ("Enter in the log", "expand or collapse a long output"),
                 ("R", "remember prompt for the selected event"),
                 ("y / N / Y", "approve / reject / always approve a pending action"),
-                ("Enter in the input", "send the message to the agent"),
+                ("A", "turn always approve on or off for the conversation (kept across stop and start)"),
+                ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
             ],
         ),
         (

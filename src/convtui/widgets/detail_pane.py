@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,25 +20,40 @@ from ..formatting import format_cost, format_tokens, relative_time
 from ..terminal_text import one_line
 from .event_log import EventLog
 from .no_layout import LineInput
-from .status_badge import badge_for
+from .status_badge import badge_for, state_words
 
 
-def describe_info(info: ConversationInfo, now: datetime, colours: dict[str, str] | None = None) -> Text:
+def home_relative(path: Path) -> str:
+    """`path` with the home directory written as ~ (shorter, and what a
+    person would type)."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except (ValueError, RuntimeError):  # not under home, or no home
+        return str(path)
+
+
+def describe_info(
+    info: ConversationInfo,
+    now: datetime,
+    colours: dict[str, str] | None = None,
+    workspace: Path | None = None,
+    width: int | None = None,
+) -> Text:
     """The header lines of the pane, built as Text so nothing is markup.
-    `colours` maps badge styles (running, waiting, error) to theme colours."""
+    `colours` maps badge styles (running, waiting, error) to theme colours;
+    `workspace` is the directory the agent works in, shortened from the
+    left to `width` cells (its end, the conversation's own directory, is
+    what tells it apart)."""
     badge = badge_for(info)
     colour = (colours or {}).get(badge.style)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(one_line(info.title), style="bold")
     text.append("\n")
-    state = info.status.value
-    if info.runtime_status is not None:
-        state += " · " + info.runtime_status.value.removeprefix("STATUS$").replace("_", " ").lower()
-    if info.agent_state is not None:
-        state += f" · agent {info.agent_state.value.replace('_', ' ')}"
-    text.append(f"{badge.glyph} {state}", style=f"bold {colour}" if colour else "bold")
+    text.append(f"{badge.glyph} {one_line(state_words(info), 300)}", style=f"bold {colour}" if colour else "bold")
+    if info.always_approve:
+        text.append(" · always approve on (A turns it off)", style="bold")
     text.append("\n")
-    if info.status_message:
+    if info.status_message and badge.label != "error":
         text.append(one_line(info.status_message, 300), style=f"italic {colour}" if colour else "italic")
         text.append("\n")
     repository = info.selected_repository or "no repository"
@@ -45,6 +61,11 @@ def describe_info(info: ConversationInfo, now: datetime, colours: dict[str, str]
         repository += f"@{info.selected_branch}"
     trigger = info.trigger.value if info.trigger else "-"
     text.append(f"{info.conversation_id} · {one_line(repository)} · {trigger}\n")
+    if workspace is not None:
+        line = f"workspace {one_line(home_relative(workspace))}"
+        if width is not None and len(line) > width:
+            line = "workspace …" + line[len(line) - max(1, width - len("workspace …")) :]
+        text.append(line + "\n")
     text.append(
         f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
         f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
@@ -93,9 +114,16 @@ class DetailPane(Vertical):
             self.conversation_id = conversation_id
             self.text = text
 
-    def __init__(self, clock: Callable[[], datetime], *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        *,
+        workspace_of: Callable[[str], Path] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.clock = clock
+        self.workspace_of = workspace_of  # a conversation's workspace directory, shown in the header
         self.info: ConversationInfo | None = None
         self._header_lines = 0
 
@@ -121,8 +149,14 @@ class DetailPane(Vertical):
             return
         variables = self.app.get_css_variables()
         colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
-        self._show_header(describe_info(info, self.clock(), colours))
+        workspace = self.workspace_of(info.conversation_id) if self.workspace_of is not None else None
+        width = self.query_one("#detail-header").content_region.width or None
+        self._show_header(describe_info(info, self.clock(), colours, workspace, width))
         self.query_one("#message-input", Input).disabled = False
+
+    def on_resize(self) -> None:
+        if self.info is not None:
+            self.show_info(self.info)  # the workspace path is cut to the width
 
     def _show_header(self, text: Text) -> None:
         # The header is as tall as its lines: a layout pass (the whole screen

@@ -1,0 +1,99 @@
+"""The model worker process: started in the background when a model is
+configured, and a first call that has to wait for its start says so.
+
+Each test gets a fresh worker (a new _ModelWorker, not the one the other
+tests share) so that "not started yet" is real; real litellm, real
+subprocess, the fake server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from convtui.backend import llm as llm_module
+from convtui.backend.manager import ConversationManager
+from convtui.backend.service import ConversationService
+from convtui.backend.updates import LoopUpdate, StatusChanged
+
+from .fake_llm import FakeLLMServer, Text
+
+
+@pytest.fixture
+def fresh_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[llm_module._ModelWorker]:
+    worker = llm_module._ModelWorker()
+    monkeypatch.setattr(llm_module, "_model_worker", worker)
+    yield worker
+    worker.stop()
+
+
+async def run_once(service: ConversationService, server: FakeLLMServer) -> list[str | None]:
+    """Run one conversation until the agent answers; the status messages it published."""
+    server.responder = lambda body: Text("Title" if body["messages"][0]["content"].startswith("Write") else "hello")
+    await service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": "sk-test-0123456789", "llm_base_url": server.base_url}
+    )
+    manager = ConversationManager(service)
+    messages: list[str | None] = []
+
+    def collect(update: LoopUpdate) -> None:
+        if isinstance(update, StatusChanged):
+            messages.append(update.message)
+
+    manager.subscribe(collect)
+    created = await service.new_conversation({"initial_user_msg": "hi"})
+    try:
+        await manager.start(created.conversation_id, until_idle=True)
+        await asyncio.wait_for(manager.wait(created.conversation_id), 60)
+    finally:
+        await manager.shutdown()
+    events = await service.search_events(created.conversation_id)
+    assert any(event.get("message") == "hello" for event in events)
+    return messages
+
+
+async def test_a_first_call_says_the_model_worker_is_starting(
+    service: ConversationService, fresh_worker: llm_module._ModelWorker
+) -> None:
+    assert not llm_module.model_worker_ready()
+    async with FakeLLMServer() as server:
+        messages = await run_once(service, server)
+    assert llm_module.STARTING_MODEL_WORKER in messages
+    # Said only while it starts: the states after it do not repeat it.
+    after = messages[messages.index(llm_module.STARTING_MODEL_WORKER) + 1 :]
+    assert after and llm_module.STARTING_MODEL_WORKER not in after
+    assert llm_module.model_worker_ready()
+
+
+async def test_a_warm_worker_answers_without_that_message(
+    service: ConversationService, fresh_worker: llm_module._ModelWorker
+) -> None:
+    llm_module.start_model_worker()  # returns at once
+    assert await llm_module.wait_for_model_worker(60)
+    async with FakeLLMServer() as server:
+        messages = await run_once(service, server)
+    assert llm_module.STARTING_MODEL_WORKER not in messages
+
+
+async def test_the_ui_starts_the_worker_when_a_model_is_configured(
+    data_dir: Path, fresh_worker: llm_module._ModelWorker
+) -> None:
+    from convtui.screens.main import MainScreen
+
+    from .ui.seed import settle, still_app
+
+    service = await ConversationService.open(data_dir, user_id="tester")
+    service.close()
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.pause(0.5)
+        assert fresh_worker._process is None  # no model: nothing started
+        await app.service.update_settings({"llm_model": "openai/fake-model"})
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        await settle(pilot, lambda: fresh_worker._process is not None, timeout=5)
+        assert await llm_module.wait_for_model_worker(60)
