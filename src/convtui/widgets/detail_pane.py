@@ -120,7 +120,7 @@ class DetailPane(Vertical):
             self.query_one("#message-input", Input).disabled = True
             return
         variables = self.app.get_css_variables()
-        colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
+        colours = {name: variables.get(key, "") for name, key in (("running", "text-success"), ("waiting", "text-warning"), ("error", "text-error"))}
         self._show_header(describe_info(info, self.clock(), colours))
         self.query_one("#message-input", Input).disabled = False
 
