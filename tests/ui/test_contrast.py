@@ -150,3 +150,30 @@ async def test_every_text_reads_in_every_colour_system(theme: str, data_dir: Pat
         app.theme = theme
         problems = await every_state(pilot, data_dir, ids, COLOUR_SYSTEMS)
     assert not problems, "\n".join(unique(problems)[:40])
+
+
+async def test_no_color_keeps_the_cursor_and_every_state_apart(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR: Textual turns every colour grey. The greys still read, and
+    the cursor row is told from the others by reverse video, not by a shade."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    ids = seed(data_dir)
+    app = still_app(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        listed = await open_main_screen(pilot, data_dir, ids)
+        assert app.no_color
+        problems = await every_state(pilot, data_dir, ids, {"truecolor": ColorSystem.TRUECOLOR})
+        assert not problems, "\n".join(unique(problems)[:40])
+        region = listed.region
+        for focused in (listed, main_screen(app).query_one("#filter")):
+            focused.focus()
+            for cursor in range(len(ids)):
+                listed.cursor = cursor
+                await pilot.pause()
+                strips = screen_strips(app)
+                for row in range(len(ids)):
+                    styles = {
+                        bool(style.reverse)
+                        for text, style, _ in strips[region.y + row].crop(region.x, region.right)
+                        if text.strip()
+                    }
+                    assert styles == {row == cursor}, (focused.id, cursor, row, styles)

@@ -51,7 +51,7 @@ async def seed(root: Path) -> list[str]:
         service.close()
 
 
-def demo_app() -> int:
+def demo_app(mouse: bool = True) -> int:
     from ..app import ConvtuiApp
 
     root = Path(tempfile.mkdtemp(prefix="convtui-demo-"))
@@ -68,7 +68,7 @@ def demo_app() -> int:
 
             app.run_worker(start())
 
-        ConvtuiApp(root, on_ready=start_replays).run()
+        ConvtuiApp(root, on_ready=start_replays).run(mouse=mouse)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
