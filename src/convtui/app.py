@@ -51,6 +51,7 @@ class ConvtuiApp(App[None]):
         self.manager = None
         self._addressed: OrderedDict[int, tuple[events.Key, Widget | None]] = OrderedDict()
         self._saved_theme: str | None = None  # the theme settings.json holds, once read
+        self.keymap: dict[str, str] = {}  # binding id -> keys, from settings.json
 
     @property
     def available_themes(self) -> dict[str, Theme]:
@@ -132,8 +133,8 @@ class ConvtuiApp(App[None]):
             return
         self._saved_theme = settings.theme
         self.theme = settings.theme
-        keymap, errors = checked_keymap(settings.keymap)
-        self.set_keymap(keymap)
+        self.keymap, errors = checked_keymap(settings.keymap)
+        self.set_keymap(self.keymap)
         for error in errors:
             self.notify(one_line(error, 300), title="Keymap entry ignored", severity="error", timeout=10)
 

@@ -6,7 +6,9 @@ silently does nothing."""
 from __future__ import annotations
 
 from difflib import get_close_matches
+from functools import cache
 
+from textual.app import App
 from textual.binding import Binding
 from textual.keys import KEY_ALIASES, Keys, key_to_character
 
@@ -14,6 +16,7 @@ MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
 _KEY_NAMES = {key.value for key in Keys} | set(KEY_ALIASES) | {"space", "tab", "enter", "escape", "backspace"}
 
 
+@cache
 def remappable_bindings() -> dict[str, Binding]:
     """Every binding with an id, by id: the main screen's, its widgets' and
     each dialog's ("help.close", "settings.save", ...)."""
@@ -76,3 +79,15 @@ def checked_keymap(keymap: dict[str, str]) -> tuple[dict[str, str], list[str]]:
             continue
         usable[binding_id] = keys
     return usable, errors
+
+
+def shown_keys(app: App, binding_id: str) -> str:
+    """The keys of a binding as the footer shows them, with the app's keymap
+    (`app.keymap`) applied: "n", "^n/f5", "F2"."""
+    binding = remappable_bindings()[binding_id]
+    keys = getattr(app, "keymap", {}).get(binding_id)
+    if keys is None:
+        if binding.key_display:
+            return binding.key_display
+        keys = binding.key
+    return "/".join(app.get_key_display(binding.with_key(key.strip(), key_display=None)) for key in keys.split(","))
