@@ -17,7 +17,7 @@ from textual.widgets._footer import FooterKey
 from convtui import cli
 from convtui.app import ConvtuiApp
 from convtui.backend.settings import THEME_NAMES, SettingsStore
-from convtui.keymap import shown_keys
+from convtui.keymap import remappable_bindings, shown_keys
 from convtui.screens.main import MainScreen, help_sections
 
 from .contrast import screen_strips, screen_text
@@ -160,3 +160,10 @@ async def test_the_footer_shows_whole_keys_and_the_palette_at_any_width(data_dir
             assert key.region.right <= width, (key.description, key.region)
             assert f"{key.key_display} {key.description}" in footer, (key.description, footer)
         assert [key.description for key in shown][:2] == ["New", "Start"]
+
+
+def test_the_readme_lists_every_remappable_binding_id() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    listed = readme.split("\nIds: ", 1)[1].split(".\n", 1)[0]
+    ids = {word.strip(" ,\n") for word in re.sub(r"\([^)]*\)|and in the dialogs", " ", listed).split()}
+    assert ids - {""} == set(remappable_bindings())
