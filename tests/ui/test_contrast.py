@@ -26,7 +26,7 @@ from convtui.screens.main import MainScreen
 from convtui.widgets.conversation_list import ConversationList
 from convtui.widgets.detail_pane import DetailPane
 
-from .contrast import COLOUR_SYSTEMS, poor_contrast, screen_strips
+from .contrast import COLOUR_SYSTEMS, TERMINAL_BACKGROUND, poor_contrast, screen_strips, shown_colour
 from .seed import NOW, SAMPLES, seed_store, settle, still_app
 
 # WCAG 2's floor for large text and interface parts in truecolor. With 256
@@ -103,6 +103,25 @@ def problems_now(app: ConvtuiApp, where: str, systems: dict[str, ColorSystem]) -
     ]
 
 
+def cursor_unseen(app: ConvtuiApp, listed: ConversationList, where: str, systems: dict[str, ColorSystem]) -> list[str]:
+    """The cursor row must stand out from the row beside it (its background,
+    or reverse video under NO_COLOR), focused or not."""
+    strips = screen_strips(app)
+    region = listed.region
+    cursor_y = region.y + listed.cursor - int(listed.scroll_offset.y)
+    other_y = cursor_y + 1 if listed.cursor == 0 else cursor_y - 1
+
+    def look(y: int, system: ColorSystem) -> tuple:
+        [segment] = list(strips[y].crop(region.x + 4, region.x + 5))
+        return shown_colour(segment.style.bgcolor, system, TERMINAL_BACKGROUND), bool(segment.style.reverse)
+
+    return [
+        f"{app.theme} {system_name} {where}: row {cursor_y} the cursor row looks like row {other_y}"
+        for system_name, system in systems.items()
+        if look(cursor_y, system) == look(other_y, system)
+    ]
+
+
 async def every_state(pilot: Pilot, data_dir: Path, ids: list[str], systems: dict[str, ColorSystem]) -> list[str]:
     """The contrast problems of every screen state in the current theme."""
     app = pilot.app
@@ -113,7 +132,9 @@ async def every_state(pilot: Pilot, data_dir: Path, ids: list[str], systems: dic
         for row in range(len(ids)):
             listed.cursor = row
             await pilot.pause()
-            problems += problems_now(app, f"cursor on row {row}, {focused.id} focused", systems)
+            where = f"cursor on row {row}, {focused.id} focused"
+            problems += problems_now(app, where, systems)
+            problems += cursor_unseen(app, listed, where, systems)
     for key in ("n", "r", "d", "f2", "question_mark", "ctrl+p"):
         listed.focus()
         await pilot.pause()
