@@ -9,7 +9,6 @@ visible character must have at least MINIMUM_CONTRAST against its cell."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
