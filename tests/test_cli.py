@@ -178,7 +178,7 @@ def test_bare_command_opens_the_ui_on_the_data_dir(
     from convtui.app import ConvtuiApp
 
     opened: list[Path] = []
-    monkeypatch.setattr(ConvtuiApp, "run", lambda app: opened.append(app.data_dir))
+    monkeypatch.setattr(ConvtuiApp, "run", lambda app, **options: opened.append(app.data_dir))
     cli()
     assert opened == [data_dir]
     assert __version__ in subprocess.run(

@@ -89,3 +89,40 @@ def test_a_loose_mode_is_warned_about(store: SettingsStore, caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING):
         store.load()
     assert "chmod 600" in caplog.text
+
+
+def test_theme_mouse_and_keymap_round_trip(store: SettingsStore) -> None:
+    """The UI's look and keys are settings too: set from text (`config set`),
+    saved, shown."""
+    assert (Settings().theme, Settings().mouse, Settings().keymap) == ("textual-dark", True, {})
+    store.set("theme", "rose-pine")
+    store.set("mouse", "off")
+    store.set("keymap", '{"new": "ctrl+n, f5", "help.close": "escape"}')
+    loaded = store.load()
+    assert (loaded.theme, loaded.mouse) == ("rose-pine", False)
+    assert loaded.keymap == {"new": "ctrl+n,f5", "help.close": "escape"}
+    assert display_value("keymap", loaded) == '{"new":"ctrl+n,f5","help.close":"escape"}'
+    assert display_value("mouse", loaded) == "off"
+    store.set("keymap", "")
+    assert store.load().keymap == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("theme", "no-such-theme", "unknown theme 'no-such-theme'; known: textual-dark"),
+        ("mouse", "sometimes", "mouse: expected on or off"),
+        ("keymap", "new=ctrl+n", "keymap: expected JSON like"),
+        ("keymap", '["new"]', "keymap"),
+        ("keymap", '{"New!": "n"}', "binding id 'New!' is not a name"),
+        ("keymap", '{"new": "ctrl+ n"}', "keys 'ctrl+ n' for 'new' are not key names"),
+        ("keymap", '{"new": "a,"}', "keys 'a,' for 'new'"),
+    ],
+)
+def test_bad_theme_mouse_or_keymap_is_one_clear_line(store: SettingsStore, name: str, value: str, reason: str) -> None:
+    store.set("theme", "flexoki")
+    before = store.path.read_bytes()
+    with pytest.raises(InvalidInput) as raised:
+        store.set(name, value)
+    assert reason in str(raised.value) and "\n" not in str(raised.value)
+    assert store.path.read_bytes() == before

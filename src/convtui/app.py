@@ -11,11 +11,14 @@ from pathlib import Path
 from textual import work
 from textual.app import App, ComposeResult
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Static
 
 from .backend.errors import ConvtuiError
+from .backend.settings import THEME_NAMES
 from .commands import ConversationCommands
 from .keys_in_order import KeysInOrderApp
+from .terminal_text import one_line
 
 
 def _utc_now() -> datetime:
@@ -45,6 +48,14 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.on_ready = on_ready
         self.service = None
         self.manager = None
+        self._saved_theme: str | None = None  # the theme settings.json holds, once read
+        self.keymap: dict[str, str] = {}  # binding id -> keys, from settings.json
+
+    @property
+    def available_themes(self) -> dict[str, Theme]:
+        """The themes offered (the palette's "Change theme"): those that keep
+        every text readable in every colour system (settings.THEME_NAMES)."""
+        return {name: theme for name, theme in super().available_themes.items() if name in THEME_NAMES}
 
     def compose(self) -> ComposeResult:
         yield Static(f"Opening {self.data_dir} …", id="loading")
@@ -78,6 +89,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.bind("q", "quit")
             return
         self.manager = ConversationManager(self.service)
+        await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
         # walking it again and again (it caused the slowest keystrokes at 100k).
         gc.collect()
@@ -86,6 +98,37 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.run_worker(self._warm_search(), group="warm")
         if self.on_ready is not None:
             self.on_ready(self)
+
+    async def apply_settings(self) -> None:
+        """The theme and the keymap of settings.json (at start, and after the
+        settings dialog saved them). A keymap entry that names no binding or
+        no key is left out, with a one-line error."""
+        from .keymap import checked_keymap
+
+        try:
+            settings = await self.service.load_settings()
+        except ConvtuiError as error:
+            self.notify(one_line(str(error), 300), title="Settings not read", severity="error")
+            return
+        self._saved_theme = settings.theme
+        self.theme = settings.theme
+        self.keymap, errors = checked_keymap(settings.keymap)
+        self.set_keymap(self.keymap)
+        for error in errors:
+            self.notify(one_line(error, 300), title="Keymap entry ignored", severity="error", timeout=10)
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme picked in the palette is kept in settings.json."""
+        if self._saved_theme is not None and theme != self._saved_theme:
+            self._saved_theme = theme
+            self._save_theme(theme)
+
+    @work(group="theme", exclusive=True)
+    async def _save_theme(self, theme: str) -> None:
+        try:
+            await self.service.update_settings({"theme": theme})
+        except ConvtuiError as error:
+            self.notify(one_line(str(error), 300), title="Theme not saved", severity="error")
 
     async def _warm_search(self) -> None:
         """Build the search columns after the first paint; they live as long

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="open the UI on a temporary data directory with sample conversations that replay (no API key needed)",
     )
+    parser.add_argument(
+        "--no-mouse",
+        action="store_true",
+        help="leave the mouse to the terminal, so text can be selected and copied (also: config set mouse off)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list conversations, newest activity first")
@@ -586,14 +591,26 @@ def run_ui(arguments: argparse.Namespace) -> int:
     if arguments.demo:
         from .demo import demo_app
 
-        return demo_app()
+        return demo_app(mouse=not arguments.no_mouse)
     from .termination import ends_cleanly_on_termination
 
     root = (arguments.data_dir or default_data_dir()).expanduser()
     with ends_cleanly_on_termination() as termination:  # loops stop, their commands die
         termination.app = ConvtuiApp(root)
-        termination.app.run()
+        termination.app.run(mouse=not arguments.no_mouse and _mouse_setting(root))
     return termination.exit_code or EXIT_OK
+
+
+def _mouse_setting(root: Path) -> bool:
+    """The `mouse` setting; on when the settings cannot be read (the UI
+    then says why)."""
+    from .backend.data_dir import DataDirectory
+    from .backend.settings import SettingsStore
+
+    try:
+        return SettingsStore(DataDirectory(root).settings).load_file().mouse
+    except ConvtuiError:
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Command palette (ctrl+p): every action of the main screen, by name."""
+"""Command palette (ctrl+p): every action of the main screen, by name, with
+its keys as they are now (the settings' keymap can change them)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,26 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+# (what the palette says, the main screen's action, the id of its binding)
 ACTIONS = (
-    ("New conversation", "new", "n"),
-    ("Rename conversation", "rename", "r"),
-    ("Start conversation", "start", "s"),
-    ("Stop conversation", "stop", "x"),
-    ("Delete conversation(s)", "delete", "d"),
-    ("Archive / unarchive", "archive", "a"),
-    ("Filter conversations", "filter", "/"),
-    ("Cycle sort order", "sort", "o"),
-    ("Export conversation (JSON)", "export", "e"),
-    ("Copy conversation id", "copy_id", "c"),
-    ("Remember prompt for selected event", "remember", "R"),
-    ("Approve pending action", "decide('approve')", "y"),
-    ("Reject pending action", "decide('reject')", "N"),
-    ("Always approve", "decide('always')", "Y"),
-    ("Always approve on / off for the conversation", "toggle_always_approve", "A"),
-    ("Help: every key", "help", "?"),
-    ("Settings", "settings", "F2"),
-    ("Quit", "quit", "q"),
+    ("New conversation", "new", "new"),
+    ("Rename conversation", "rename", "rename"),
+    ("Start conversation", "start", "start"),
+    ("Stop conversation", "stop", "stop"),
+    ("Delete conversation(s)", "delete", "delete"),
+    ("Archive / unarchive", "archive", "archive"),
+    ("Filter conversations", "filter", "filter"),
+    ("Cycle sort order", "sort", "sort"),
+    ("Export conversation (JSON)", "export", "export"),
+    ("Copy conversation id", "copy_id", "copy"),
+    ("Remember prompt for selected event", "remember", "remember"),
+    ("Approve pending action", "decide('approve')", "approve"),
+    ("Reject pending action", "decide('reject')", "reject"),
+    ("Always approve", "decide('always')", "always"),
+    ("Always approve on / off for the conversation", "toggle_always_approve", "always-approve"),
+    ("Help: every key", "help", "help"),
+    ("Settings", "settings", "settings"),
+    ("Quit", "quit", "quit"),
 )
 
 
@@ -37,13 +39,18 @@ class ConversationCommands(Provider):
                 await screen.run_action(action)
                 return
 
+    def _key_help(self, binding_id: str) -> str:
+        from .keymap import shown_keys
+
+        return f"key: {shown_keys(self.app, binding_id)}"
+
     async def discover(self) -> Hits:
-        for name, action, key in ACTIONS:
-            yield DiscoveryHit(f"{name} ({key})", partial(self._run, action), help=f"key: {key}")
+        for name, action, binding_id in ACTIONS:
+            yield DiscoveryHit(name, partial(self._run, action), help=self._key_help(binding_id))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, action, key in ACTIONS:
+        for name, action, binding_id in ACTIONS:
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), partial(self._run, action), help=f"key: {key}")
+                yield Hit(score, matcher.highlight(name), partial(self._run, action), help=self._key_help(binding_id))

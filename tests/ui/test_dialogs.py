@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input, Label, Switch, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Select, Switch, TextArea
 
 from convtui.backend.models import ConversationTrigger
 from convtui.backend.settings import SETTING_NAMES, Settings
@@ -306,7 +306,7 @@ async def test_settings_unchanged_form_saves_nothing_and_a_typed_key_is_returned
 async def test_settings_every_setting_config_show_lists_is_editable() -> None:
     host = settings_dialog()
     async with host.run_test() as pilot:
-        editable = {widget.id for widget in host.dialog.query("Input, Switch")}
+        editable = {widget.id for widget in host.dialog.query("Input, Switch, Select")}
         assert editable == set(SETTING_NAMES)
         host.dialog.query_one("#llm_timeout", Input).value = "30"
         host.dialog.query_one("#conversation_max_age_days", Input).value = "0.5"
@@ -542,3 +542,21 @@ def test_write_prompt_file_never_overwrites(tmp_path: Path) -> None:
     assert first.name == "remember-20250102-030405.md"
     assert second.name == "remember-20250102-030405-2.md"
     assert first.read_text() == "one" and second.read_text() == "two"
+
+
+async def test_settings_theme_mouse_and_keymap_are_edited_in_the_dialog() -> None:
+    host = settings_dialog()
+    async with host.run_test(size=(80, 24)) as pilot:
+        host.dialog.query_one("#theme", Select).value = "flexoki"
+        host.dialog.query_one("#mouse", Switch).value = False
+        keymap = host.dialog.query_one("#keymap", Input)
+        keymap.value = "not json"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert host.results == []
+        assert label_text(host, "#status").startswith("Keymap (JSON): ")
+        assert host.dialog.query_one("#save", Button).region.bottom <= 24  # the form scrolls, the buttons stay
+        keymap.value = '{"new": "ctrl+n"}'
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert host.results == [{"theme": "flexoki", "mouse": False, "keymap": {"new": "ctrl+n"}}]

@@ -1,4 +1,5 @@
-"""Settings: the model, its API key and base URL, confirmation mode and limits.
+"""Settings: the model, its API key and base URL, confirmation mode, limits,
+and the look and keys of the terminal UI (theme, mouse, keymap).
 
 Kept in `settings.json` (mode 0600) in the data directory; environment
 variables override the file. The API key is a SecretStr: it never appears in
@@ -7,6 +8,7 @@ a repr, a log line or `config show` except masked."""
 from __future__ import annotations
 
 import logging
+import re
 import os
 import stat
 from collections.abc import Mapping
@@ -21,6 +23,27 @@ from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error
 from .models import find_control_character
 
 log = logging.getLogger(__name__)
+
+# The themes the UI offers: those of Textual's that keep every text readable
+# in truecolor, 256 and 16 colours (tests/ui/test_contrast.py checks each;
+# nord, dracula, monokai, gruvbox, tokyo-night, solarized, atom-one and the
+# ansi themes do not).
+THEME_NAMES = (
+    "textual-dark",
+    "textual-light",
+    "catppuccin-mocha",
+    "catppuccin-macchiato",
+    "catppuccin-frappe",
+    "flexoki",
+    "rose-pine",
+    "rose-pine-moon",
+    "rose-pine-dawn",
+)
+DEFAULT_THEME = "textual-dark"
+# A binding id (a MainScreen binding such as "new", or a dialog's "help.close")
+# and its keys: Textual key names joined by commas, e.g. "ctrl+n,insert".
+BINDING_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+KEY = re.compile(r"([a-z]+\+)*[^\s,+]+")
 
 ENVIRONMENT_OVERRIDES = {
     "llm_model": "CONVTUI_LLM_MODEL",
@@ -47,6 +70,34 @@ class Settings(BaseModel):
     conversation_max_age_days: float = Field(
         default=10.0, gt=0, le=36_500, description="the list hides conversations idle longer than this"
     )
+
+    theme: str = Field(default=DEFAULT_THEME, description="colour theme of the UI: " + ", ".join(THEME_NAMES))
+    mouse: bool = Field(default=True, description="the UI takes the mouse (off: the terminal selects text)")
+    keymap: dict[str, str] = Field(
+        default_factory=dict, description='keys for binding ids, as JSON: {"new": "ctrl+n", "quit": "q,ctrl+q"}'
+    )
+
+    @field_validator("theme")
+    @classmethod
+    def _theme(cls, value: str) -> str:
+        value = value.strip()
+        if value not in THEME_NAMES:
+            raise ValueError(f"unknown theme {value!r}; known: {', '.join(THEME_NAMES)}")
+        return value
+
+    @field_validator("keymap")
+    @classmethod
+    def _keymap(cls, value: dict[str, str]) -> dict[str, str]:
+        """The shape of each entry; which ids exist is the UI's to say."""
+        checked = {}
+        for binding_id, keys in value.items():
+            if not BINDING_ID.fullmatch(binding_id):
+                raise ValueError(f"binding id {binding_id!r} is not a name like 'new' or 'help.close'")
+            keys = ",".join(key.strip() for key in keys.split(","))
+            if not all(KEY.fullmatch(key) for key in keys.split(",")):
+                raise ValueError(f"keys {keys!r} for {binding_id!r} are not key names joined by commas, e.g. 'ctrl+n,f5'")
+            checked[binding_id] = keys
+        return checked
 
     @field_validator("llm_model", "llm_base_url")
     @classmethod
@@ -135,6 +186,8 @@ def display_value(name: str, settings: Settings) -> str:
         return ""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode() if value else ""
     return str(value)
 
 
@@ -150,6 +203,11 @@ def _parse_value(name: str, raw: str) -> Any:
         if lowered in ("off", "false", "no", "0"):
             return False
         raise InvalidInput(f"{name}: expected on or off, got {raw!r}")
+    if name == "keymap":
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidInput(f'keymap: expected JSON like {{"new": "ctrl+n"}}, got {raw!r}') from None
     return raw
 
 

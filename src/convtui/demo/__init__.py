@@ -51,7 +51,7 @@ async def seed(root: Path) -> list[str]:
         service.close()
 
 
-def demo_app() -> int:
+def demo_app(mouse: bool = True) -> int:
     """Run the demo; its temporary directory is removed however it ends:
     q, a closed terminal (SIGHUP) or `kill` (SIGTERM)."""
     from ..app import ConvtuiApp
@@ -74,7 +74,7 @@ def demo_app() -> int:
                 app.run_worker(start())
 
             termination.app = ConvtuiApp(root, on_ready=start_replays)
-            termination.app.run()
+            termination.app.run(mouse=mouse)
         finally:
             termination.hold()
             if root is not None:

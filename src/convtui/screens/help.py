@@ -3,6 +3,7 @@ two-column table (key, what it does)."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -34,6 +35,9 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
+        # The key column is as wide as its longest key, and two cells more:
+        # a key never runs into its description ("Enter in the inputsend").
+        key_width = max((cell_len(key) for _, rows in self.sections for key, _ in rows), default=0) + 2
         with Vertical(classes="dialog--box") as box:
             box.border_title = "Keys"
             with VerticalScroll():
@@ -41,7 +45,9 @@ class HelpScreen(ModalScreen[None]):
                     yield Label(Content(title), classes="help--section")
                     for key, description in rows:
                         with Horizontal(classes="help--row"):
-                            yield Label(Content(key), classes="help--key")
+                            key_label = Label(Content(key), classes="help--key")
+                            key_label.styles.width = key_width
+                            yield key_label
                             yield Label(Content(description), classes="help--description")
         yield KeysFooter()
 

@@ -600,7 +600,9 @@ class MainScreen(Screen[None]):
         self.app.push_screen(RememberPromptScreen(generate, Path.cwd()))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(help_sections()))
+        from ..keymap import shown_keys
+
+        self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app))))
 
     def action_settings(self) -> None:
         # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
@@ -616,6 +618,8 @@ class MainScreen(Screen[None]):
             self.notify(str(error), title="Settings not saved", severity="error")
             return
         self.notify("Settings saved")
+        if "theme" in values or "keymap" in values:
+            await self.app.apply_settings()
         self._warm_model_worker()
 
     def action_quit(self) -> None:
@@ -634,8 +638,11 @@ class MainScreen(Screen[None]):
             self.app.exit()
 
 
-def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every key, for the help screen (kept beside the bindings it describes)."""
+def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every key, for the help screen (kept beside the bindings it describes).
+    `keys(binding_id)` shows a binding's keys as they are now (keymap.shown_keys:
+    the settings' keymap can change them)."""
+    marked_actions = " ".join(keys(binding_id) for binding_id in ("start", "stop", "delete", "archive"))
     return [
         (
             "Conversations",
@@ -644,17 +651,17 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                 ("g/G Home/End", "first / last"),
                 ("PgUp/PgDn", "page"),
                 ("Enter", "open the detail (narrow terminals) and focus its log"),
-                ("space", "mark a row; s x d a then act on every marked row"),
-                ("n", "new conversation"),
-                ("r", "rename"),
-                ("s / x", "start / stop the agent loop"),
-                ("d", "delete (asks first)"),
-                ("a", "archive / unarchive"),
-                ("/", "filter: words, status:running, repo:owner/name, trigger:cli, is:archived"),
-                ("o", "cycle the sort: updated, created, title, status, cost"),
-                ("e", "export as trajectory JSON into the current directory"),
-                ("c", "copy the id (OSC 52: works over SSH)"),
-                ("Esc", "clear the filter, close the detail, clear marks"),
+                (keys("mark"), f"mark a row; {marked_actions} then act on every marked row"),
+                (keys("new"), "new conversation"),
+                (keys("rename"), "rename"),
+                (f"{keys('start')} / {keys('stop')}", "start / stop the agent loop"),
+                (keys("delete"), "delete (asks first)"),
+                (keys("archive"), "archive / unarchive"),
+                (keys("filter"), "filter: words, status:running, repo:owner/name, trigger:cli, is:archived"),
+                (keys("sort"), "cycle the sort: updated, created, title, status, cost"),
+                (keys("export"), "export as trajectory JSON into the current directory"),
+                (keys("copy"), "copy the id (OSC 52: works over SSH)"),
+                (keys("back"), "clear the filter, close the detail, clear marks"),
             ],
         ),
         (
@@ -662,16 +669,26 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
             [
                 ("Tab", "move between list, event log and message input"),
                 ("↑/↓ in the log", "select an event"),
-                ("Enter in the log", "expand or collapse a long output"),
-                ("R", "remember prompt for the selected event"),
-                ("y / N / Y", "approve / reject / always approve a pending action"),
-                ("A", "turn always approve on or off for the conversation (kept across stop and start)"),
+                (f"{keys('expand')} in the log", "expand or collapse a long output"),
+                (keys("remember"), "remember prompt for the selected event"),
+                (
+                    f"{keys('approve')} / {keys('reject')} / {keys('always')}",
+                    "approve / reject / always approve a pending action",
+                ),
+                (keys("always-approve"), "turn always approve on or off for the conversation (kept across stop and start)"),
                 ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
             ],
         ),
         (
             "Application",
-            [("?", "this help"), ("F2", "settings"), ("ctrl+p", "command palette"), ("q", "quit (asks if loops run)")],
+            [
+                (keys("help"), "this help"),
+                (keys("settings"), "settings"),
+                ("ctrl+p", "command palette; its \"Change theme\" picks and keeps a theme"),
+                (keys("quit"), "quit (asks if loops run)"),
+                ("--no-mouse", "start with the mouse left to the terminal, to select text"),
+                ("settings.json", 'remap keys: "keymap": {"new": "ctrl+n"} (binding ids in the README)'),
+            ],
         ),
     ]
 

@@ -1,10 +1,12 @@
 """The settings dialog: every setting `convtui config show` lists (model, API
-key, base URL, confirmation mode, limits and timeouts), validated by the
+key, base URL, confirmation mode, limits and timeouts, theme, mouse and
+keymap), validated by the
 `Settings` model itself, plus a "Test connection" button that asks the model
 for an answer without leaving the dialog."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,13 +14,13 @@ from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, LoadingIndicator, Switch
+from textual.widgets import Button, Input, Label, LoadingIndicator, Select, Switch
 
 from ..backend.errors import ConvtuiError
-from ..backend.settings import Settings, mask_secret, plain_words
+from ..backend.settings import THEME_NAMES, Settings, display_value, mask_secret, plain_words
 from ..terminal_text import one_line
 from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
@@ -36,8 +38,14 @@ TEXT_FIELDS: dict[str, str] = {
     "llm_timeout": "LLM timeout (s)",
     "conversation_max_age_days": "Hide idle (days)",
 }
-EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode")
-LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions"}
+# Below the text fields: the look and the keys of the UI.
+KEYMAP_FIELD = {"keymap": "Keymap (JSON)"}
+EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode", "theme", "mouse", *KEYMAP_FIELD)
+LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions", "theme": "Theme", "mouse": "Mouse", **KEYMAP_FIELD}
+SWITCH_MEANINGS = {
+    "confirmation_mode": ("on: ask before commands and file writes", "off: run commands without asking"),
+    "mouse": ("on: the UI takes the mouse (from the next start)", "off: the terminal selects text (next start)"),
+}
 
 
 def shown_value(value: Any) -> str:
@@ -90,15 +98,31 @@ class SettingsScreen(ModalScreen[dict | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog--box") as box:
             box.border_title = "Settings"
-            with Grid(classes="dialog--form -dense"):
+            # Scrolls when the terminal is too short for every setting (80×24).
+            with VerticalScroll(classes="dialog--form -dense -scrolls"):
                 for name, label in TEXT_FIELDS.items():
                     yield Label(label)
                     yield self._input(name)
                     if name == "llm_base_url":
-                        yield Label(LABELS["confirmation_mode"])
-                        with Horizontal(classes="dialog--switch-row"):
-                            yield Switch(self.settings.confirmation_mode, id="confirmation_mode")
-                            yield Label(id="confirmation_mode_meaning")
+                        yield from self._switch("confirmation_mode")
+                yield Label(LABELS["theme"])
+                yield Select(
+                    [(name, name) for name in THEME_NAMES],
+                    value=self.settings.theme,
+                    allow_blank=False,
+                    compact=True,
+                    id="theme",
+                    tooltip=Settings.model_fields["theme"].description,
+                )
+                yield from self._switch("mouse")
+                yield Label(LABELS["keymap"])
+                yield Input(
+                    display_value("keymap", self.settings),
+                    placeholder='{"new": "ctrl+n"}',
+                    id="keymap",
+                    compact=True,
+                    tooltip=Settings.model_fields["keymap"].description,
+                )
             with Horizontal(id="testing", classes="dialog--progress"):
                 yield LoadingIndicator()
                 yield Label("testing…")
@@ -108,6 +132,12 @@ class SettingsScreen(ModalScreen[dict | None]):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
         yield KeysFooter()
+
+    def _switch(self, name: str) -> ComposeResult:
+        yield Label(LABELS[name])
+        with Horizontal(classes="dialog--switch-row"):
+            yield Switch(getattr(self.settings, name), id=name)
+            yield Label(id=f"{name}_meaning")
 
     def _input(self, name: str) -> Input:
         field = Settings.model_fields[name]
@@ -141,7 +171,8 @@ class SettingsScreen(ModalScreen[dict | None]):
                 self.dismiss(None)
                 return
             self._fill()
-        self._describe_confirmation_mode()
+        for name in SWITCH_MEANINGS:
+            self._describe_switch(name)
         self._as_opened = self._form()
 
     def _fill(self) -> None:
@@ -152,26 +183,34 @@ class SettingsScreen(ModalScreen[dict | None]):
                 field.placeholder = self._key_placeholder()
             else:
                 field.value = shown_value(getattr(self.settings, name))
-        self.query_one("#confirmation_mode", Switch).value = self.settings.confirmation_mode
+        for name in SWITCH_MEANINGS:
+            self.query_one(f"#{name}", Switch).value = getattr(self.settings, name)
+        self.query_one("#theme", Select).value = self.settings.theme
+        self.query_one("#keymap", Input).value = display_value("keymap", self.settings)
 
     def _form(self) -> dict[str, Any]:
         """What the fields hold now, as typed."""
         typed: dict[str, Any] = {name: self.query_one(f"#{name}", Input).value for name in TEXT_FIELDS}
-        typed["confirmation_mode"] = self.query_one("#confirmation_mode", Switch).value
+        for name in SWITCH_MEANINGS:
+            typed[name] = self.query_one(f"#{name}", Switch).value
+        typed["theme"] = self.query_one("#theme", Select).value
+        typed["keymap"] = self.query_one("#keymap", Input).value
         return typed
 
     @property
     def edited(self) -> bool:
         return self._form() != self._as_opened
 
-    @on(Switch.Changed, "#confirmation_mode")
-    def _describe_confirmation_mode(self) -> None:
+    @on(Switch.Changed)
+    def _switch_changed(self, event: Switch.Changed) -> None:
+        if event.switch.id in SWITCH_MEANINGS:
+            self._describe_switch(event.switch.id)
+
+    def _describe_switch(self, name: str) -> None:
         """Say in words what the switch means, so it reads without colour."""
-        if self.query_one("#confirmation_mode", Switch).value:
-            meaning = "on: ask before commands and file writes"
-        else:
-            meaning = "off: run commands without asking"
-        self.query_one("#confirmation_mode_meaning", Label).update(meaning)
+        on_meaning, off_meaning = SWITCH_MEANINGS[name]
+        meaning = on_meaning if self.query_one(f"#{name}", Switch).value else off_meaning
+        self.query_one(f"#{name}_meaning", Label).update(meaning)
 
     def edited_settings(self) -> Settings:
         """The settings as the form has them. Raises ValidationError."""
@@ -185,7 +224,10 @@ class SettingsScreen(ModalScreen[dict | None]):
                 values[name] = None
             else:
                 values[name] = typed
-        values["confirmation_mode"] = self.query_one("#confirmation_mode", Switch).value
+        for name in SWITCH_MEANINGS:
+            values[name] = self.query_one(f"#{name}", Switch).value
+        values["theme"] = self.query_one("#theme", Select).value
+        values["keymap"] = _keymap_typed(self.query_one("#keymap", Input).value)
         return Settings.model_validate(values)
 
     def changed_values(self, edited: Settings) -> dict[str, Any]:
@@ -262,3 +304,14 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     def _mark_invalid(self, location: tuple[object, ...]) -> None:
         mark_invalid_field(self, location)
+
+
+def _keymap_typed(text: str) -> Any:
+    """The keymap field's JSON ('' is no remapping). Text that is not JSON is
+    passed on as is, for the Settings model to refuse in words."""
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

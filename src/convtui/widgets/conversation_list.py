@@ -266,8 +266,8 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         return strip if cells == width else strip.crop_extend(0, width, base)
 
     def _style(self, cursor: bool, *components: str) -> Style:
-        """Every piece of the cursor's row carries the cursor's style."""
-        return self.component_style("cursor", *components) if cursor else self.component_style(*components)
+        """Every piece of the cursor's row carries the cursor's style, laid last: its colours win."""
+        return self.component_style(*components, "cursor") if cursor else self.component_style(*components)
 
     def _row_segments(self, info: ConversationInfo, width: int, cursor: bool, row: int) -> tuple[list[Segment], int]:
         """The pieces of a row and their width in cells (`width` unless the

@@ -148,7 +148,7 @@ class DetailPane(Vertical):
             self.query_one("#message-input", Input).disabled = True
             return
         variables = self.app.get_css_variables()
-        colours = {name: variables.get(key, "") for name, key in (("running", "success"), ("waiting", "warning"), ("error", "error"))}
+        colours = {name: variables.get(key, "") for name, key in (("running", "text-success"), ("waiting", "text-warning"), ("error", "text-error"))}
         workspace = self.workspace_of(info.conversation_id) if self.workspace_of is not None else None
         width = self.query_one("#detail-header").content_region.width or None
         self._show_header(describe_info(info, self.clock(), colours, workspace, width))

@@ -474,4 +474,4 @@ class EventLog(CachedComponentStyles, ContentSized, ScrollView, can_focus=True):
 
     def _style(self, selected: bool, name: str) -> Style:
         components = ("selected",) if selected else ()
-        return self.component_style(*components) if name == "plain" else self.component_style(*components, name)
+        return self.component_style(*components) if name == "plain" else self.component_style(name, *components)

@@ -13,6 +13,7 @@ from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Input
+from textual.widgets._footer import FooterKey
 
 
 class ContentSized:
@@ -31,7 +32,9 @@ class LineInput(ContentSized, Input):
 
 
 class KeysFooter(Footer):
-    """Textual's footer, rebuilt only when the keys it shows change."""
+    """Textual's footer, rebuilt only when the keys it shows change, showing
+    as many keys as fit its width, in their order, and always the command
+    palette's key (everything is there): never a key cut in half."""
 
     _shown: tuple = ()
 
@@ -47,3 +50,25 @@ class KeysFooter(Footer):
         super().bindings_changed(screen)
         if screen.app.app_focus and self.is_attached and screen is self.screen:
             self._shown = shown  # rebuilt with them
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        keys = list(self.query_children(FooterKey))
+        palette = [key for key in keys if key.has_class("-command-palette")]
+        room = self.size.width - sum(_width(key) for key in palette)
+        for key in keys:
+            if key not in palette:
+                room -= _width(key)
+                if key.display != (room >= 0):
+                    key.display = room >= 0
+
+
+def _width(key: FooterKey) -> int:
+    """The cells a footer key takes (its text, padding and border)."""
+    return key.get_content_width(Size(0, 0), Size(0, 0)) + key.styles.gutter.width
