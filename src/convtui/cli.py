@@ -343,9 +343,13 @@ async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
 async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
     archived = arguments.command == "archive"
 
+    from .backend.manager import ConversationManager
+
+    ConversationManager(service)  # archiving a running conversation stops its loop (here or elsewhere) first
+
     async def change(conversation_id: str) -> str:
-        info = await service.set_archived(conversation_id, archived)
-        return f"{arguments.command}d {info.conversation_id}"
+        info, stopped = await service.change_archived(conversation_id, archived)
+        return f"{arguments.command}d {info.conversation_id}" + (f": {stopped}" if stopped else "")
 
     return await _each(arguments.ids, change)
 

@@ -40,6 +40,7 @@ from .errors import (
 from .events import EventDict, EventFilter, EventLog
 from .loop_lock import runner_pid
 from .models import (
+    CONVERSATION_ID_PATTERN,
     AgentState,
     ConversationInfo,
     ConversationInfoResultSet,
@@ -51,6 +52,7 @@ from .models import (
     NewConversationRequest,
     RuntimeStatus,
     default_title,
+    derived_title,
     format_timestamp,
     utc_now,
     validate_title,
@@ -65,6 +67,7 @@ PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
 _HOST = socket.gethostname()
+_ACTIVE_STATUSES = ("STARTING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -348,9 +351,11 @@ class ConversationService:
         def run() -> ConversationResponse:
             conversation_id = uuid.uuid4().hex
             now = utc_now()
+            first_title = derived_title(request.initial_user_msg) if request.initial_user_msg else None
             metadata = ConversationMetadata(
                 conversation_id=conversation_id,
-                title=default_title(conversation_id),
+                title=first_title or default_title(conversation_id),
+                title_derived=first_title is not None,
                 user_id=user_id or self.user_id,
                 selected_repository=request.repository,
                 selected_branch=request.selected_branch,
@@ -409,7 +414,8 @@ class ConversationService:
         except Exception:
             await self.delete(conversation_id)
             raise
-        await self.touch(conversation_id)
+        if not await self._title_from_first_message(conversation_id, events):
+            await self.touch(conversation_id)
         return response
 
     # -- changing ------------------------------------------------------------------
@@ -454,13 +460,35 @@ class ConversationService:
 
         def change(document: Document) -> Document | None:
             nonlocal applied
-            if document.get("title") not in (None, "", default_title(document["conversation_id"])):
+            if not _title_is_automatic(document):
                 return None
             applied = True
-            return {**document, "title": clean}
+            return {**document, "title": clean, "title_derived": False}
 
         await self._update(conversation_id, change)
         return applied
+
+    async def _title_from_first_message(self, conversation_id: str, events: Sequence[EventDict]) -> bool:
+        """Title a conversation still under its default title after the
+        start of its first user message in `events`. True if it did."""
+        document = self.store.peek(conversation_id)
+        if document is None or document.get("title") not in (None, "", default_title(conversation_id)):
+            return False
+        for event in events:
+            if event.get("source") == "user" and event.get("action") == "message":
+                title = derived_title(str((event.get("args") or {}).get("content") or event.get("message") or ""))
+                if title is not None:
+                    break
+        else:
+            return False
+
+        def change(document: Document) -> Document | None:
+            if document.get("title") not in (None, "", default_title(document["conversation_id"])):
+                return None  # renamed or titled meanwhile
+            return {**document, "title": title, "title_derived": True, "last_updated_at": format_timestamp(utc_now())}
+
+        await self._update(conversation_id, change)
+        return True
 
     async def touch(self, conversation_id: str) -> ConversationInfo:
         return await self.update_metadata(conversation_id)
@@ -481,19 +509,59 @@ class ConversationService:
                 raise PermissionDenied(
                     f"conversation {document['conversation_id'][:8]} belongs to {owner}; only its owner may rename it"
                 )
-            return {**document, "title": clean, "last_updated_at": format_timestamp(utc_now())}
+            return {**document, "title": clean, "title_derived": False, "last_updated_at": format_timestamp(utc_now())}
 
         return await self._update(conversation_id, change)
 
     async def set_archived(self, conversation_id: str, archived: bool) -> ConversationInfo:
-        """Archive (hide from the default list, keep on disk) or unarchive."""
+        """Archive (hide from the default list, keep on disk) or unarchive.
+        See change_archived for a conversation whose loop runs."""
+        info, _ = await self.change_archived(conversation_id, archived)
+        return info
+
+    async def change_archived(self, conversation_id: str, archived: bool) -> tuple[ConversationInfo, str | None]:
+        """Archive or unarchive. An archived conversation never hides a
+        running loop (one that might be waiting for an approval nobody sees):
+        archiving one whose loop runs stops the loop first, here or in another
+        process of this machine (through the loop manager), and the second
+        value says so ("stopped ..."; None when no loop ran). Refused with
+        InvalidInput when the loop cannot be stopped from here (no loop
+        manager, or it runs on another host); nothing changes then."""
+        full_id = await self.resolve(conversation_id)
+        stopped = None
+        if archived:
+            stopped = await self._stop_before_archive(full_id)
 
         def change(document: Document) -> Document | None:
             if bool(document.get("archived")) == archived:
                 return None
             return {**document, "archived": archived}
 
-        return await self._update(conversation_id, change)
+        return await self._update(full_id, change), stopped
+
+    async def _stop_before_archive(self, full_id: str) -> str | None:
+        live = self._live_state(full_id)
+        document = await asyncio.to_thread(self.store.get, full_id)
+        if document is None:
+            raise NotFound(f"no conversation with id {full_id}")
+        here = live is not None and live.status.value in _ACTIVE_STATUSES
+        elsewhere = (
+            not here
+            and document.get("status") in _ACTIVE_STATUSES
+            and not _runner_is_gone(self.data_dir, document)
+        )
+        if not here and not elsewhere:
+            return None
+        host = document.get("runner_host")
+        if self.loops is None or (elsewhere and host not in (None, _HOST)):
+            where = f" on host {host}" if host not in (None, _HOST) else ""
+            raise InvalidInput(
+                f"conversation {full_id[:8]} is running{where}; stop its loop first "
+                f"(x in the list, or convtui stop {full_id[:8]}), then archive it"
+            )
+        result = await self.loops.stop(full_id)
+        detail = str(getattr(result, "message", "")).removeprefix("stopped").strip()
+        return "its loop was stopped first" + (f" {detail}" if detail else "")
 
     async def archive(self, conversation_id: str) -> ConversationInfo:
         return await self.set_archived(conversation_id, True)
@@ -521,6 +589,148 @@ class ConversationService:
         removed = await asyncio.to_thread(run)
         self._changed(full_id)
         return removed
+
+    # -- the trash -----------------------------------------------------------------
+
+    async def trash(self, conversation_id: str) -> str:
+        """Move a conversation to the trash (what `d` and `convtui trash`
+        use): stop its loop if it runs, then take it out of the store and
+        its directory into `conversations/.trash-<id>/` with its metadata in
+        `trashed.json`. `restore` brings it back whole; `empty_trash` deletes
+        it for good. Returns the full id. Raises NotFound.
+
+        Crash-safe in this order: the record is written inside the still-live
+        directory, the metadata is removed, the directory is renamed. A crash
+        after the first step leaves an unused file; after the second, a
+        directory holding `trashed.json` without metadata, which `doctor
+        --repair` moves on into the trash (never revives)."""
+        full_id = await self.resolve(conversation_id)
+        if self.loops is not None and full_id in self.loops.live_states():
+            await self.loops.stop(full_id)
+
+        def run() -> str:
+            document = self.store.get(full_id)
+            if document is None:
+                raise NotFound(f"no conversation with id {full_id}")
+            record = orjson.dumps({"trashed_at": format_timestamp(utc_now()), "document": document})
+            directory = self.data_dir.conversation(full_id)
+            target = trash_directory(directory)
+            try:
+                if target.exists():  # a trashed copy cut short earlier: this one replaces it
+                    remove_conversation_directory(target)
+                if directory.is_dir() and not directory.is_symlink():
+                    atomic_write(directory / TRASH_RECORD, record)
+                    self.store.remove(full_id)
+                    os.rename(directory, target)
+                else:
+                    if directory.is_symlink():
+                        directory.unlink()
+                    target.mkdir()
+                    atomic_write(target / TRASH_RECORD, record)
+                    self.store.remove(full_id)
+            except OSError as error:
+                raise StorageError(describe_os_error(error, "move to the trash")) from error
+            self._event_logs.pop(full_id, None)
+            return full_id
+
+        trashed = await asyncio.to_thread(run)
+        self._changed(trashed)
+        return trashed
+
+    def _trashed_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.data_dir.conversations)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StorageError(describe_os_error(error, "read")) from error
+        found = []
+        for name in names:
+            conversation_id = name.removeprefix(TRASH_PREFIX)
+            if conversation_id != name and CONVERSATION_ID_PATTERN.match(conversation_id):
+                found.append(conversation_id)
+        return found
+
+    def _trash_record(self, conversation_id: str) -> TrashedConversation | None:
+        path = trash_directory(self.data_dir.conversation(conversation_id)) / TRASH_RECORD
+        try:
+            raw = orjson.loads(path.read_bytes())
+            document = ConversationMetadata.model_validate(raw["document"]).to_document()
+            trashed_at = str(raw["trashed_at"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, ValidationError) as error:
+            log.warning("unreadable trash record %s: %s", path, error)
+            return None
+        return TrashedConversation(conversation_id, document["title"], trashed_at, document)
+
+    async def list_trash(self) -> list[TrashedConversation]:
+        """What the trash holds, most recently trashed first."""
+
+        def run() -> list[TrashedConversation]:
+            records = [self._trash_record(conversation_id) for conversation_id in self._trashed_ids()]
+            return sorted(
+                (record for record in records if record is not None),
+                key=lambda record: (record.trashed_at, record.conversation_id),
+                reverse=True,
+            )
+
+        return await asyncio.to_thread(run)
+
+    def _resolve_trashed(self, id_or_prefix: str) -> str:
+        candidate = id_or_prefix.strip().lower()
+        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
+            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
+        matches = sorted(i for i in self._trashed_ids() if i.startswith(candidate))
+        if not matches:
+            raise NotFound(f"no conversation with id {candidate} in the trash")
+        if len(matches) > 1:
+            raise AmbiguousId(f"id prefix {candidate} matches several conversations in the trash; give more characters")
+        return matches[0]
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        """Bring a conversation back from the trash as it was (title, flags,
+        events, workspace). Raises NotFound, or InvalidInput when one with
+        its id exists again. A crash midway leaves it in the trash, or
+        restored without the record (both whole)."""
+
+        def run() -> ConversationInfo:
+            full_id = self._resolve_trashed(conversation_id)
+            record = self._trash_record(full_id)
+            if record is None:
+                raise StorageError(f"the trash record of conversation {full_id[:8]} is missing or damaged")
+            self.store.refresh()
+            if self.store.get(full_id) is not None:
+                raise InvalidInput(f"conversation {full_id[:8]} exists outside the trash; not restored")
+            directory = self.data_dir.conversation(full_id)
+            try:
+                # Renamed back first: a crash before the metadata is stored
+                # leaves a directory holding its record, which doctor returns
+                # to the trash.
+                os.rename(trash_directory(directory), directory)
+                self.store.insert(record.document)
+                (directory / TRASH_RECORD).unlink(missing_ok=True)
+            except OSError as error:
+                raise StorageError(describe_os_error(error, "restore")) from error
+            return self._info(record.document, self._live_state(full_id))
+
+        info = await asyncio.to_thread(run)
+        self._changed(info.conversation_id)
+        return info
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        """Delete trashed conversations for good (all, or those given by id or
+        prefix). Returns how many went."""
+
+        def run() -> int:
+            targets = self._trashed_ids() if conversation_ids is None else [
+                self._resolve_trashed(given) for given in conversation_ids
+            ]
+            for full_id in targets:
+                remove_conversation_directory(trash_directory(self.data_dir.conversation(full_id)))
+            return len(targets)
+
+        return await asyncio.to_thread(run)
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         """Store the experiment config once. A second call returns False and
@@ -576,7 +786,9 @@ class ConversationService:
     async def append_events(self, conversation_id: str, events: list[EventDict]) -> list[EventDict]:
         """Append events (ids assigned) durably; returns them as stored."""
         full_id = await self.resolve(conversation_id)
-        return await asyncio.to_thread(self._event_log(full_id).append, events)
+        stored = await asyncio.to_thread(self._event_log(full_id).append, events)
+        await self._title_from_first_message(full_id, stored)
+        return stored
 
     # -- export --------------------------------------------------------------------
 
@@ -620,6 +832,21 @@ def user_message(content: str, image_urls: list[str] | None = None) -> EventDict
 
 
 DELETED_PREFIX = ".deleted-"
+TRASH_PREFIX = ".trash-"
+TRASH_RECORD = "trashed.json"
+
+
+@dataclass(frozen=True)
+class TrashedConversation:
+    conversation_id: str
+    title: str
+    trashed_at: str  # the store's timestamp format
+    document: Document  # its metadata as it was
+
+
+def trash_directory(directory: Path) -> Path:
+    """Where a conversation's directory lies while it is in the trash."""
+    return directory.with_name(TRASH_PREFIX + directory.name)
 
 
 def remove_conversation_directory(directory: Path) -> None:
@@ -656,6 +883,14 @@ def remove_tree(directory: Path) -> None:
         function(path)
 
     shutil.rmtree(directory, onerror=retry_writable)
+
+
+def _title_is_automatic(document: Document) -> bool:
+    """Whether the title is one a model's title may replace: the default
+    one, or one taken from the first message (never a person's)."""
+    if document.get("title_derived"):
+        return True
+    return document.get("title") in (None, "", default_title(document["conversation_id"]))
 
 
 def _enum_value(enum: type, value: Any, name: str) -> str | None:
