@@ -178,3 +178,11 @@ async def test_trashing_a_running_loop_stops_it(
     assert not manager.is_running(conversation_id)
     restored = await configured.restore(conversation_id)
     assert restored.status is ConversationStatus.STOPPED
+
+
+async def test_a_derived_title_never_holds_the_api_key(service: ConversationService) -> None:
+    secret = "sk-test-SECRET-0123456789abcdef"
+    await service.set_setting("llm_api_key", secret)
+    conversation_id = await new(service, f"use the key {'x' * 30} {secret} for the deploy")
+    title = (await service.get(conversation_id)).title
+    assert title.startswith("use the key") and "sk-test" not in title

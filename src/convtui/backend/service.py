@@ -351,7 +351,7 @@ class ConversationService:
         def run() -> ConversationResponse:
             conversation_id = uuid.uuid4().hex
             now = utc_now()
-            first_title = derived_title(request.initial_user_msg) if request.initial_user_msg else None
+            first_title = self._derived_title(request.initial_user_msg) if request.initial_user_msg else None
             metadata = ConversationMetadata(
                 conversation_id=conversation_id,
                 title=first_title or default_title(conversation_id),
@@ -468,6 +468,14 @@ class ConversationService:
         await self._update(conversation_id, change)
         return applied
 
+    def _derived_title(self, message: str) -> str | None:
+        """derived_title, with the configured API key (pasted into a message)
+        never copied into the title that lists and exports show. Blocking."""
+        secret = self.settings_store.load().api_key()
+        if secret and len(secret) >= 8:
+            message = message.replace(secret, "<redacted>")  # before the cut: no half key either
+        return derived_title(message)
+
     async def _title_from_first_message(self, conversation_id: str, events: Sequence[EventDict]) -> bool:
         """Title a conversation still under its default title after the
         start of its first user message in `events`. True if it did."""
@@ -476,7 +484,8 @@ class ConversationService:
             return False
         for event in events:
             if event.get("source") == "user" and event.get("action") == "message":
-                title = derived_title(str((event.get("args") or {}).get("content") or event.get("message") or ""))
+                content = str((event.get("args") or {}).get("content") or event.get("message") or "")
+                title = await asyncio.to_thread(self._derived_title, content)
                 if title is not None:
                     break
         else:
