@@ -186,3 +186,34 @@ async def test_a_derived_title_never_holds_the_api_key(service: ConversationServ
     conversation_id = await new(service, f"use the key {'x' * 30} {secret} for the deploy")
     title = (await service.get(conversation_id)).title
     assert title.startswith("use the key") and "sk-test" not in title
+
+
+# -- status filters people look for ---------------------------------------------------
+
+
+async def test_status_waiting_finished_and_error_filters(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    from convtui.backend.query import parse_query
+
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo hi"}))
+    waiting = await new(configured, "needs a confirmation")
+    finished = await new(configured, "done already")
+    await configured.update_metadata(finished, agent_state="finished")
+    failed = await new(configured, "went wrong")
+    await configured.update_metadata(failed, status="ERROR", agent_state="error")
+    idle = await new(configured, "never started")
+    await manager.start(waiting, until_idle=True)
+    await until(lambda: manager.pending_action(waiting) is not None)
+
+    async def shown(text: str) -> set[str]:
+        return set(await configured.list_ids(parse_query(text).filter))
+
+    assert await shown("status:waiting") == {waiting}
+    assert await shown("status:running") == {waiting}
+    assert await shown("status:finished") == {finished}
+    assert await shown("status:error") == {failed}
+    assert await shown("status:stopped") == {finished, idle}
+    assert [i.conversation_id for i in (await configured.search(status="waiting")).results] == [waiting]
+    ids = configured.list_ids_now(parse_query("status:waiting").filter)
+    assert ids is None or set(ids) == {waiting}

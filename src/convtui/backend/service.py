@@ -58,7 +58,7 @@ from .models import (
     validate_title,
 )
 from .settings import Settings, SettingsStore
-from .store import ConversationFilter, ConversationStore, Document, display_status
+from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
 from .trajectory import parse_trajectory, to_json, to_markdown
 
 log = logging.getLogger(__name__)
@@ -195,15 +195,25 @@ class ConversationService:
     def _live_state(self, conversation_id: str) -> LiveState | None:
         return self.loops.live_state(conversation_id) if self.loops is not None else None
 
-    def _status_overrides(self, live: dict[str, LiveState]) -> dict[str, str]:
+    def _status_overrides(self, live: dict[str, LiveState], fine: bool = False) -> dict[str, str]:
         """Statuses that differ from the stored ones: loops running here, and
-        loops recorded as running by a process that is gone (STOPPED)."""
-        overrides = {conversation_id: state.status.value for conversation_id, state in live.items()}
+        loops recorded as running by a process that is gone (STOPPED).
+        `fine`: as display_state tells them (WAITING, FINISHED...), for the
+        filters that look at it; else as display_status."""
+        shown = display_state if fine else display_status
+        overrides: dict[str, str] = {}
+        for conversation_id, state in live.items():
+            if not fine:
+                overrides[conversation_id] = state.status.value
+                continue
+            document = self.store.peek(conversation_id) or {}
+            agent_state = state.agent_state.value if state.agent_state is not None else None
+            overrides[conversation_id] = shown({**document, "status": state.status.value, "agent_state": agent_state})
         for document in self.store.active_documents():
             conversation_id = document["conversation_id"]
             if conversation_id not in overrides and _runner_is_gone(self.data_dir, document):
                 stopped = {**document, "status": ConversationStatus.STOPPED.value}
-                overrides[conversation_id] = display_status(stopped)
+                overrides[conversation_id] = shown(stopped)
         return overrides
 
     def _info(self, document: Document, live: dict[str, LiveState] | LiveState | None) -> ConversationInfo:
@@ -245,7 +255,7 @@ class ConversationService:
             raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
         after = _decode_page(page_id) if page_id else None
         trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
-        wanted_status = _enum_value(ConversationStatus, status, "status")
+        wanted_status = _status_value(status)
         if max_age is None:
             max_age = timedelta(days=(await self.load_settings()).conversation_max_age_days)
         updated_since = None
@@ -263,7 +273,7 @@ class ConversationService:
         def run() -> ConversationInfoResultSet:
             self.store.refresh()
             live = self._live_states()
-            overrides = self._status_overrides(live) if wanted_status else {}
+            overrides = self._status_overrides(live, fine=wanted_status in STATE_FILTERS) if wanted_status else {}
             documents, next_key = self.store.search(conversation_filter, limit, after, overrides)
             return ConversationInfoResultSet(
                 results=[self._info(document, live) for document in documents],
@@ -294,7 +304,7 @@ class ConversationService:
         statuses (finding them probes the loop lock of every active row)."""
         if query.status is None and sort != "status":
             return None
-        return self._status_overrides(self._live_states())
+        return self._status_overrides(self._live_states(), fine=query.status in STATE_FILTERS)
 
     def position_in(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
         """Where a conversation is in an answer of list_ids (None: not there)."""
@@ -900,6 +910,18 @@ def _title_is_automatic(document: Document) -> bool:
     if document.get("title_derived"):
         return True
     return document.get("title") in (None, "", default_title(document["conversation_id"]))
+
+
+def _status_value(value: Any) -> str | None:
+    """A ConversationStatus, or one of the finer filter statuses (waiting,
+    finished: see store.display_state)."""
+    if value is not None and str(value).strip().upper() in STATE_FILTERS:
+        return str(value).strip().upper()
+    try:
+        return _enum_value(ConversationStatus, value, "status")
+    except InvalidInput:
+        allowed = ", ".join([member.name.lower() for member in ConversationStatus] + sorted(s.lower() for s in STATE_FILTERS))
+        raise InvalidInput(f"status {str(value).strip()!r} is not one of: {allowed}") from None
 
 
 def _enum_value(enum: type, value: Any, name: str) -> str | None:
