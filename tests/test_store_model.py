@@ -304,6 +304,8 @@ class StoreModel(RuleBasedStateMachine):
             for conversation_id in self.model:
                 where = expected.index(conversation_id) if conversation_id in expected else None
                 assert self.store.locate(expected, conversation_id) == where, typed
+                flipped = len(expected) - 1 - where if where is not None else None
+                assert self.store.locate(expected[::-1], conversation_id, reverse=True) == flipped, typed
 
         tails = [text[start:] for start in range(len(text) - 1, 0, -1)]
         typed = [text[:length] for length in range(1, len(text) + 1)]

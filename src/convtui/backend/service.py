@@ -282,22 +282,27 @@ class ConversationService:
 
         return await asyncio.to_thread(run)
 
-    async def list_ids(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...]:
+    async def list_ids(self, query: ConversationFilter, sort: str = "updated", reverse: bool = False) -> tuple[str, ...]:
         """Every matching conversation id in display order (no paging, no
-        max age): what a list view holds. See ConversationStore.matching_ids."""
+        max age): what a list view holds. See ConversationStore.matching_ids;
+        `reverse` turns the order around (oldest first...)."""
 
         def run() -> tuple[str, ...]:
             self.store.refresh()
-            return self.store.matching_ids(query, self._overrides_for(query, sort), sort)
+            ids = self.store.matching_ids(query, self._overrides_for(query, sort), sort)
+            return ids[::-1] if reverse else ids
 
         return await asyncio.to_thread(run)
 
-    def list_ids_now(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...] | None:
+    def list_ids_now(
+        self, query: ConversationFilter, sort: str = "updated", reverse: bool = False
+    ) -> tuple[str, ...] | None:
         """list_ids from memory, at once, for a keystroke: without looking for
         other processes' changes (the UI's poll does) and None when that
         cannot be quick (see ConversationStore.matching_ids_now): then call
         list_ids."""
-        return self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
+        ids = self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
+        return ids[::-1] if reverse and ids is not None else ids
 
     def _overrides_for(self, query: ConversationFilter, sort: str) -> dict[str, str] | None:
         """The live statuses, only when the filter or the order looks at
@@ -306,9 +311,11 @@ class ConversationService:
             return None
         return self._status_overrides(self._live_states(), fine=query.status in STATE_FILTERS)
 
-    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
+    def position_in(
+        self, ids: Sequence[str], conversation_id: str, sort: str = "updated", reverse: bool = False
+    ) -> int | None:
         """Where a conversation is in an answer of list_ids (None: not there)."""
-        return self.store.locate(ids, conversation_id, sort)
+        return self.store.locate(ids, conversation_id, sort, reverse)
 
 
     def row(self, conversation_id: str) -> ConversationInfo | None:
@@ -644,7 +651,7 @@ class ConversationService:
                 else:
                     if directory.is_symlink():
                         directory.unlink()
-                    target.mkdir()
+                    target.mkdir(parents=True)
                     atomic_write(target / TRASH_RECORD, record)
                     self.store.remove(full_id)
             except OSError as error:
