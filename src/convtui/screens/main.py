@@ -50,7 +50,7 @@ SORT_DIRECTIONS = {
     "cost": ("highest first", "lowest first"),
 }
 UNDO_SECONDS = 30.0
-FILTER_PLACEHOLDER = "/ filter: words status:waiting|running|error|finished repo:owner/name trigger:cli is:archived is:all"
+FILTER_PLACEHOLDER = "/ filter: words is:all status:waiting|running|error|finished repo:owner/name trigger:cli is:archived"
 
 
 @dataclass(frozen=True)
