@@ -217,3 +217,17 @@ async def test_status_waiting_finished_and_error_filters(
     assert [i.conversation_id for i in (await configured.search(status="waiting")).results] == [waiting]
     ids = configured.list_ids_now(parse_query("status:waiting").filter)
     assert ids is None or set(ids) == {waiting}
+
+
+async def test_trashing_a_loop_that_cannot_be_stopped_from_here_is_refused(service: ConversationService) -> None:
+    conversation_id = await new(service)
+    lock = LoopLock(service.data_dir.conversation(conversation_id))
+    lock.acquire()
+    try:
+        await service.update_metadata(conversation_id, status="RUNNING", runner_pid=os.getpid())
+        with pytest.raises(InvalidInput, match="stop its loop first .* then delete it"):
+            await service.trash(conversation_id)
+        assert (await service.get(conversation_id)).status is ConversationStatus.RUNNING
+        assert await service.list_trash() == []
+    finally:
+        lock.release()

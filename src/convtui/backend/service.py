@@ -556,7 +556,7 @@ class ConversationService:
         full_id = await self.resolve(conversation_id)
         stopped = None
         if archived:
-            stopped = await self._stop_before_archive(full_id)
+            stopped = await self._stop_loop_before(full_id, "archive")
 
         def change(document: Document) -> Document | None:
             if bool(document.get("archived")) == archived:
@@ -565,7 +565,10 @@ class ConversationService:
 
         return await self._update(full_id, change), stopped
 
-    async def _stop_before_archive(self, full_id: str) -> str | None:
+    async def _stop_loop_before(self, full_id: str, verb: str) -> str | None:
+        """Stop the conversation's loop, here or in another process of this
+        host, before it is archived or trashed: "its loop was stopped first"
+        or None (no loop ran). Raises InvalidInput when it cannot be."""
         live = self._live_state(full_id)
         document = await asyncio.to_thread(self.store.get, full_id)
         if document is None:
@@ -583,7 +586,7 @@ class ConversationService:
             where = f" on host {host}" if host not in (None, _HOST) else ""
             raise InvalidInput(
                 f"conversation {full_id[:8]} is running{where}; stop its loop first "
-                f"(x in the list, or convtui stop {full_id[:8]}), then archive it"
+                f"(x in the list, or convtui stop {full_id[:8]}), then {verb} it"
             )
         result = await self.loops.stop(full_id)
         detail = str(getattr(result, "message", "")).removeprefix("stopped").strip()
@@ -620,7 +623,8 @@ class ConversationService:
 
     async def trash(self, conversation_id: str) -> str:
         """Move a conversation to the trash (what `d` and `convtui trash`
-        use): stop its loop if it runs, then take it out of the store and
+        use): stop its loop if it runs (here or in another process; refused
+        when it cannot be), then take it out of the store and
         its directory into `conversations/.trash-<id>/` with its metadata in
         `trashed.json`. `restore` brings it back whole; `empty_trash` deletes
         it for good. Returns the full id. Raises NotFound.
@@ -631,8 +635,7 @@ class ConversationService:
         directory holding `trashed.json` without metadata, which `doctor
         --repair` moves on into the trash (never revives)."""
         full_id = await self.resolve(conversation_id)
-        if self.loops is not None and full_id in self.loops.live_states():
-            await self.loops.stop(full_id)
+        await self._stop_loop_before(full_id, "delete")
 
         def run() -> str:
             document = self.store.get(full_id)
