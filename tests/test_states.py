@@ -13,7 +13,8 @@ from convtui.backend.errors import InvalidInput, NotFound
 from convtui.backend.loop_lock import LoopLock
 from convtui.backend.manager import ConversationManager
 from convtui.backend.models import ConversationStatus, derived_title
-from convtui.backend.service import TRASH_RECORD, ConversationService, trash_directory, user_message
+from convtui.backend.service import ConversationService, user_message
+from convtui.backend.trash import TRASH_RECORD, trash_directory
 
 from .fake_llm import FakeLLMServer, ToolCall
 from .test_agent import Script, configured, llm, manager, new, until  # noqa: F401 (fixtures)

@@ -21,7 +21,8 @@ from .data_dir import DataDirectory
 from .errors import ConvtuiError
 from .events import EventLog
 from .models import CONVERSATION_ID_PATTERN, ConversationMetadata, ConversationTrigger, default_title, utc_now
-from .service import DELETED_PREFIX, TRASH_PREFIX, TRASH_RECORD, remove_tree
+from .service import DELETED_PREFIX, remove_tree
+from .trash import TRASH_PREFIX, TRASH_RECORD
 from .settings import SettingsStore
 from .shard_storage import load_json_file
 from .store import SHARD_PREFIX, TABLE, ConversationStore

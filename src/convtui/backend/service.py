@@ -40,7 +40,6 @@ from .errors import (
 from .events import EventDict, EventFilter, EventLog
 from .loop_lock import runner_pid
 from .models import (
-    CONVERSATION_ID_PATTERN,
     AgentState,
     ConversationInfo,
     ConversationInfoResultSet,
@@ -60,6 +59,7 @@ from .models import (
 from .settings import Settings, SettingsStore
 from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
 from .trajectory import parse_trajectory, to_json, to_markdown
+from .trash import TRASH_RECORD, TrashedConversation, read_trash_record, trash_directory, trash_record, trashed_ids
 
 log = logging.getLogger(__name__)
 
@@ -641,7 +641,7 @@ class ConversationService:
             document = self.store.get(full_id)
             if document is None:
                 raise NotFound(f"no conversation with id {full_id}")
-            record = orjson.dumps({"trashed_at": format_timestamp(utc_now()), "document": document})
+            record = trash_record(document, format_timestamp(utc_now()))
             directory = self.data_dir.conversation(full_id)
             target = trash_directory(directory)
             try:
@@ -666,38 +666,12 @@ class ConversationService:
         self._changed(trashed)
         return trashed
 
-    def _trashed_ids(self) -> list[str]:
-        try:
-            names = os.listdir(self.data_dir.conversations)
-        except FileNotFoundError:
-            return []
-        except OSError as error:
-            raise StorageError(describe_os_error(error, "read")) from error
-        found = []
-        for name in names:
-            conversation_id = name.removeprefix(TRASH_PREFIX)
-            if conversation_id != name and CONVERSATION_ID_PATTERN.match(conversation_id):
-                found.append(conversation_id)
-        return found
-
-    def _trash_record(self, conversation_id: str) -> TrashedConversation | None:
-        path = trash_directory(self.data_dir.conversation(conversation_id)) / TRASH_RECORD
-        try:
-            raw = orjson.loads(path.read_bytes())
-            document = ConversationMetadata.model_validate(raw["document"]).to_document()
-            trashed_at = str(raw["trashed_at"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, ValidationError) as error:
-            log.warning("unreadable trash record %s: %s", path, error)
-            return None
-        return TrashedConversation(conversation_id, document["title"], trashed_at, document)
-
     async def list_trash(self) -> list[TrashedConversation]:
         """What the trash holds, most recently trashed first."""
 
         def run() -> list[TrashedConversation]:
-            records = [self._trash_record(conversation_id) for conversation_id in self._trashed_ids()]
+            conversations = self.data_dir.conversations
+            records = [read_trash_record(conversations, conversation_id) for conversation_id in trashed_ids(conversations)]
             return sorted(
                 (record for record in records if record is not None),
                 key=lambda record: (record.trashed_at, record.conversation_id),
@@ -710,7 +684,7 @@ class ConversationService:
         candidate = id_or_prefix.strip().lower()
         if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
             raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
-        matches = sorted(i for i in self._trashed_ids() if i.startswith(candidate))
+        matches = sorted(i for i in trashed_ids(self.data_dir.conversations) if i.startswith(candidate))
         if not matches:
             raise NotFound(f"no conversation with id {candidate} in the trash")
         if len(matches) > 1:
@@ -725,7 +699,7 @@ class ConversationService:
 
         def run() -> ConversationInfo:
             full_id = self._resolve_trashed(conversation_id)
-            record = self._trash_record(full_id)
+            record = read_trash_record(self.data_dir.conversations, full_id)
             if record is None:
                 raise StorageError(f"the trash record of conversation {full_id[:8]} is missing or damaged")
             self.store.refresh()
@@ -752,7 +726,7 @@ class ConversationService:
         prefix). Returns how many went."""
 
         def run() -> int:
-            targets = self._trashed_ids() if conversation_ids is None else [
+            targets = trashed_ids(self.data_dir.conversations) if conversation_ids is None else [
                 self._resolve_trashed(given) for given in conversation_ids
             ]
             for full_id in targets:
@@ -861,21 +835,6 @@ def user_message(content: str, image_urls: list[str] | None = None) -> EventDict
 
 
 DELETED_PREFIX = ".deleted-"
-TRASH_PREFIX = ".trash-"
-TRASH_RECORD = "trashed.json"
-
-
-@dataclass(frozen=True)
-class TrashedConversation:
-    conversation_id: str
-    title: str
-    trashed_at: str  # the store's timestamp format
-    document: Document  # its metadata as it was
-
-
-def trash_directory(directory: Path) -> Path:
-    """Where a conversation's directory lies while it is in the trash."""
-    return directory.with_name(TRASH_PREFIX + directory.name)
 
 
 def remove_conversation_directory(directory: Path) -> None:
