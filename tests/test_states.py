@@ -232,3 +232,20 @@ async def test_trashing_a_loop_that_cannot_be_stopped_from_here_is_refused(servi
         assert await service.list_trash() == []
     finally:
         lock.release()
+
+
+async def test_a_restore_cut_short_goes_back_to_the_trash_never_half_restored(
+    service: ConversationService, data_dir: Path
+) -> None:
+    """A crash after the directory was renamed back, before the metadata was
+    stored: doctor --repair returns it to the trash, whole, to restore again."""
+    conversation_id = await new(service, "restore me")
+    await service.trash(conversation_id)
+    directory = service.data_dir.conversation(conversation_id)
+    os.rename(trash_directory(directory), directory)  # the restore's first step, then the crash
+    assert [f.problem for f in run_doctor(data_dir).findings] == ["a move to the trash cut short (by a crash)"]
+    assert run_doctor(data_dir, repair=True).healthy
+    info = await service.restore(conversation_id)
+    assert info.title == "restore me"
+    assert [e["message"] for e in await service.search_events(conversation_id)] == ["restore me"]
+    assert run_doctor(data_dir).findings == []
