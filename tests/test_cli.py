@@ -135,7 +135,7 @@ def test_import_and_export(cli: Cli, tmp_path: Path) -> None:
     assert exported == orjson.loads(TRAJECTORIES[0].read_bytes())
     output = tmp_path / "out.md"
     cli("export", imported["conversation_id"][:5], "--format", "md", "-o", str(output))
-    assert output.read_text().startswith("# Conversation ")
+    assert output.read_text().startswith("# Please create a simple 2048 game")  # titled from its first message
     replayed = cli.new("--replay", str(TRAJECTORIES[1]))
     assert cli.json("show", replayed, "--json")["trigger"] == "replay"
 

@@ -35,7 +35,7 @@ async def test_new_conversation_has_default_title_owner_and_first_message(servic
     assert response.status == "ok"
     assert response.conversation_status is ConversationStatus.STOPPED
     info = await service.get(response.conversation_id)
-    assert info.title == f"Conversation {response.conversation_id[:5]}"
+    assert info.title == "Fix the flaky test"  # the first message's start, until the model names it
     assert info.user_id == "alice"
     assert info.selected_repository == "org/repo"
     assert info.trigger is ConversationTrigger.GUI

@@ -28,11 +28,15 @@ TITLES = st.text("abcABC xyzé É01-/", min_size=1, max_size=12)
 REPOSITORIES = [None, "org/repo", "Org/Other", "ab/cd"]
 BRANCHES = [None, "main", "Feature/ab", "dev"]
 STATUSES = [status.value for status in ConversationStatus]
+AGENT_STATES = [None, "running", "awaiting_user_input", "awaiting_user_confirmation", "finished", "error"]
+# What the status filter takes: the statuses and the finer states (status:waiting, status:finished).
+FILTER_STATUSES = [*STATUSES, "WAITING", "FINISHED"]
 TRIGGERS = [None, "gui", "cli"]
 
 FIELDS = {
     "title": TITLES,
     "status": st.sampled_from(STATUSES),
+    "agent_state": st.sampled_from(AGENT_STATES),
     "archived": st.booleans(),
     "selected_repository": st.sampled_from(REPOSITORIES),
     "selected_branch": st.sampled_from(BRANCHES),
@@ -57,6 +61,7 @@ def documents(draw: st.DrawFn, conversation_id: st.SearchStrategy[str] = IDS) ->
         selected_repository=draw(st.sampled_from(REPOSITORIES)),
         selected_branch=draw(st.sampled_from(BRANCHES)),
         status=draw(st.sampled_from(STATUSES)),
+        agent_state=draw(st.sampled_from(AGENT_STATES)),
         archived=draw(st.booleans()),
         trigger=draw(st.sampled_from(TRIGGERS)),
         created_at=created,
@@ -73,6 +78,18 @@ def shown_status(document: dict) -> str:
     return status
 
 
+def shown_state(document: dict) -> str:
+    """What status:waiting and status:finished compare: a loop running but
+    waiting for the person; a finished agent with no loop running."""
+    status = shown_status(document)
+    agent_state = document.get("agent_state")
+    if status in ("STARTING", "RUNNING") and agent_state in ("awaiting_user_input", "awaiting_user_confirmation", "finished"):
+        return "WAITING"
+    if status == "STOPPED" and agent_state == "finished":
+        return "FINISHED"
+    return status
+
+
 def matches(document: dict, query: ConversationFilter, overrides: dict[str, str]) -> bool:
     conversation_id = document["conversation_id"]
     if query.archived is not None and bool(document.get("archived")) != query.archived:
@@ -81,7 +98,8 @@ def matches(document: dict, query: ConversationFilter, overrides: dict[str, str]
         return False
     if query.trigger is not None and document.get("trigger") != query.trigger:
         return False
-    if query.status is not None and overrides.get(conversation_id, shown_status(document)) != query.status:
+    shown = shown_state if query.status in ("WAITING", "FINISHED") else shown_status
+    if query.status is not None and overrides.get(conversation_id, shown(document)) != query.status:
         return False
     if query.updated_since is not None and document["last_updated_at"] < query.updated_since:
         return False
@@ -245,7 +263,7 @@ class StoreModel(RuleBasedStateMachine):
         query = ConversationFilter(
             repository=data.draw(st.none() | st.sampled_from(REPOSITORIES[1:])),
             trigger=data.draw(st.none() | st.sampled_from(TRIGGERS[1:])),
-            status=data.draw(st.none() | st.sampled_from(STATUSES)),
+            status=data.draw(st.none() | st.sampled_from(FILTER_STATUSES)),
             text=text,
             archived=data.draw(st.sampled_from([None, True, False])),
             updated_since=data.draw(st.none() | MOMENTS.map(format_timestamp)),
@@ -253,7 +271,9 @@ class StoreModel(RuleBasedStateMachine):
         overrides = {}
         if self.model:
             overrides = data.draw(
-                st.dictionaries(st.sampled_from(sorted(self.model)), st.sampled_from(["RUNNING", "STOPPED"]), max_size=2)
+                st.dictionaries(
+                    st.sampled_from(sorted(self.model)), st.sampled_from(["RUNNING", "STOPPED", "WAITING"]), max_size=2
+                )
             )
         limit = data.draw(st.integers(1, 5))
         expected = newest_first([d for d in self.model.values() if matches(d, query, overrides)])
@@ -269,7 +289,7 @@ class StoreModel(RuleBasedStateMachine):
         sources += [d["title"] for d in self.model.values()] + [i[:6] for i in self.model]
         text = data.draw(st.lists(st.sampled_from(sources), min_size=1, max_size=3).map(" ".join))
         base = ConversationFilter(
-            status=data.draw(st.none() | st.sampled_from(STATUSES)),
+            status=data.draw(st.none() | st.sampled_from(FILTER_STATUSES)),
             archived=data.draw(st.sampled_from([None, True, False])),
         )
         overrides = {}
@@ -284,6 +304,8 @@ class StoreModel(RuleBasedStateMachine):
             for conversation_id in self.model:
                 where = expected.index(conversation_id) if conversation_id in expected else None
                 assert self.store.locate(expected, conversation_id) == where, typed
+                flipped = len(expected) - 1 - where if where is not None else None
+                assert self.store.locate(expected[::-1], conversation_id, reverse=True) == flipped, typed
 
         tails = [text[start:] for start in range(len(text) - 1, 0, -1)]
         typed = [text[:length] for length in range(1, len(text) + 1)]
@@ -308,7 +330,7 @@ class StoreModel(RuleBasedStateMachine):
     @invariant()
     def each_filter_alone_agrees_with_the_model(self) -> None:
         queries = [ConversationFilter(archived=archived) for archived in (None, True, False)]
-        queries += [ConversationFilter(status=status, archived=None) for status in STATUSES]
+        queries += [ConversationFilter(status=status, archived=None) for status in FILTER_STATUSES]
         queries += [ConversationFilter(repository=repository, archived=None) for repository in REPOSITORIES[1:]]
         queries += [ConversationFilter(trigger=trigger, archived=None) for trigger in TRIGGERS[1:]]
         words = ["AB", "main", "É", "org/", "b c", "cd/ab"]

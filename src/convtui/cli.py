@@ -108,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("ids", nargs="+", metavar="ID")
 
+    trash = commands.add_parser(
+        "trash", help="list, restore or empty the trash (where d in the UI moves deleted conversations)"
+    )
+    trash_commands = trash.add_subparsers(dest="trash_command", metavar="ACTION")
+    trash_list = trash_commands.add_parser("list", help="what the trash holds, most recently deleted first (the default)")
+    trash_list.add_argument("--json", action="store_true")
+    trash_restore = trash_commands.add_parser("restore", help="bring conversations back as they were")
+    trash_restore.add_argument("ids", nargs="+", metavar="ID")
+    trash_empty = trash_commands.add_parser("empty", help="delete trashed conversations for good (all, or those given)")
+    trash_empty.add_argument("ids", nargs="*", metavar="ID")
+    trash_empty.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
     export = commands.add_parser("export", help="write a conversation as trajectory JSON or Markdown")
     export.add_argument("id")
     export.add_argument("--format", choices=("json", "md"), default="json")
@@ -358,14 +370,63 @@ async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
 async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
     archived = arguments.command == "archive"
 
+    from .backend.manager import ConversationManager
+
+    ConversationManager(service)  # archiving a running conversation stops its loop (here or elsewhere) first
+
     async def change(conversation_id: str) -> str:
         info = await service.get(conversation_id)
         if info.archived == archived:
             raise InvalidInput(f"{info.conversation_id} is {'already' if archived else 'not'} archived")
-        info = await service.set_archived(info.conversation_id, archived)
-        return f"{arguments.command}d {info.conversation_id}"
+        info, stopped = await service.change_archived(info.conversation_id, archived)
+        return f"{arguments.command}d {info.conversation_id}" + (f": {stopped}" if stopped else "")
 
     return await _each(arguments.ids, change)
+
+
+async def cmd_trash(service: Any, arguments: argparse.Namespace) -> int:
+    action = arguments.trash_command or "list"
+    if action == "restore":
+
+        async def restore(conversation_id: str) -> str:
+            info = await service.restore(conversation_id)
+            return f"restored {info.conversation_id} {one_line(info.title, 60)}"
+
+        return await _each(arguments.ids, restore)
+    trashed = await service.list_trash()
+    if action == "empty":
+        count = len(arguments.ids) if arguments.ids else len(trashed)
+        if count == 0:
+            print("the trash is empty")
+            return EXIT_OK
+        if not arguments.yes:
+            if not sys.stdin.isatty():
+                raise InvalidInput("refusing to empty the trash without --yes when not at a terminal")
+            answer = input(f"Delete {count} trashed conversation(s) for good? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return EXIT_OK
+        removed = await service.empty_trash(arguments.ids or None)
+        print(f"deleted {removed} conversation(s) for good")
+        return EXIT_OK
+    if getattr(arguments, "json", False):
+        _print_json(
+            [
+                {"conversation_id": t.conversation_id, "title": t.title, "trashed_at": t.trashed_at}
+                for t in trashed
+            ]
+        )
+        return EXIT_OK
+    if not trashed:
+        print("The trash is empty.")
+        return EXIT_OK
+    from datetime import datetime
+
+    for item in trashed:
+        when = relative_time(datetime.fromisoformat(item.trashed_at))
+        print(f"{item.conversation_id[:8]}  {when:>10}  {one_line(item.title, 70)}")
+    print("restore: convtui trash restore ID   empty: convtui trash empty [ID...]")
+    return EXIT_OK
 
 
 async def cmd_export(service: Any, arguments: argparse.Namespace) -> int:
@@ -563,6 +624,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
     "delete": cmd_delete,
     "archive": cmd_archive,
     "unarchive": cmd_archive,
+    "trash": cmd_trash,
     "export": cmd_export,
     "import": cmd_import,
     "config": cmd_config,

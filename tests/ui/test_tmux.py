@@ -270,8 +270,8 @@ def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> Non
         )
         screen = session.wait_for("Conversation created")
         assert "not started" not in screen.lower(), f"the dialog tried to start a loop:\n{screen}"
-        assert any("Conversation " in line for line in screen.splitlines()[1:4]), (
-            f"no row for the new conversation:\n{screen}"
+        assert any(message in line for line in screen.splitlines()[1:4]), (
+            f"no row titled by its first message:\n{screen}"
         )
 
         # -- rename -------------------------------------------------------------------

@@ -211,7 +211,7 @@ class AgentLoop:
                 await self.workspace.clone(metadata.selected_repository, metadata.selected_branch)
             await self._close_dangling_actions()
             await self._set(ConversationStatus.RUNNING, RuntimeStatus.READY, AgentState.RUNNING)
-            self._default_title = metadata.title == default_title(self.conversation_id)
+            self._default_title = metadata.title_derived or metadata.title == default_title(self.conversation_id)
             await self._replay_if_pending()
             self._replayed = await asyncio.to_thread(self._replayed_event_ids)
             await self._converse(metadata)

@@ -22,6 +22,7 @@ from .errors import ConvtuiError
 from .events import EventLog
 from .models import CONVERSATION_ID_PATTERN, ConversationMetadata, ConversationTrigger, default_title, utc_now
 from .service import DELETED_PREFIX, remove_tree
+from .trash import TRASH_PREFIX, TRASH_RECORD
 from .settings import SettingsStore
 from .shard_storage import load_json_file
 from .store import SHARD_PREFIX, TABLE, ConversationStore
@@ -75,6 +76,8 @@ def _check_conversation_directories(
     store = ConversationStore(data_dir.store) if repair else None
     for directory in sorted(data_dir.conversations.iterdir()):
         deleted_id = directory.name.removeprefix(DELETED_PREFIX)
+        if deleted_id != directory.name:
+            deleted_id = deleted_id.removeprefix(TRASH_PREFIX)  # the trash being emptied
         if deleted_id != directory.name and CONVERSATION_ID_PATTERN.match(deleted_id) and not directory.is_symlink():
             finding = Finding(directory, "a deletion cut short (by a crash)")
             if repair:
@@ -82,6 +85,11 @@ def _check_conversation_directories(
                 finding.repaired = "removed"
             report.findings.append(finding)
             continue
+        trashed_id = directory.name.removeprefix(TRASH_PREFIX)
+        if trashed_id != directory.name and CONVERSATION_ID_PATTERN.match(trashed_id) and not directory.is_symlink():
+            if not (directory / TRASH_RECORD).is_file():
+                report.findings.append(Finding(directory, "a trashed conversation without its record (left alone)", "left alone"))
+            continue  # in the trash: `convtui trash` lists, restores, empties
         if not CONVERSATION_ID_PATTERN.match(directory.name) or directory.is_symlink():
             report.findings.append(Finding(directory, "not a conversation directory (left alone)", "left alone"))
             continue
@@ -100,6 +108,18 @@ def _check_conversation_directories(
                     finding.repaired = "torn line saved beside the log and cut off"
                 report.findings.append(finding)
         if directory.name in known:
+            continue
+        if (directory / TRASH_RECORD).is_file():
+            # A move to the trash cut short after its metadata went: finish it, never revive.
+            finding = Finding(directory, "a move to the trash cut short (by a crash)")
+            if repair:
+                target = directory.with_name(TRASH_PREFIX + directory.name)
+                if target.exists():
+                    finding.repaired = "left alone: a trashed copy exists already"
+                else:
+                    os.rename(directory, target)
+                    finding.repaired = "moved into the trash"
+            report.findings.append(finding)
             continue
         finding = Finding(directory, "conversation files without metadata")
         if store is not None:

@@ -108,6 +108,32 @@ def default_title(conversation_id: str) -> str:
     return f"Conversation {conversation_id[:5]}"
 
 
+DERIVED_TITLE_LENGTH = 60
+
+
+def derived_title(message: str) -> str | None:
+    """A title taken from the start of a first message (until a model names
+    the conversation): its first non-empty line, control characters and runs
+    of spaces collapsed, cut at a word near DERIVED_TITLE_LENGTH with "…".
+    None when the message has no visible text."""
+    for line in message.splitlines():
+        words = "".join(
+            " " if c.isspace() or unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in line
+        ).split()
+        if words:
+            break
+    else:
+        return None
+    title = " ".join(words)
+    if len(title) <= DERIVED_TITLE_LENGTH:
+        return title
+    cut = title[: DERIVED_TITLE_LENGTH - 1]
+    space = cut.rfind(" ")
+    if space >= DERIVED_TITLE_LENGTH // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
 def find_control_character(text: str) -> str | None:
     """The first control character in `text` (C0, DEL, C1, line/paragraph
     separators) or lone surrogate (undecodable bytes from argv), or None."""
@@ -176,6 +202,9 @@ class ConversationMetadata(BaseModel):
     # "Always approve" was chosen: actions run without asking, across stops
     # and restarts, until it is turned off. Absent in older data: off.
     always_approve: bool = False
+    # The title was taken from the first message: a model's title replaces
+    # it, as it replaces the default one; a rename never is.
+    title_derived: bool = False
 
     @field_validator("conversation_id")
     @classmethod

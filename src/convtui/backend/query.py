@@ -1,12 +1,18 @@
 """The filter language of the list: free words plus `status:`, `repo:`,
-`trigger:` and `is:archived` tokens, e.g. `status:running repo:acme/app fix`."""
+`trigger:` and `is:` tokens, e.g. `status:waiting repo:acme/app fix`.
+
+`status:` takes a conversation status (starting, running, stopped,
+archived, error) or a finer state people look for: `waiting` (a loop waits
+for an answer or the confirmation of an action) and `finished` (the agent
+finished its task; no loop runs). `is:archived` shows only archived
+conversations, `is:all` archived ones too (the default hides them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .models import ConversationStatus, ConversationTrigger
-from .store import ConversationFilter
+from .store import STATE_FILTERS, ConversationFilter
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,17 @@ def _enum_match(enum: type, text: str) -> str | None:
         if lowered in (member.value.lower(), member.name.lower()):
             return member.value
     return None
+
+
+# What `status:` takes, in the order help and errors list them.
+STATUS_WORDS = ("running", "waiting", "error", "finished", "stopped", "starting", "archived")
+
+
+def _status_match(text: str) -> str | None:
+    upper = text.upper()
+    if upper in STATE_FILTERS:
+        return upper
+    return _enum_match(ConversationStatus, text)
 
 
 def parse_query(text: str) -> ParsedQuery:
@@ -40,9 +57,9 @@ def parse_query(text: str) -> ParsedQuery:
         if name == "repo":
             repository = value
         elif name == "status":
-            status = _enum_match(ConversationStatus, value)
+            status = _status_match(value)
             if status is None:
-                problems.append(f"unknown status {value!r}")
+                problems.append(f"unknown status {value!r} (try {', '.join(STATUS_WORDS)})")
         elif name == "trigger":
             trigger = _enum_match(ConversationTrigger, value)
             if trigger is None:

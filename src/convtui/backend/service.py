@@ -52,14 +52,16 @@ from .models import (
     NewConversationRequest,
     RuntimeStatus,
     default_title,
+    derived_title,
     format_timestamp,
     utc_now,
     validate_title,
 )
 from .redaction import Redactor, provider_keys_in_environment
 from .settings import Settings, SettingsStore
-from .store import ConversationFilter, ConversationStore, Document, display_status
+from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
 from .trajectory import parse_trajectory, to_json, to_markdown
+from .trash import TRASH_RECORD, TrashedConversation, read_trash_record, trash_directory, trash_record, trashed_ids
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
 _HOST = socket.gethostname()
+_ACTIVE_STATUSES = ("STARTING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -195,15 +198,25 @@ class ConversationService:
     def _live_state(self, conversation_id: str) -> LiveState | None:
         return self.loops.live_state(conversation_id) if self.loops is not None else None
 
-    def _status_overrides(self, live: dict[str, LiveState]) -> dict[str, str]:
+    def _status_overrides(self, live: dict[str, LiveState], fine: bool = False) -> dict[str, str]:
         """Statuses that differ from the stored ones: loops running here, and
-        loops recorded as running by a process that is gone (STOPPED)."""
-        overrides = {conversation_id: state.status.value for conversation_id, state in live.items()}
+        loops recorded as running by a process that is gone (STOPPED).
+        `fine`: as display_state tells them (WAITING, FINISHED...), for the
+        filters that look at it; else as display_status."""
+        shown = display_state if fine else display_status
+        overrides: dict[str, str] = {}
+        for conversation_id, state in live.items():
+            if not fine:
+                overrides[conversation_id] = state.status.value
+                continue
+            document = self.store.peek(conversation_id) or {}
+            agent_state = state.agent_state.value if state.agent_state is not None else None
+            overrides[conversation_id] = shown({**document, "status": state.status.value, "agent_state": agent_state})
         for document in self.store.active_documents():
             conversation_id = document["conversation_id"]
             if conversation_id not in overrides and _runner_is_gone(self.data_dir, document):
                 stopped = {**document, "status": ConversationStatus.STOPPED.value}
-                overrides[conversation_id] = display_status(stopped)
+                overrides[conversation_id] = shown(stopped)
         return overrides
 
     def _info(self, document: Document, live: dict[str, LiveState] | LiveState | None) -> ConversationInfo:
@@ -245,7 +258,7 @@ class ConversationService:
             raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
         after = _decode_page(page_id) if page_id else None
         trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
-        wanted_status = _enum_value(ConversationStatus, status, "status")
+        wanted_status = _status_value(status)
         if max_age is None:
             max_age = timedelta(days=(await self.load_settings()).conversation_max_age_days)
         updated_since = None
@@ -263,7 +276,7 @@ class ConversationService:
         def run() -> ConversationInfoResultSet:
             self.store.refresh()
             live = self._live_states()
-            overrides = self._status_overrides(live) if wanted_status else {}
+            overrides = self._status_overrides(live, fine=wanted_status in STATE_FILTERS) if wanted_status else {}
             documents, next_key = self.store.search(conversation_filter, limit, after, overrides)
             return ConversationInfoResultSet(
                 results=[self._info(document, live) for document in documents],
@@ -272,33 +285,40 @@ class ConversationService:
 
         return await asyncio.to_thread(run)
 
-    async def list_ids(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...]:
+    async def list_ids(self, query: ConversationFilter, sort: str = "updated", reverse: bool = False) -> tuple[str, ...]:
         """Every matching conversation id in display order (no paging, no
-        max age): what a list view holds. See ConversationStore.matching_ids."""
+        max age): what a list view holds. See ConversationStore.matching_ids;
+        `reverse` turns the order around (oldest first...)."""
 
         def run() -> tuple[str, ...]:
             self.store.refresh()
-            return self.store.matching_ids(query, self._overrides_for(query, sort), sort)
+            ids = self.store.matching_ids(query, self._overrides_for(query, sort), sort)
+            return ids[::-1] if reverse else ids
 
         return await asyncio.to_thread(run)
 
-    def list_ids_now(self, query: ConversationFilter, sort: str = "updated") -> tuple[str, ...] | None:
+    def list_ids_now(
+        self, query: ConversationFilter, sort: str = "updated", reverse: bool = False
+    ) -> tuple[str, ...] | None:
         """list_ids from memory, at once, for a keystroke: without looking for
         other processes' changes (the UI's poll does) and None when that
         cannot be quick (see ConversationStore.matching_ids_now): then call
         list_ids."""
-        return self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
+        ids = self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
+        return ids[::-1] if reverse and ids is not None else ids
 
     def _overrides_for(self, query: ConversationFilter, sort: str) -> dict[str, str] | None:
         """The live statuses, only when the filter or the order looks at
         statuses (finding them probes the loop lock of every active row)."""
         if query.status is None and sort != "status":
             return None
-        return self._status_overrides(self._live_states())
+        return self._status_overrides(self._live_states(), fine=query.status in STATE_FILTERS)
 
-    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
+    def position_in(
+        self, ids: Sequence[str], conversation_id: str, sort: str = "updated", reverse: bool = False
+    ) -> int | None:
         """Where a conversation is in an answer of list_ids (None: not there)."""
-        return self.store.locate(ids, conversation_id, sort)
+        return self.store.locate(ids, conversation_id, sort, reverse)
 
 
     def row(self, conversation_id: str) -> ConversationInfo | None:
@@ -351,9 +371,11 @@ class ConversationService:
         def run() -> ConversationResponse:
             conversation_id = uuid.uuid4().hex
             now = utc_now()
+            first_title = self._derived_title(request.initial_user_msg) if request.initial_user_msg else None
             metadata = ConversationMetadata(
                 conversation_id=conversation_id,
-                title=default_title(conversation_id),
+                title=first_title or default_title(conversation_id),
+                title_derived=first_title is not None,
                 user_id=user_id or self.user_id,
                 selected_repository=request.repository,
                 selected_branch=request.selected_branch,
@@ -413,7 +435,8 @@ class ConversationService:
         except Exception:
             await self.delete(conversation_id)
             raise
-        await self.touch(conversation_id)
+        if not await self._title_from_first_message(conversation_id, events):
+            await self.touch(conversation_id)
         return response
 
     # -- changing ------------------------------------------------------------------
@@ -458,13 +481,44 @@ class ConversationService:
 
         def change(document: Document) -> Document | None:
             nonlocal applied
-            if document.get("title") not in (None, "", default_title(document["conversation_id"])):
+            if not _title_is_automatic(document):
                 return None
             applied = True
-            return {**document, "title": clean}
+            return {**document, "title": clean, "title_derived": False}
 
         await self._update(conversation_id, change)
         return applied
+
+    def _derived_title(self, message: str) -> str | None:
+        """derived_title, with the configured API key (pasted into a message)
+        never copied into the title that lists and exports show. Blocking."""
+        secret = self.settings_store.load().api_key()
+        if secret and len(secret) >= 8:
+            message = message.replace(secret, "<redacted>")  # before the cut: no half key either
+        return derived_title(message)
+
+    async def _title_from_first_message(self, conversation_id: str, events: Sequence[EventDict]) -> bool:
+        """Title a conversation still under its default title after the
+        start of its first user message in `events`. True if it did."""
+        document = self.store.peek(conversation_id)
+        if document is None or document.get("title") not in (None, "", default_title(conversation_id)):
+            return False
+        for event in events:
+            if event.get("source") == "user" and event.get("action") == "message":
+                content = str((event.get("args") or {}).get("content") or event.get("message") or "")
+                title = await asyncio.to_thread(self._derived_title, content)
+                if title is not None:
+                    break
+        else:
+            return False
+
+        def change(document: Document) -> Document | None:
+            if document.get("title") not in (None, "", default_title(document["conversation_id"])):
+                return None  # renamed or titled meanwhile
+            return {**document, "title": title, "title_derived": True, "last_updated_at": format_timestamp(utc_now())}
+
+        await self._update(conversation_id, change)
+        return True
 
     async def touch(self, conversation_id: str) -> ConversationInfo:
         return await self.update_metadata(conversation_id)
@@ -485,19 +539,62 @@ class ConversationService:
                 raise PermissionDenied(
                     f"conversation {document['conversation_id'][:8]} belongs to {owner}; only its owner may rename it"
                 )
-            return {**document, "title": clean, "last_updated_at": format_timestamp(utc_now())}
+            return {**document, "title": clean, "title_derived": False, "last_updated_at": format_timestamp(utc_now())}
 
         return await self._update(conversation_id, change)
 
     async def set_archived(self, conversation_id: str, archived: bool) -> ConversationInfo:
-        """Archive (hide from the default list, keep on disk) or unarchive."""
+        """Archive (hide from the default list, keep on disk) or unarchive.
+        See change_archived for a conversation whose loop runs."""
+        info, _ = await self.change_archived(conversation_id, archived)
+        return info
+
+    async def change_archived(self, conversation_id: str, archived: bool) -> tuple[ConversationInfo, str | None]:
+        """Archive or unarchive. An archived conversation never hides a
+        running loop (one that might be waiting for an approval nobody sees):
+        archiving one whose loop runs stops the loop first, here or in another
+        process of this machine (through the loop manager), and the second
+        value says so ("stopped ..."; None when no loop ran). Refused with
+        InvalidInput when the loop cannot be stopped from here (no loop
+        manager, or it runs on another host); nothing changes then."""
+        full_id = await self.resolve(conversation_id)
+        stopped = None
+        if archived:
+            stopped = await self._stop_loop_before(full_id, "archive")
 
         def change(document: Document) -> Document | None:
             if bool(document.get("archived")) == archived:
                 return None
             return {**document, "archived": archived}
 
-        return await self._update(conversation_id, change)
+        return await self._update(full_id, change), stopped
+
+    async def _stop_loop_before(self, full_id: str, verb: str) -> str | None:
+        """Stop the conversation's loop, here or in another process of this
+        host, before it is archived or trashed: "its loop was stopped first"
+        or None (no loop ran). Raises InvalidInput when it cannot be."""
+        live = self._live_state(full_id)
+        document = await asyncio.to_thread(self.store.get, full_id)
+        if document is None:
+            raise NotFound(f"no conversation with id {full_id}")
+        here = live is not None and live.status.value in _ACTIVE_STATUSES
+        elsewhere = (
+            not here
+            and document.get("status") in _ACTIVE_STATUSES
+            and not _runner_is_gone(self.data_dir, document)
+        )
+        if not here and not elsewhere:
+            return None
+        host = document.get("runner_host")
+        if self.loops is None or (elsewhere and host not in (None, _HOST)):
+            where = f" on host {host}" if host not in (None, _HOST) else ""
+            raise InvalidInput(
+                f"conversation {full_id[:8]} is running{where}; stop its loop first "
+                f"(x in the list, or convtui stop {full_id[:8]}), then {verb} it"
+            )
+        result = await self.loops.stop(full_id)
+        detail = str(getattr(result, "message", "")).removeprefix("stopped").strip()
+        return "its loop was stopped first" + (f" {detail}" if detail else "")
 
     async def archive(self, conversation_id: str) -> ConversationInfo:
         return await self.set_archived(conversation_id, True)
@@ -525,6 +622,122 @@ class ConversationService:
         removed = await asyncio.to_thread(run)
         self._changed(full_id)
         return removed
+
+    # -- the trash -----------------------------------------------------------------
+
+    async def trash(self, conversation_id: str) -> str:
+        """Move a conversation to the trash (what `d` and `convtui trash`
+        use): stop its loop if it runs (here or in another process; refused
+        when it cannot be), then take it out of the store and
+        its directory into `conversations/.trash-<id>/` with its metadata in
+        `trashed.json`. `restore` brings it back whole; `empty_trash` deletes
+        it for good. Returns the full id. Raises NotFound.
+
+        Crash-safe in this order: the record is written inside the still-live
+        directory, the metadata is removed, the directory is renamed. A crash
+        after the first step leaves an unused file; after the second, a
+        directory holding `trashed.json` without metadata, which `doctor
+        --repair` moves on into the trash (never revives)."""
+        full_id = await self.resolve(conversation_id)
+        await self._stop_loop_before(full_id, "delete")
+
+        def run() -> str:
+            document = self.store.get(full_id)
+            if document is None:
+                raise NotFound(f"no conversation with id {full_id}")
+            record = trash_record(document, format_timestamp(utc_now()))
+            directory = self.data_dir.conversation(full_id)
+            target = trash_directory(directory)
+            try:
+                if target.exists():  # a trashed copy cut short earlier: this one replaces it
+                    remove_conversation_directory(target)
+                if directory.is_dir() and not directory.is_symlink():
+                    atomic_write(directory / TRASH_RECORD, record)
+                    self.store.remove(full_id)
+                    os.rename(directory, target)
+                else:
+                    if directory.is_symlink():
+                        directory.unlink()
+                    target.mkdir(parents=True)
+                    atomic_write(target / TRASH_RECORD, record)
+                    self.store.remove(full_id)
+            except OSError as error:
+                raise StorageError(describe_os_error(error, "move to the trash")) from error
+            self._event_logs.pop(full_id, None)
+            return full_id
+
+        trashed = await asyncio.to_thread(run)
+        self._changed(trashed)
+        return trashed
+
+    async def list_trash(self) -> list[TrashedConversation]:
+        """What the trash holds, most recently trashed first."""
+
+        def run() -> list[TrashedConversation]:
+            conversations = self.data_dir.conversations
+            records = [read_trash_record(conversations, conversation_id) for conversation_id in trashed_ids(conversations)]
+            return sorted(
+                (record for record in records if record is not None),
+                key=lambda record: (record.trashed_at, record.conversation_id),
+                reverse=True,
+            )
+
+        return await asyncio.to_thread(run)
+
+    def _resolve_trashed(self, id_or_prefix: str) -> str:
+        candidate = id_or_prefix.strip().lower()
+        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
+            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
+        matches = sorted(i for i in trashed_ids(self.data_dir.conversations) if i.startswith(candidate))
+        if not matches:
+            raise NotFound(f"no conversation with id {candidate} in the trash")
+        if len(matches) > 1:
+            raise AmbiguousId(f"id prefix {candidate} matches several conversations in the trash; give more characters")
+        return matches[0]
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        """Bring a conversation back from the trash as it was (title, flags,
+        events, workspace). Raises NotFound, or InvalidInput when one with
+        its id exists again. A crash midway leaves it in the trash, or
+        restored without the record (both whole)."""
+
+        def run() -> ConversationInfo:
+            full_id = self._resolve_trashed(conversation_id)
+            record = read_trash_record(self.data_dir.conversations, full_id)
+            if record is None:
+                raise StorageError(f"the trash record of conversation {full_id[:8]} is missing or damaged")
+            self.store.refresh()
+            if self.store.get(full_id) is not None:
+                raise InvalidInput(f"conversation {full_id[:8]} exists outside the trash; not restored")
+            directory = self.data_dir.conversation(full_id)
+            try:
+                # Renamed back first: a crash before the metadata is stored
+                # leaves a directory holding its record, which doctor returns
+                # to the trash.
+                os.rename(trash_directory(directory), directory)
+                self.store.insert(record.document)
+                (directory / TRASH_RECORD).unlink(missing_ok=True)
+            except OSError as error:
+                raise StorageError(describe_os_error(error, "restore")) from error
+            return self._info(record.document, self._live_state(full_id))
+
+        info = await asyncio.to_thread(run)
+        self._changed(info.conversation_id)
+        return info
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        """Delete trashed conversations for good (all, or those given by id or
+        prefix). Returns how many went."""
+
+        def run() -> int:
+            targets = trashed_ids(self.data_dir.conversations) if conversation_ids is None else [
+                self._resolve_trashed(given) for given in conversation_ids
+            ]
+            for full_id in targets:
+                remove_conversation_directory(trash_directory(self.data_dir.conversation(full_id)))
+            return len(targets)
+
+        return await asyncio.to_thread(run)
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         """Store the experiment config once. A second call returns False and
@@ -580,7 +793,9 @@ class ConversationService:
     async def append_events(self, conversation_id: str, events: list[EventDict]) -> list[EventDict]:
         """Append events (ids assigned) durably; returns them as stored."""
         full_id = await self.resolve(conversation_id)
-        return await asyncio.to_thread(self._event_log(full_id).append, events)
+        stored = await asyncio.to_thread(self._event_log(full_id).append, events)
+        await self._title_from_first_message(full_id, stored)
+        return stored
 
     # -- export --------------------------------------------------------------------
 
@@ -684,6 +899,26 @@ def remove_tree(directory: Path) -> None:
         function(path)
 
     shutil.rmtree(directory, onerror=retry_writable)
+
+
+def _title_is_automatic(document: Document) -> bool:
+    """Whether the title is one a model's title may replace: the default
+    one, or one taken from the first message (never a person's)."""
+    if document.get("title_derived"):
+        return True
+    return document.get("title") in (None, "", default_title(document["conversation_id"]))
+
+
+def _status_value(value: Any) -> str | None:
+    """A ConversationStatus, or one of the finer filter statuses (waiting,
+    finished: see store.display_state)."""
+    if value is not None and str(value).strip().upper() in STATE_FILTERS:
+        return str(value).strip().upper()
+    try:
+        return _enum_value(ConversationStatus, value, "status")
+    except InvalidInput:
+        allowed = ", ".join([member.name.lower() for member in ConversationStatus] + sorted(s.lower() for s in STATE_FILTERS))
+        raise InvalidInput(f"status {str(value).strip()!r} is not one of: {allowed}") from None
 
 
 def _enum_value(enum: type, value: Any, name: str) -> str | None:

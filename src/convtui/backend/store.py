@@ -87,6 +87,28 @@ def display_status(document: Document) -> str:
     return status
 
 
+WAITING = "WAITING"
+FINISHED = "FINISHED"
+# Filter statuses finer than ConversationStatus (`status:waiting`...):
+# ConversationFilter.status compares them with display_state, not display_status.
+STATE_FILTERS = frozenset({WAITING, FINISHED})
+_WAITING_AGENT_STATES = frozenset({"awaiting_user_input", "awaiting_user_confirmation", "finished"})
+
+
+def display_state(document: Document) -> str:
+    """display_status, told finer where people look for it: WAITING when a
+    loop runs but waits for the person (an answer, or the confirmation of
+    an action), FINISHED when no loop runs and the agent had finished its
+    task. What the list's badges show."""
+    status = display_status(document)
+    agent_state = document.get("agent_state")
+    if status in _ACTIVE and agent_state in _WAITING_AGENT_STATES:
+        return WAITING
+    if status == "STOPPED" and agent_state == "finished":
+        return FINISHED
+    return status
+
+
 def _haystack(document: Document) -> str:
     return (
         f"{document.get('title') or ''}\x00{document.get('selected_repository') or ''}"
@@ -100,7 +122,7 @@ _HEX = frozenset("0123456789abcdef")
 QUICK_SORT_ROWS = 10_000
 
 
-_COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status")
+_COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status", "state")
 
 
 def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
@@ -112,6 +134,7 @@ def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
         document.get("trigger"),
         bool(document.get("archived")),
         display_status(document),
+        display_state(document),
     )
 
 
@@ -138,6 +161,7 @@ class _Columns:
     trigger: list[str | None]
     archived: list[bool]
     status: list[str]
+    state: list[str]  # display_state: for status:waiting and status:finished
     _recent: OrderedDict[_MatchKey, _Match] = field(default_factory=OrderedDict)
     _not_archived_flags: Any = _UNKNOWN
 
@@ -156,6 +180,7 @@ class _Columns:
             trigger=[document.get("trigger") for document in ordered],
             archived=[bool(document.get("archived")) for document in ordered],
             status=[display_status(document) for document in ordered],
+            state=[display_state(document) for document in ordered],
         )
 
     def insert(self, position: int, row: tuple) -> None:
@@ -221,7 +246,7 @@ class _Columns:
                 found |= _flags(map(str.startswith, take(self.ids), repeat(word)))
             conditions.append(found)
         if query.status is not None:
-            status = take(self.status)
+            status = take(self.state if query.status in STATE_FILTERS else self.status)
             shown = map(status_overrides.get, take(self.ids), status) if status_overrides else status
             conditions.append(_flags(map(operator.eq, shown, repeat(query.status))))
         if not conditions:
@@ -632,9 +657,9 @@ class ConversationStore:
             elif sort == "title":
                 ordered = sorted(matched, key=lambda i: (documents[i].get("title") or "").casefold())
             elif sort == "status":
-                rank = {"RUNNING": 0, "STARTING": 1, "ERROR": 2, "STOPPED": 3, "ARCHIVED": 4}
+                rank = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
                 statuses = status_overrides or {}
-                ordered = sorted(matched, key=lambda i: rank.get(statuses.get(i) or display_status(documents[i]), 5))
+                ordered = sorted(matched, key=lambda i: rank.get(statuses.get(i) or display_status(documents[i]), 6))
             elif sort == "cost":
                 ordered = sorted(matched, key=lambda i: documents[i].get("accumulated_cost") or 0.0, reverse=True)
             else:
@@ -663,10 +688,11 @@ class ConversationStore:
         finally:
             self._index_lock.release()
 
-    def locate(self, ids: Sequence[str], conversation_id: str, sort: str = "updated") -> int | None:
+    def locate(self, ids: Sequence[str], conversation_id: str, sort: str = "updated", reverse: bool = False) -> int | None:
         """Where `conversation_id` is in `ids`, an answer of matching_ids in
-        that sort order; None if it is not there. By activity it is a binary
-        search (17 steps at 100,000 rows instead of a scan)."""
+        that sort order (`reverse`: turned around); None if it is not there.
+        By activity it is a binary search (17 steps at 100,000 rows instead
+        of a scan)."""
         with self._index_lock:
             documents = self._documents
             document = documents.get(conversation_id)
@@ -677,7 +703,7 @@ class ConversationStore:
                     return None
             wanted = (document["last_updated_at"], conversation_id)
             low, high = 0, len(ids)
-            while low < high:  # newest first: keys descend
+            while low < high:  # newest first: keys descend (ascend when reversed)
                 middle = (low + high) // 2
                 other = documents.get(ids[middle])
                 if other is None:  # removed since the answer was made: not ordered any more
@@ -685,7 +711,8 @@ class ConversationStore:
                         return ids.index(conversation_id)
                     except ValueError:
                         return None
-                if (other["last_updated_at"], ids[middle]) > wanted:
+                key = (other["last_updated_at"], ids[middle])
+                if (key < wanted) if reverse else (key > wanted):
                     low = middle + 1
                 else:
                     high = middle

@@ -1,5 +1,5 @@
-"""The delete confirmation: says exactly which conversations go, and that
-their events and workspaces go with them."""
+"""The delete confirmation: says exactly which conversations go, that their
+events and workspaces go with them, and that they go to the trash."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
         return (
             "Delete this conversation?",
             Content(one_line(titles[0])),
-            "Its events and workspace go too. This cannot be undone.",
+            "With its events and workspace, to the trash: u undoes (30 s), convtui trash restores.",
         )
     lines = [f"• {one_line(title, TITLE_WIDTH)}" for title in titles[:TITLES_SHOWN]]
     if len(titles) > TITLES_SHOWN:
@@ -33,7 +33,7 @@ def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
     return (
         f"Delete {len(titles)} conversations?",
         Content("\n".join(lines)),
-        "Their events and workspaces go too. This cannot be undone.",
+        "With their events and workspaces, to the trash: u undoes (30 s), convtui trash restores.",
     )
 
 

@@ -4,7 +4,9 @@ detail pane of the selected conversation, with every action on a key."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -18,6 +20,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from .. import clipboard
 from ..backend.errors import ConvtuiError
 from ..backend.manager import ConversationManager
 from ..backend.query import ParsedQuery, parse_query
@@ -38,6 +41,25 @@ from .rename import RenameScreen
 from .settings import SettingsScreen
 
 SORTS = ("updated", "created", "title", "status", "cost")
+# How each sort reads, in its usual direction and reversed (O).
+SORT_DIRECTIONS = {
+    "updated": ("newest first", "oldest first"),
+    "created": ("newest first", "oldest first"),
+    "title": ("A→Z", "Z→A"),
+    "status": ("active first", "active last"),
+    "cost": ("highest first", "lowest first"),
+}
+UNDO_SECONDS = 30.0
+FILTER_PLACEHOLDER = "/ filter: words is:all status:waiting|running|error|finished repo:owner/name trigger:cli is:archived"
+
+
+@dataclass(frozen=True)
+class _Undoable:
+    """The last delete or archive, which `u` takes back until `until`."""
+
+    kind: str  # "trash", "archive" or "unarchive"
+    ids: tuple[str, ...]
+    until: float  # time.monotonic()
 WIDE_LAYOUT_COLUMNS = 110
 POLL_SECONDS = 0.5
 
@@ -52,7 +74,7 @@ class MainScreen(Screen[None]):
         Binding("y", "decide('approve')", "Approve", id="approve"),
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
-        Binding("A", "toggle_always_approve", "Always approve on/off", id="always-approve", show=False),
+        Binding("A", "toggle_always_approve", "Always approve on/off", id="always_approve", show=False),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("escape", "back", "Back", id="back"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -61,6 +83,8 @@ class MainScreen(Screen[None]):
         Binding("d", "delete", "Delete", id="delete", show=False),
         Binding("a", "archive", "Archive", id="archive", show=False),
         Binding("o", "sort", "Sort", id="sort", show=False),
+        Binding("O", "reverse_sort", "Reverse sort", id="reverse_sort", show=False),
+        Binding("u", "undo", "Undo", id="undo", show=False),
         Binding("e", "export", "Export", id="export", show=False),
         Binding("c", "copy_id", "Copy id", id="copy", show=False),
         Binding("R", "remember", "Remember", id="remember", show=False),
@@ -69,6 +93,7 @@ class MainScreen(Screen[None]):
     ]
 
     sort: reactive[str] = reactive("updated", bindings=True)
+    sort_reversed = False
     selected_id: str | None = None
     narrow: reactive[bool] = reactive(False)
 
@@ -89,6 +114,7 @@ class MainScreen(Screen[None]):
         self._filtering = False  # the user asked for the filter box
         self._filters_on_status = False  # status changes then change the rows shown
         self._select_when_listed: str | None = None  # a conversation just created: the cursor goes to it
+        self._undo: _Undoable | None = None
 
     # -- layout --------------------------------------------------------------------
 
@@ -97,7 +123,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="list-column"):
                 yield FilterBox(
                     self._filter_typed,
-                    placeholder="/ filter: words status:running repo:owner/name trigger:cli is:archived",
+                    placeholder=FILTER_PLACEHOLDER,
                     id="filter",
                 )
                 yield Static(id="list-status")
@@ -162,7 +188,7 @@ class MainScreen(Screen[None]):
         changes in the frame that echoes the key); in a worker when that
         cannot be quick."""
         parsed = parse_query(self.query_text)
-        ids = self.service.list_ids_now(parsed.filter, self.sort)
+        ids = self.service.list_ids_now(parsed.filter, self.sort, self.sort_reversed)
         if ids is None:
             self.reload()
             return
@@ -176,7 +202,7 @@ class MainScreen(Screen[None]):
         parsed = parse_query(self.query_text)
         version = self.service.data_version()  # before list_ids refreshes: a change after it is seen next poll
         try:
-            ids = await self.service.list_ids(parsed.filter, self.sort)
+            ids = await self.service.list_ids(parsed.filter, self.sort, self.sort_reversed)
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
@@ -185,7 +211,8 @@ class MainScreen(Screen[None]):
 
     def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
-        locate = partial(self.service.position_in, sort=self.sort)
+        self.conversation_list.date_field = "created_at" if self.sort == "created" else "last_updated_at"
+        locate = partial(self.service.position_in, sort=self.sort, reverse=self.sort_reversed)
         self.conversation_list.set_ids(ids, parsed.words, locate)
         wanted = self._select_when_listed
         if wanted is not None:
@@ -195,11 +222,11 @@ class MainScreen(Screen[None]):
                 self.conversation_list.cursor = position
         total = len(self.service.store)
         self._show_status(len(ids), total, parsed.problems)
-        self._show_empty_state(len(ids), total)
+        self._show_empty_state(len(ids), total, parsed)
         self._select(self.conversation_list.current_id)
 
     def _show_status(self, shown: int, total: int, problems: tuple[str, ...]) -> None:
-        parts = [f"{shown:,} of {total:,}", f"sort: {self.sort}"]
+        parts = [f"{shown:,} of {total:,}", f"sort: {self.sort}, {SORT_DIRECTIONS[self.sort][self.sort_reversed]}"]
         marked = len(self.conversation_list.marked)
         if marked:
             parts.append(f"{marked} marked")
@@ -210,7 +237,7 @@ class MainScreen(Screen[None]):
         # One line, always: no layout pass needed.
         self.query_one("#list-status", Static).update(" · ".join(parts), layout=False)
 
-    def _show_empty_state(self, shown: int, total: int) -> None:
+    def _show_empty_state(self, shown: int, total: int, parsed: ParsedQuery | None = None) -> None:
         empty = self.query_one("#empty-state", Static)
         empty.display = shown == 0
         self.conversation_list.display = shown != 0
@@ -230,7 +257,7 @@ class MainScreen(Screen[None]):
                 "Press F2 to set the model and API key, ? for every key."
             )
         elif shown == 0:
-            empty.update("Nothing matches the filter. Esc clears it.")
+            empty.update(_no_match_text(self.query_text, parsed or parse_query(self.query_text)))
 
     async def _poll(self) -> None:
         """Take in changes made by other processes (the CLI, another UI)."""
@@ -398,13 +425,31 @@ class MainScreen(Screen[None]):
         self._show_info(self._shown_info)  # s/x/d/a now apply to the marks
 
     def action_sort(self) -> None:
+        self.sort_reversed = False
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         self.reload_now()
 
-    def action_copy_id(self) -> None:
-        if self.selected_id:
-            self.app.copy_to_clipboard(self.selected_id)
-            self.notify(f"Copied {self.selected_id}")
+    def action_reverse_sort(self) -> None:
+        self.sort_reversed = not self.sort_reversed
+        self.reload_now()
+
+    @work(group="actions")
+    async def action_copy_id(self) -> None:
+        """OSC 52 always; the system clipboard too when one is reachable; and
+        a message saying which of them was written to."""
+        conversation_id = self.selected_id
+        if not conversation_id:
+            return
+        self.app.copy_to_clipboard(conversation_id)
+
+        def system_copy() -> tuple[clipboard.ClipboardPlan, str | None]:
+            plan = clipboard.plan_copy()
+            error = clipboard.copy_with_command(plan.command, conversation_id) if plan.command else None
+            return plan, error
+
+        plan, error = await asyncio.to_thread(system_copy)
+        message, severity = clipboard.describe_copy(plan, error)
+        self.notify(message, title=f"Copied id {conversation_id[:8]}…", severity=severity, timeout=8)
 
     @work(group="actions")
     async def action_start(self) -> None:
@@ -431,17 +476,32 @@ class MainScreen(Screen[None]):
 
     @work(group="actions")
     async def action_archive(self) -> None:
+        """Archive the marked rows (or the current one); unarchive when all
+        of them are archived. A running loop is stopped first (the service's
+        rule) and the message says so."""
         targets = self._targets()
         rows = [self.service.row(conversation_id) for conversation_id in targets]
         archive = not all(row is not None and row.archived for row in rows)
-        for conversation_id in targets:
+        changed: list[str] = []
+        stopped = 0
+        for conversation_id, row in zip(targets, rows):
             try:
-                await self.service.set_archived(conversation_id, archive)
+                _, stopped_loop = await self.service.change_archived(conversation_id, archive)
             except ConvtuiError as error:
-                self.notify(str(error), severity="error")
-        self.notify(f"{'Archived' if archive else 'Unarchived'} {len(targets)} conversation(s)")
+                self.notify(str(error), title="Not archived" if archive else "Not unarchived", severity="error", timeout=8)
+                continue
+            stopped += stopped_loop is not None
+            if row is not None and row.archived != archive:
+                changed.append(conversation_id)
         self.conversation_list.clear_marks()
         self.reload()
+        if not changed:
+            return
+        verb = "Archived" if archive else "Unarchived"
+        message = f"{verb} {_count(changed)}"
+        if stopped:
+            message += f"; stopped {'its loop' if len(targets) == 1 else f'{stopped} running loop(s)'} first"
+        self._offer_undo("archive" if archive else "unarchive", changed, message)
 
     @work(group="actions")
     async def action_export(self) -> None:
@@ -572,16 +632,55 @@ class MainScreen(Screen[None]):
 
     @work(group="dialogs")
     async def _delete(self, targets: list[str], confirmed: bool | None) -> None:
+        """Move to the trash (running loops are stopped first): `u` brings
+        them back for UNDO_SECONDS, `convtui trash restore` any time."""
         if not confirmed:
             return
+        trashed: list[str] = []
         for conversation_id in targets:
             try:
-                await self.service.delete(conversation_id)
+                trashed.append(await self.service.trash(conversation_id))
             except ConvtuiError as error:
-                self.notify(str(error), severity="error")
-        self.notify(f"Deleted {len(targets)} conversation(s)")
+                self.notify(str(error), title="Not deleted", severity="error", timeout=8)
         self.conversation_list.clear_marks()
         self.reload()
+        if trashed:
+            self._offer_undo("trash", trashed, f"Moved {_count(trashed)} to the trash")
+
+    def _offer_undo(self, kind: str, ids: Sequence[str], message: str) -> None:
+        self._undo = _Undoable(kind, tuple(ids), time.monotonic() + UNDO_SECONDS)
+        hint = f"u undoes (for {UNDO_SECONDS:g} s)"
+        if kind == "trash":
+            hint += "; later: convtui trash restore ID"
+        self.notify(f"{message}. {hint}", timeout=UNDO_SECONDS)
+        self.refresh_bindings()
+
+    @work(group="actions")
+    async def action_undo(self) -> None:
+        undo, self._undo = self._undo, None
+        self.refresh_bindings()
+        if undo is None or time.monotonic() > undo.until:
+            self.notify(
+                f"Nothing to undo: u undoes a delete or archive for {UNDO_SECONDS:g} s "
+                "(deleted conversations stay in the trash: convtui trash restore ID)",
+                severity="warning",
+            )
+            return
+        done: list[str] = []
+        for conversation_id in undo.ids:
+            try:
+                if undo.kind == "trash":
+                    await self.service.restore(conversation_id)
+                else:
+                    await self.service.set_archived(conversation_id, undo.kind == "unarchive")
+                done.append(conversation_id)
+            except ConvtuiError as error:
+                self.notify(str(error), title="Not undone", severity="error", timeout=8)
+        self.reload()
+        if done:
+            what = {"trash": "Restored", "archive": "Unarchived", "unarchive": "Archived again"}[undo.kind]
+            note = " (loops stopped by the archive stay stopped)" if undo.kind == "archive" else ""
+            self.notify(f"{what} {_count(done)}{note}")
 
     def action_remember(self) -> None:
         conversation_id = self.selected_id
@@ -638,6 +737,24 @@ class MainScreen(Screen[None]):
             self.app.exit()
 
 
+def _count(ids: Sequence[str]) -> str:
+    return "1 conversation" if len(ids) == 1 else f"{len(ids)} conversations"
+
+
+def _no_match_text(query_text: str, parsed: ParsedQuery) -> str:
+    """The empty list under a filter: which filter, and how to widen it."""
+    lines = [f"No conversation matches “{one_line(query_text.strip(), 60)}”."]
+    if parsed.problems:
+        lines.append("; ".join(parsed.problems).capitalize() + ".")
+    hints = ["Esc clears the filter"]
+    if parsed.filter.archived is False:
+        hints.append("add is:all to include archived conversations")
+    if parsed.filter.status is not None:
+        hints.append("drop the status: token for every status")
+    lines.append(", ".join(hints) + ".")
+    return "\n\n".join(lines)
+
+
 def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str, str]]]]:
     """Every key, for the help screen (kept beside the bindings it describes).
     `keys(binding_id)` shows a binding's keys as they are now (keymap.shown_keys:
@@ -655,12 +772,14 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                 (keys("new"), "new conversation"),
                 (keys("rename"), "rename"),
                 (f"{keys('start')} / {keys('stop')}", "start / stop the agent loop"),
-                (keys("delete"), "delete (asks first)"),
-                (keys("archive"), "archive / unarchive"),
-                (keys("filter"), "filter: words, status:running, repo:owner/name, trigger:cli, is:archived"),
-                (keys("sort"), "cycle the sort: updated, created, title, status, cost"),
+                (keys("delete"), "delete: to the trash (asks first; convtui trash restores)"),
+                (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
+                (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
+                (keys("filter"), "filter: words, status:waiting|running|error|finished, repo:owner/name, trigger:cli"),
+                ("", "is:archived only archived, is:all archived too (hidden by default)"),
+                (f"{keys('sort')} / {keys('reverse_sort')}", "cycle the sort: updated, created, title, status, cost / reverse it"),
                 (keys("export"), "export as trajectory JSON into the current directory"),
-                (keys("copy"), "copy the id (OSC 52: works over SSH)"),
+                (keys("copy"), "copy the id (OSC 52, and the system clipboard when there is one)"),
                 (keys("back"), "clear the filter, close the detail, clear marks"),
             ],
         ),
@@ -675,7 +794,7 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                     f"{keys('approve')} / {keys('reject')} / {keys('always')}",
                     "approve / reject / always approve a pending action",
                 ),
-                (keys("always-approve"), "turn always approve on or off for the conversation (kept across stop and start)"),
+                (keys("always_approve"), "turn always approve on or off for the conversation (kept across stop and start)"),
                 ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
             ],
         ),

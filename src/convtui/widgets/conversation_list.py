@@ -123,6 +123,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         self.highlight_words: tuple[str, ...] = ()
         self.spinner_frame = 0
         self.animate = True  # False: running rows show a still ▶ (reduced motion)
+        self.date_field = "last_updated_at"  # the date column: or "created_at" (follows the sort)
         self._animated_rows: set[int] = set()
         self._highlighted_id: str | None = None
         self._paint_top = self._paint_width = 0  # set by render_lines for its render_line calls
@@ -277,7 +278,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
             self._animated_rows.add(row)
         base = self._style(cursor)
         mark = Segment("●" if info.conversation_id in self.marked else " ", self._style(cursor, "marked"))
-        updated = relative_time(info.last_updated_at, self.clock())
+        updated = relative_time(getattr(info, self.date_field), self.clock())
         cost = format_cost(info.accumulated_cost)
         repository = info.selected_repository or ""
         if repository and info.selected_branch:
