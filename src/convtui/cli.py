@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--archived", action="store_true", help="list archived conversations instead")
     listing.add_argument("--repo", metavar="R", help="only this repository")
     listing.add_argument("--trigger", metavar="T", help="only this trigger: " + ", ".join(t.value for t in ConversationTrigger))
-    listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error")
+    listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error, waiting (for you: a reply or an approval), finished")
     listing.add_argument("--query", "-q", metavar="Q", help="words to find in title, repository, branch or id prefix")
     listing.add_argument("--limit", type=int, default=20, metavar="N", help="page size, 1-100 (default 20)")
     listing.add_argument("--page", metavar="TOKEN", help="the next_page_id a previous page gave")

@@ -490,12 +490,11 @@ class ConversationService:
         return applied
 
     def _derived_title(self, message: str) -> str | None:
-        """derived_title, with the configured API key (pasted into a message)
-        never copied into the title that lists and exports show. Blocking."""
-        secret = self.settings_store.load().api_key()
-        if secret and len(secret) >= 8:
-            message = message.replace(secret, "<redacted>")  # before the cut: no half key either
-        return derived_title(message)
+        """derived_title, with every key the redactor knows (the configured
+        one, the providers' in the environment) never copied into the title
+        that lists and exports show. Redacted before the cut: no half key
+        either. Blocking."""
+        return derived_title(self.redactor()(message))
 
     async def _title_from_first_message(self, conversation_id: str, events: Sequence[EventDict]) -> bool:
         """Title a conversation still under its default title after the
