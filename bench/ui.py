@@ -106,7 +106,8 @@ GOAL_P99_MS = 50.0
 FILTER_WORDS = ("number", "repo3", "4242")
 KEY_TIMEOUT = 10.0
 LAUNCH_TIMEOUT = 60.0
-STATUS_LINE = re.compile(r"^\s*([\d,]+) of ([\d,]+) · sort: ")
+# "N of M · sort: …· filter: …" up to issue 9, "N of M · filter: … · sort: …" since.
+STATUS_LINE = re.compile(r"^\s*([\d,]+) of ([\d,]+) · ")
 ROW_TITLE = re.compile(r"Conversation number \d+")
 FILTER_PLACEHOLDER = "/ filter:"
 
@@ -359,7 +360,7 @@ def list_shows_filter(screen: str, text: str) -> bool:
     if line is None:
         return False
     if text:
-        return line.endswith(f"filter: {text}")
+        return re.search(rf"filter: {re.escape(text)}( ·|$)", line) is not None
     return "filter:" not in line
 
 

@@ -348,17 +348,22 @@ async def _each(ids: list[str], action: Callable[[str], Awaitable[str]]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _confirmed(question: str, doing: str) -> bool:
+    """Ask `question` [y/N] at the terminal; without one, refuse to `doing`
+    (InvalidInput: --yes is how a script says yes)."""
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"refusing to {doing} without --yes when not at a terminal")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
     full_ids = []
     for given in arguments.ids:
         full_ids.append((await service.get(given)).conversation_id)
-    if not arguments.yes:
-        if not sys.stdin.isatty():
-            raise InvalidInput("refusing to delete without --yes when not at a terminal")
-        answer = input(f"Delete {len(full_ids)} conversation(s) with their events and workspaces? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing deleted")
-            return EXIT_FAILED
+    question = f"Delete {len(full_ids)} conversation(s) with their events and workspaces?"
+    if not arguments.yes and not _confirmed(question, "delete"):
+        print("nothing deleted")
+        return EXIT_FAILED
 
     async def delete(conversation_id: str) -> str:
         await service.delete(conversation_id)
@@ -399,13 +404,9 @@ async def cmd_trash(service: Any, arguments: argparse.Namespace) -> int:
         if count == 0:
             print("the trash is empty")
             return EXIT_OK
-        if not arguments.yes:
-            if not sys.stdin.isatty():
-                raise InvalidInput("refusing to empty the trash without --yes when not at a terminal")
-            answer = input(f"Delete {count} trashed conversation(s) for good? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                print("nothing deleted")
-                return EXIT_OK
+        if not arguments.yes and not _confirmed(f"Delete {count} trashed conversation(s) for good?", "empty the trash"):
+            print("nothing deleted")
+            return EXIT_OK
         removed = await service.empty_trash(arguments.ids or None)
         print(f"deleted {removed} conversation(s) for good")
         return EXIT_OK

@@ -48,7 +48,13 @@ class Termination:
             loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside it
         except RuntimeError:
             loop = None
-        if loop is not None and self.app is not None and self.app.is_running:
+        if loop is not None and self.app is not None:
+            # Whether the app is starting, running or already ending (its
+            # input thread may have seen the closed terminal first), asking
+            # it to exit is safe. Raising here is not: the exception would
+            # land in whatever the main thread was doing, e.g. inside the
+            # writer thread's queue, which then never wakes (seen: a closed
+            # terminal left convtui hung in its shutdown).
             loop.call_soon_threadsafe(self.app.exit, None, 128 + signum)
         else:
             raise SystemExit(128 + signum)

@@ -13,12 +13,11 @@ from textual.geometry import Region
 from convtui import clipboard
 from convtui.app import ConvtuiApp
 from convtui.screens import main as main_module
-from convtui.screens.main import MainScreen
 
 from ..fake_llm import FakeLLMServer, ToolCall
 from ..test_agent import Script
 from .seed import SAMPLES, settle, still_app
-from .test_main_screen import listed, main_screen, ready, status_line, titles
+from .test_main_screen import listed, main_screen, main_screen_with_model, ready, status_line, titles
 
 
 def notes(app: ConvtuiApp) -> list[str]:
@@ -81,11 +80,7 @@ async def test_archiving_a_loop_awaiting_confirmation_stops_it_and_says_so(data_
         llm.responder = Script(ToolCall("execute_bash", {"command": "echo hi"}))
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
-            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
-            screen = main_screen(app)
-            await screen.service.update_settings(
-                {"llm_model": "openai/fake", "llm_api_key": "sk-test-0123456789", "llm_base_url": llm.base_url}
-            )
+            screen = await main_screen_with_model(pilot, app, llm)
             conversation_id = (await screen.service.new_conversation({"initial_user_msg": "say hi"})).conversation_id
             await screen.manager.start(conversation_id, until_idle=True)
             await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=30)

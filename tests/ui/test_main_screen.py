@@ -33,6 +33,16 @@ def main_screen(app: ConvtuiApp) -> MainScreen:
     return screen
 
 
+async def main_screen_with_model(pilot, app: ConvtuiApp, llm: FakeLLMServer) -> MainScreen:  # noqa: ANN001
+    """The main screen once it is up, with the fake model configured."""
+    await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
+    screen = main_screen(app)
+    await screen.service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
+    )
+    return screen
+
+
 def listed(app: ConvtuiApp) -> ConversationList:
     return main_screen(app).query_one(ConversationList)
 
@@ -248,11 +258,7 @@ async def test_a_running_loop_updates_its_row_and_detail_live(data_dir: Path) ->
         )
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
-            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
-            screen = main_screen(app)
-            await screen.service.update_settings(
-                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
-            )
+            screen = await main_screen_with_model(pilot, app, llm)
             created = await screen.service.new_conversation({"initial_user_msg": "say hello"})
             await settle(pilot, lambda: len(listed(app).ids) == 1)  # found by polling
             await pilot.press("s")
@@ -331,11 +337,7 @@ async def test_remember_prompt_for_the_selected_event(data_dir: Path) -> None:
         llm.default = Text("<update_prompt>Run the engine tests with -x.</update_prompt>")
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
-            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
-            screen = main_screen(app)
-            await screen.service.update_settings(
-                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
-            )
+            screen = await main_screen_with_model(pilot, app, llm)
             await screen.service.new_conversation({"initial_user_msg": "How do I run the engine tests?"})
             await settle(pilot, lambda: len(listed(app).ids) == 1)
             await pilot.press("tab")
@@ -453,11 +455,7 @@ async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_aft
         llm.responder = respond
         app = still_app(data_dir)
         async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
-            screen = main_screen(app)
-            await screen.service.update_settings(
-                {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
-            )
+            screen = await main_screen_with_model(pilot, app, llm)
             created = await screen.service.new_conversation({"initial_user_msg": "first"})
             conversation_id = created.conversation_id
             await settle(pilot, lambda: listed(app).current_id == conversation_id)

@@ -228,7 +228,9 @@ def wait_for_look(session: TmuxSession, changed: Callable[[tuple], bool], what: 
 
 
 def _status_line(screen: str) -> str:
-    return next((line for line in screen.splitlines() if " of " in line and "sort:" in line), "")
+    """The list's status line ("N of M · filter: … · sort: …", its end
+    possibly cut by the column's width)."""
+    return next((line for line in screen.splitlines() if re.match(r"\s*[\d,]+ of [\d,]+ ·", line)), "")
 
 
 def test_create_rename_filter_and_quit_in_a_real_terminal(tmp_path: Path) -> None:

@@ -226,12 +226,15 @@ class MainScreen(Screen[None]):
         self._select(self.conversation_list.current_id)
 
     def _show_status(self, shown: int, total: int, problems: tuple[str, ...]) -> None:
-        parts = [f"{shown:,} of {total:,}", f"sort: {self.sort}, {SORT_DIRECTIONS[self.sort][self.sort_reversed]}"]
+        # What changes as you type comes first: a narrow list column cuts
+        # the end of the line, and the sort is the thing least looked at.
+        parts = [f"{shown:,} of {total:,}"]
+        if self.query_text:
+            parts.append(f"filter: {one_line(self.query_text, 40)}")
         marked = len(self.conversation_list.marked)
         if marked:
             parts.append(f"{marked} marked")
-        if self.query_text:
-            parts.append(f"filter: {one_line(self.query_text, 40)}")
+        parts.append(f"sort: {self.sort}, {SORT_DIRECTIONS[self.sort][self.sort_reversed]}")
         if problems:
             parts.append("; ".join(problems))
         # One line, always: no layout pass needed.
