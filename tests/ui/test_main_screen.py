@@ -499,3 +499,28 @@ async def test_the_detail_gives_the_workspace_without_pushing_out_other_lines(da
         assert workspace.endswith(f"{seeded[0]}/workspace") and len(workspace) <= header.content_region.width
         assert lines[-1].startswith("created") and len(lines) == 5
         assert header.size.height == 5  # no line wrapped
+
+
+async def test_the_log_shows_the_last_selected_conversation_however_selections_interleave(
+    data_dir: Path, seeded: list[str]
+) -> None:
+    """Selections faster than the event log loads (a reload moving the cursor
+    while a new conversation is selected): the log ends on the conversation
+    selected last, never on one selected before it."""
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        screen = main_screen(app)
+        first, second = seeded[0], seeded[1]
+        await screen.manager.send_message(second, "events of the second")
+        for _ in range(20):
+            screen._select(second)
+            await asyncio.sleep(0)  # its loading has started, not finished
+            screen._select(first)
+            screen._select(second)
+            await settle(
+                pilot,
+                lambda: [e.get("message") for e in screen.query_one(EventLog).events] == ["events of the second"],
+            )
+            screen._select(first)
+            await settle(pilot, lambda: screen.query_one(EventLog).events == [])

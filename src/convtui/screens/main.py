@@ -286,6 +286,11 @@ class MainScreen(Screen[None]):
         self._show_info(info)
         self.detail.show_pending(self.manager.pending_action(conversation_id) if conversation_id else None)
         if conversation_id != self._shown_events_for:
+            # Set now, not when the worker starts: a worker that a newer one
+            # cancelled before it ran must not leave the log claiming to
+            # show the conversation selected after it (the log then stayed
+            # on the previous conversation for good).
+            self._shown_events_for = conversation_id
             self._load_events(conversation_id)
 
     def _show_info(self, info) -> None:  # noqa: ANN001 (ConversationInfo | None)
@@ -308,7 +313,7 @@ class MainScreen(Screen[None]):
 
     @work(exclusive=True, group="events")
     async def _load_events(self, conversation_id: str | None) -> None:
-        self._shown_events_for = conversation_id
+        """Show `conversation_id`'s events (_select has set _shown_events_for)."""
         event_log = self.detail.event_log
         if conversation_id is None:
             event_log.set_events([])
@@ -331,8 +336,13 @@ class MainScreen(Screen[None]):
             new = await self.service.search_events(conversation_id, start_id=last + 1)
         except ConvtuiError:
             return
+        if self._shown_events_for != conversation_id:
+            return  # another conversation was selected meanwhile
+        # The log may have been loaded whole meanwhile: add only what it lacks.
+        last = event_log.events[-1].get("id", -1) if event_log.events else -1
         for event in new:
-            event_log.add_event(event)
+            if event.get("id", -1) > last:
+                event_log.add_event(event)
 
     def _on_loop_update(self, update: LoopUpdate) -> None:
         """From the manager, on this event loop: route to the row and pane."""
