@@ -3,6 +3,7 @@ conversation shows before the model names it, and the trash."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -86,6 +87,14 @@ async def test_a_first_message_titles_the_conversation_at_once(service: Conversa
     assert (await service.get(later)).title == "Port the tests to pytest"
     await service.append_events(later, [user_message("A second message changes nothing")])
     assert (await service.get(later)).title == "Port the tests to pytest"
+
+
+async def test_a_replayed_trajectory_is_titled_by_its_first_user_message(service: ConversationService) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "openhands-trajectories" / "basic.json"
+    replayed = (await service.new_conversation({"replay_json": fixture.read_text()})).conversation_id
+    first = next(event for event in json.loads(fixture.read_text()) if event.get("source") == "user")
+    assert (await service.get(replayed)).title == derived_title(first["args"]["content"] or first["message"])
+    assert not (await service.get(replayed)).title.startswith("Conversation ")
 
 
 async def test_the_model_title_replaces_a_derived_title_but_never_a_rename(service: ConversationService) -> None:

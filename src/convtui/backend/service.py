@@ -116,6 +116,17 @@ def _decode_page(token: str) -> tuple[str, str]:
     raise InvalidInput(f"page token {token[:40]!r} is not one this program gave out")
 
 
+def first_user_message(events: Sequence[EventDict]) -> str | None:
+    """The text of the first user message among `events` that has visible
+    text (what a derived title is made from), or None."""
+    for event in events:
+        if event.get("source") == "user" and event.get("action") == "message":
+            content = str((event.get("args") or {}).get("content") or event.get("message") or "")
+            if derived_title(content) is not None:
+                return content
+    return None
+
+
 class ConversationService:
     """Open with `await ConversationService.open(data_dir)`."""
 
@@ -371,7 +382,9 @@ class ConversationService:
         def run() -> ConversationResponse:
             conversation_id = uuid.uuid4().hex
             now = utc_now()
-            first_title = self._derived_title(request.initial_user_msg) if request.initial_user_msg else None
+            # A replayed trajectory's first user message titles it as well.
+            first_message = request.initial_user_msg or first_user_message(replay or [])
+            first_title = self._derived_title(first_message) if first_message else None
             metadata = ConversationMetadata(
                 conversation_id=conversation_id,
                 title=first_title or default_title(conversation_id),
@@ -502,13 +515,9 @@ class ConversationService:
         document = self.store.peek(conversation_id)
         if document is None or document.get("title") not in (None, "", default_title(conversation_id)):
             return False
-        for event in events:
-            if event.get("source") == "user" and event.get("action") == "message":
-                content = str((event.get("args") or {}).get("content") or event.get("message") or "")
-                title = await asyncio.to_thread(self._derived_title, content)
-                if title is not None:
-                    break
-        else:
+        content = first_user_message(events)
+        title = await asyncio.to_thread(self._derived_title, content) if content else None
+        if title is None:
             return False
 
         def change(document: Document) -> Document | None:
