@@ -12,8 +12,12 @@ TRAJECTORIES = sorted((FIXTURES / "openhands-trajectories").glob("*.json"))
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's data directory, settings or identity."""
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test reads the developer's data directory, settings or identity, nor
+    writes into the checkout (an export lands in the working directory)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     for variable in ("CONVTUI_DATA_DIR", "CONVTUI_LLM_MODEL", "CONVTUI_LLM_API_KEY", "CONVTUI_LLM_BASE_URL", "CONVTUI_USER"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

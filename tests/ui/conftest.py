@@ -13,3 +13,4 @@ from .seed import seed_store
 def seeded(data_dir: Path) -> list[str]:
     """The sample conversations, written straight into the store."""
     return seed_store(data_dir)
+
