@@ -139,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     config_set.add_argument("key", choices=SETTING_NAMES, metavar="KEY")
     config_set.add_argument("value")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the server that owns this data directory's loops (in the foreground; status, stop)",
+        description="Run the server that owns the data directory's store and agent loops, in the "
+        "foreground. It listens on a unix socket in the data directory (mode 0600); with --host it "
+        "also listens on TCP, where every request needs the bearer token it prints once.",
+    )
+    serve.add_argument("--host", help="also listen on TCP at this address (e.g. 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    serve.add_argument("--no-token", action="store_true", help="no bearer token on TCP (loopback addresses only)")
+    serve_commands = serve.add_subparsers(dest="serve_command", metavar="ACTION")
+    serve_status = serve_commands.add_parser("status", help="whether a server runs, its process and its loops")
+    serve_status.add_argument("--json", action="store_true")
+    serve_commands.add_parser("stop", help="stop the server's loops cleanly, then the server")
+
     doctor = commands.add_parser("doctor", help="check the data directory for damaged files")
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside and recover")
     doctor.add_argument("--json", action="store_true")
@@ -495,6 +510,39 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
     return EXIT_OK if report.healthy else EXIT_FAILED
 
 
+def cmd_serve(arguments: argparse.Namespace) -> int:
+    from .backend import server
+
+    root = (arguments.data_dir or default_data_dir()).expanduser()
+    if arguments.serve_command == "status":
+        status = server.server_status(root)
+        if arguments.json:
+            _print_json(status)
+        elif status is None:
+            print(f"no server runs for {root}")
+        else:
+            where = status["socket"] + (f" and http://{status['host']}:{status['port']}" if status.get("host") else "")
+            running = len(status["running"])
+            print(f"server {status['pid']} (convtui {status['version']}) on {where}; {running} loop(s) running")
+        return EXIT_OK if status is not None else EXIT_FAILED
+    if arguments.serve_command == "stop":
+        stopped = server.stop_server(root)
+        if stopped is None:
+            print(f"no server runs for {root}")
+            return EXIT_OK
+        count = len(stopped.get("stopping", []))
+        print(f"stopped server {stopped['pid']}" + (f" and {count} loop(s)" if count else ""))
+        return EXIT_OK
+    options = server.ServeOptions(host=arguments.host, port=arguments.port, token=not arguments.no_token)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        asyncio.run(server.serve(root, options, announce=lambda line: print(line, flush=True)))
+    except server.ServerRunning as error:
+        print(f"convtui: {error}", file=sys.stderr)
+        return EXIT_OK  # the server asked for runs: what a racing start wants
+    return EXIT_OK
+
+
 async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet: bool = False) -> int:
     """Run one loop in the foreground, printing its events, until the agent
     waits for the user, finishes, fails or is stopped (Ctrl-C stops it)."""
@@ -685,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_ui(arguments)
         if arguments.command == "doctor":
             return cmd_doctor(arguments)
+        if arguments.command == "serve":
+            return cmd_serve(arguments)
         return asyncio.run(_run(arguments))
     except ConvtuiError as error:
         print(f"convtui: {one_line(str(error))}", file=sys.stderr)

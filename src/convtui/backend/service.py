@@ -203,6 +203,20 @@ class ConversationService:
 
     # -- reading -------------------------------------------------------------------
 
+    async def loops_left_running(self) -> list[str]:
+        """Conversations recorded as running whose runner on this host is
+        gone (killed before it could record STOPPED)."""
+
+        def run() -> list[str]:
+            self.store.refresh()
+            return [
+                document["conversation_id"]
+                for document in self.store.active_documents()
+                if document.get("runner_host") in (None, _HOST) and _runner_is_gone(self.data_dir, document)
+            ]
+
+        return await asyncio.to_thread(run)
+
     def _live_states(self) -> dict[str, LiveState]:
         return self.loops.live_states() if self.loops is not None else {}
 
@@ -611,15 +625,15 @@ class ConversationService:
         return await self.set_archived(conversation_id, False)
 
     async def delete(self, conversation_id: str) -> bool:
-        """Stop the loop if it runs, then remove the metadata, events and
+        """Stop the loop if it runs (here or in another process; refused when
+        it cannot be), then remove the metadata, events and
         workspace of this conversation and nothing else. False if there was
         no such conversation."""
         try:
             full_id = await self.resolve(conversation_id)
         except NotFound:
             return False
-        if self.loops is not None and full_id in self.loops.live_states():
-            await self.loops.stop(full_id)
+        await self._stop_loop_before(full_id, "delete")
 
         def run() -> bool:
             removed = self.store.remove(full_id)

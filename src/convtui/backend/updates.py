@@ -7,9 +7,12 @@ names its conversation; the UI routes them to rows and panes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
 from .events import EventDict
 from .models import AgentState, ConversationStatus, RuntimeStatus
@@ -64,6 +67,42 @@ class MetricsChanged:
 
 LoopUpdate = StatusChanged | EventAdded | TextStreamed | TitleChanged | MetricsChanged
 Subscriber = Callable[[LoopUpdate], None]
+
+# The names updates go by on the wire (the live stream of `convtui serve`).
+UPDATE_TYPES: dict[str, type[LoopUpdate]] = {
+    "status": StatusChanged,
+    "event": EventAdded,
+    "text": TextStreamed,
+    "title": TitleChanged,
+    "metrics": MetricsChanged,
+}
+_TYPE_NAMES = {kind: name for name, kind in UPDATE_TYPES.items()}
+_ENUM_FIELDS = {"status": ConversationStatus, "runtime_status": RuntimeStatus, "agent_state": AgentState}
+
+
+def update_to_dict(update: LoopUpdate) -> dict[str, Any]:
+    """The update as JSON-ready data: its fields and `type`."""
+    data = {field.name: getattr(update, field.name) for field in dataclasses.fields(update)}
+    for name, value in data.items():
+        if isinstance(value, Enum):
+            data[name] = value.value
+    return {"type": _TYPE_NAMES[type(update)], **data}
+
+
+def update_from_dict(data: dict[str, Any]) -> LoopUpdate:
+    """The inverse of update_to_dict. Raises ValueError for anything else."""
+    kind = UPDATE_TYPES.get(data.get("type", ""))
+    if kind is None:
+        raise ValueError(f"unknown update type {data.get('type')!r}")
+    names = {field.name for field in dataclasses.fields(kind)}
+    values = {name: value for name, value in data.items() if name in names}
+    for name, enum in _ENUM_FIELDS.items():
+        if values.get(name) is not None:
+            values[name] = enum(values[name])
+    try:
+        return kind(**values)
+    except TypeError as error:
+        raise ValueError(f"malformed {data['type']} update: {error}") from None
 
 
 class UpdateHub:

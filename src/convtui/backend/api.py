@@ -1,0 +1,399 @@
+"""The REST API of `convtui serve`: the reference's conversation routes (same
+paths, JSON shapes and error codes), OpenHands' event listing, and what
+convtui adds (archive, trash, messages, approvals, settings, a live stream).
+
+Every route validates with the models and answers errors in OpenHands' shape,
+`{"status": "error", "message": ..., "msg_id": ...}`: 400 invalid input, 401
+bad token, 403 not the owner, 404 unknown id, 409 conflict, 413 body too big,
+422 malformed request. Ids in paths are full 32-hex ids; `/api/resolve/{prefix}`
+turns a prefix into one. Nothing answers with a traceback, and the API key is
+never in a response: settings come back with it masked."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .errors import AmbiguousId, ConvtuiError, InvalidInput, MissingSettings, NotFound, PermissionDenied
+from .events import EventFilter
+from .interface import LocalBackend
+from .manager import LoopLimitReached, RunningElsewhere
+from .models import (
+    ConversationInfo,
+    ConversationInfoResultSet,
+    ConversationResponse,
+    ConversationTrigger,
+    ExperimentConfig,
+    NewConversationRequest,
+    ProviderType,
+)
+from .service import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from .settings import Settings, mask_secret
+from .update_journal import Reset, UpdateJournal
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT_DEFAULT = 8 * 1024 * 1024  # a replayed trajectory is the biggest body
+ConversationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a full conversation id (32 hex digits)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProvidersSet(_Strict):
+    providers_set: list[ProviderType] | None = None
+
+
+class UpdateConversation(_Strict):
+    title: str = Field(min_length=1, max_length=1000)
+
+
+class Message(_Strict):
+    content: str
+
+
+class Decision(_Strict):
+    """approve (`always`: every later action of this conversation too) or reject."""
+
+    approve: bool
+    always: bool = False
+
+
+class AlwaysApprove(_Strict):
+    on: bool
+
+
+class Archived(_Strict):
+    archived: bool
+
+
+class ServerInfo(BaseModel):
+    pid: int
+    version: str
+    data_dir: str
+    running: list[str]
+    position: str
+
+
+def _error(status: int, message: str, msg_id: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": message, "msg_id": msg_id, **extra}, status_code=status)
+
+
+def _convtui_error(error: ConvtuiError) -> JSONResponse:
+    """Each error family to its HTTP code and msg_id."""
+    message = str(error)
+    if isinstance(error, NotFound):
+        return _error(404, message, "CONVERSATION$NOT_FOUND")
+    if isinstance(error, PermissionDenied):
+        return _error(403, message, "AUTHORIZATION$PERMISSION_DENIED")
+    if isinstance(error, MissingSettings):
+        return _error(400, message, "CONFIGURATION$SETTINGS_NOT_FOUND")
+    if isinstance(error, (RunningElsewhere, LoopLimitReached)):
+        return _error(409, message, "CONVERSATION$CONFLICT")
+    if isinstance(error, (InvalidInput, AmbiguousId)):
+        return _error(400, message, "CONVERSATION$INVALID_INPUT")
+    return _error(500, message, "SERVER$STORAGE_ERROR")
+
+
+class BearerToken:
+    """Requests over TCP must carry `Authorization: Bearer <token>`. Requests
+    over the unix socket (0600: only its owner can connect) need none."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A unix-socket connection has no port (uvicorn: (path, None)).
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] is not None:
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if self.expected is None or not hmac.compare_digest(given, self.expected):
+                response = _error(401, "a valid bearer token is required", "AUTHORIZATION$BAD_TOKEN")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Bodies over `limit` bytes get 413 before anything reads them whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = _error(413, f"the request body is over {self.limit:,} bytes", "REQUEST$TOO_LARGE")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await too_big(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooBig
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooBig:
+            await too_big(scope, receive, send)
+
+
+class _BodyTooBig(Exception):
+    pass
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    data = settings.model_dump(mode="json")
+    data["llm_api_key"] = mask_secret(settings.api_key()) or None
+    return data
+
+
+def create_app(
+    backend: LocalBackend,
+    journal: UpdateJournal,
+    *,
+    token: str | None = None,
+    shutdown: Callable[[], Awaitable[None]] | None = None,
+    body_limit: int = BODY_LIMIT_DEFAULT,
+    docs: bool = False,
+) -> ASGIApp:
+    """The API over one data directory's backend. `token`: what
+    TCP requests must present (None: TCP refused). `shutdown`: what
+    POST /api/server/shutdown calls."""
+    app = FastAPI(
+        title="convtui",
+        version=__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+
+    @app.exception_handler(ConvtuiError)
+    async def convtui_error(_: Request, error: ConvtuiError) -> JSONResponse:
+        return _convtui_error(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = [{key: item[key] for key in ("loc", "msg", "type") if key in item} for item in error.errors()]
+        first = details[0] if details else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
+        return _error(422, message, "REQUEST$VALIDATION_ERROR", detail=jsonable_encoder(details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else "request refused"
+        return _error(error.status_code, message, f"HTTP${error.status_code}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("a request failed")
+        return _error(500, f"internal error ({type(error).__name__}); see server.log", "SERVER$INTERNAL_ERROR")
+
+    # -- the reference's routes -------------------------------------------------------
+
+    @app.post("/api/conversations")
+    async def new_conversation(data: NewConversationRequest) -> ConversationResponse:
+        return await backend.new_conversation(data)
+
+    @app.get("/api/conversations")
+    async def search_conversations(
+        page_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+        selected_repository: str | None = None,
+        conversation_trigger: ConversationTrigger | None = None,
+        status: str | None = None,
+        q: Annotated[str | None, Query(max_length=1000, description="words in the title, repository or id")] = None,
+        archived: Annotated[
+            str, Query(pattern="^(false|true|all)$", description="false: hide archived (default); true: only them; all")
+        ] = "false",
+        all_ages: Annotated[bool, Query(description="also conversations older than conversation_max_age_days")] = False,
+    ) -> ConversationInfoResultSet:
+        return await backend.search(
+            page_id=page_id,
+            limit=limit,
+            selected_repository=selected_repository,
+            conversation_trigger=conversation_trigger,
+            status=status,
+            query=q,
+            archived={"false": False, "true": True, "all": None}[archived],
+            all_ages=all_ages,
+        )
+
+    @app.get("/api/conversations/{conversation_id}")
+    async def get_conversation(conversation_id: ConversationId) -> ConversationInfo | None:
+        """null for an unknown id, as the reference answers."""
+        try:
+            return await backend.get(conversation_id)
+        except NotFound:
+            return None
+
+    @app.patch("/api/conversations/{conversation_id}")
+    async def update_conversation(conversation_id: ConversationId, data: UpdateConversation) -> bool:
+        await backend.rename(conversation_id, data.title)
+        return True
+
+    @app.delete("/api/conversations/{conversation_id}")
+    async def delete_conversation(conversation_id: ConversationId) -> bool:
+        """false for an unknown id, as the reference answers; a running loop
+        is stopped first."""
+        return await backend.delete(conversation_id)
+
+    @app.post("/api/conversations/{conversation_id}/start")
+    async def start_conversation(
+        conversation_id: ConversationId,
+        providers: ProvidersSet | None = None,
+        confirm: Annotated[bool | None, Query(description="override confirmation_mode for this run")] = None,
+        until_idle: Annotated[bool, Query(description="end the loop once the agent waits for the user")] = False,
+    ) -> ConversationResponse:
+        try:
+            status = await backend.start(conversation_id, confirm=confirm, until_idle=until_idle)
+        except NotFound:
+            return JSONResponse({"status": "error", "conversation_id": conversation_id}, status_code=404)
+        return ConversationResponse(status="ok", conversation_id=conversation_id, conversation_status=status)
+
+    @app.post("/api/conversations/{conversation_id}/stop")
+    async def stop_conversation(conversation_id: ConversationId) -> ConversationResponse:
+        return await backend.stop(conversation_id)
+
+    @app.get("/api/conversations/{conversation_id}/remember-prompt")
+    async def remember_prompt(conversation_id: ConversationId, event_id: Annotated[int, Query(ge=0)]) -> dict[str, str]:
+        return {"status": "success", "prompt": await backend.remember_prompt(conversation_id, event_id)}
+
+    @app.post("/api/conversations/{conversation_id}/exp-config")
+    async def add_experiment_config(conversation_id: ConversationId, exp_config: ExperimentConfig) -> bool:
+        return await backend.set_experiment_config(conversation_id, exp_config)
+
+    @app.get("/api/conversations/{conversation_id}/events")
+    async def search_events(
+        conversation_id: ConversationId,
+        start_id: Annotated[int, Query(ge=0)] = 0,
+        end_id: Annotated[int | None, Query(ge=0)] = None,
+        reverse: bool = False,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        filter: Annotated[str | None, Query(description="an EventFilter as JSON")] = None,
+    ) -> dict[str, Any]:
+        """OpenHands' event listing: `events` and `has_more`."""
+        event_filter = None
+        if filter:
+            try:
+                event_filter = EventFilter.model_validate_json(filter)
+            except ValueError as error:
+                from .errors import first_validation_error
+
+                raise InvalidInput(f"filter: {first_validation_error(error)}") from None
+        events = await backend.search_events(conversation_id, start_id, end_id, reverse, event_filter, limit + 1)
+        return {"events": events[:limit], "has_more": len(events) > limit}
+
+    # -- what convtui adds ------------------------------------------------------------
+
+    @app.get("/api/resolve/{prefix}")
+    async def resolve(prefix: Annotated[str, Path(pattern=r"^[0-9a-fA-F]{1,32}$")]) -> dict[str, str]:
+        return {"conversation_id": await backend.resolve(prefix)}
+
+    @app.post("/api/conversations/{conversation_id}/archived")
+    async def set_archived(conversation_id: ConversationId, data: Archived) -> dict[str, Any]:
+        """Archive (a running loop is stopped first; `stopped` says so) or unarchive."""
+        info, stopped = await backend.change_archived(conversation_id, data.archived)
+        return {"conversation": info.model_dump(mode="json"), "stopped": stopped}
+
+    @app.post("/api/conversations/{conversation_id}/trash")
+    async def trash(conversation_id: ConversationId) -> dict[str, str]:
+        """Move to the trash (restorable); a running loop is stopped first."""
+        return {"conversation_id": await backend.trash(conversation_id)}
+
+    @app.post("/api/conversations/{conversation_id}/messages")
+    async def send_message(conversation_id: ConversationId, message: Message) -> dict[str, Any]:
+        return await backend.send_message(conversation_id, message.content)
+
+    @app.get("/api/conversations/{conversation_id}/pending-action")
+    async def pending_action(conversation_id: ConversationId) -> dict[str, Any] | None:
+        return await backend.pending_action(conversation_id)
+
+    @app.post("/api/conversations/{conversation_id}/decision")
+    async def decide(conversation_id: ConversationId, decision: Decision) -> bool:
+        if decision.approve:
+            await backend.approve(conversation_id, always=decision.always)
+        else:
+            await backend.reject(conversation_id)
+        return True
+
+    @app.put("/api/conversations/{conversation_id}/always-approve")
+    async def always_approve(conversation_id: ConversationId, data: AlwaysApprove) -> ConversationInfo:
+        return await backend.set_always_approve(conversation_id, data.on)
+
+    @app.get("/api/conversations/{conversation_id}/export")
+    async def export(conversation_id: ConversationId, format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json") -> Response:
+        if format == "markdown":
+            return Response(await backend.export_markdown(conversation_id), media_type="text/markdown")
+        return Response(await backend.export_json(conversation_id), media_type="application/json")
+
+    @app.get("/api/settings")
+    async def get_settings() -> dict[str, Any]:
+        return masked_settings(await backend.load_settings())
+
+    @app.patch("/api/settings")
+    async def update_settings(values: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        return masked_settings(await backend.update_settings(values))
+
+    @app.get("/api/updates", response_class=EventSourceResponse)
+    async def updates(
+        position: Annotated[str | None, Query(max_length=64)] = None,
+        last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Every loop update as it happens. Reconnect with the last `id` seen
+        (Last-Event-ID or `position`) to miss nothing; an `reset` event means
+        that position is gone: reload, then follow."""
+        import orjson
+
+        yield ServerSentEvent(event="hello", raw_data=orjson.dumps({"position": journal.position()}).decode())
+        async for item in journal.follow(last_event_id or position):
+            if isinstance(item, Reset):
+                yield ServerSentEvent(event="reset", id=item.position, raw_data="{}")
+            else:
+                yield ServerSentEvent(event="update", id=item.position, raw_data=orjson.dumps(item.update).decode())
+
+    @app.get("/api/server")
+    async def server_info() -> ServerInfo:
+        import os
+
+        return ServerInfo(
+            pid=os.getpid(),
+            version=__version__,
+            data_dir=str(backend.service.data_dir.root),
+            running=backend.manager.running_ids(),
+            position=journal.position(),
+        )
+
+    @app.post("/api/server/shutdown")
+    async def shutdown_server() -> dict[str, Any]:
+        running = backend.manager.running_ids()
+        if shutdown is not None:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(shutdown()))
+        return {"status": "ok", "stopping": running}
+
+    return BodyLimit(BearerToken(app, token), body_limit)
+

@@ -1,0 +1,71 @@
+"""`convtui serve` as a user starts it: a real process on a real socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from convtui.backend.data_dir import DataDirectory
+from convtui.backend.server import server_status, socket_path
+
+
+def spawn_server(data_dir: Path, *arguments: str) -> subprocess.Popen:
+    """`convtui --data-dir DATA serve ARGUMENTS`, its output in DATA/../serve.out."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    output = open(data_dir.parent / "serve.out", "ab")  # noqa: SIM115 (the child keeps it)
+    with output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "serve", *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+        )
+
+
+def wait_until_serving(data_dir: Path, process: subprocess.Popen | None = None, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = server_status(data_dir)
+        if status is not None:
+            return status
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}: {server_output(data_dir)}")
+        time.sleep(0.05)
+    raise AssertionError(f"no server answered within {timeout} s: {server_output(data_dir)}")
+
+
+def server_output(data_dir: Path) -> str:
+    try:
+        return (data_dir.parent / "serve.out").read_text(errors="replace")[-3000:]
+    except OSError:
+        return ""
+
+
+def the_socket(data_dir: Path) -> Path:
+    return socket_path(DataDirectory(data_dir))
+
+
+def kill_hard(pid: int) -> None:
+    """SIGKILL, and wait until the process is gone."""
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+
+
+def wait_gone(pid: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished == pid:
+                return
+        except ChildProcessError:  # not our child: poll for it
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} still runs after {timeout} s")

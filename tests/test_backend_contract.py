@@ -1,0 +1,288 @@
+"""One suite for every implementation of the Backend interface: in-process
+(LocalBackend) and over a real `convtui serve` process (RemoteBackend over
+its unix socket). What a user can do, and how it fails, is the same."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from convtui.backend.client import RemoteBackend
+from convtui.backend.errors import InvalidInput, NotFound
+from convtui.backend.interface import Backend, LocalBackend
+from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
+from convtui.backend.server import stop_server
+from convtui.backend.updates import EventAdded, StatusChanged
+
+from .fake_llm import FakeLLMServer, Text, ToolCall
+from .server_process import spawn_server, the_socket, wait_until_serving
+
+API_KEY = "sk-contract-0123456789abcdef"
+
+
+class Script:
+    """Titles get a fixed answer; everything else comes from a queue."""
+
+    def __init__(self, *responses: Any) -> None:
+        self.responses = list(responses)
+
+    def __call__(self, body: dict[str, Any]) -> Any:
+        if body["messages"][0]["content"].startswith("Write a short title"):
+            return Text("Scripted title")
+        return self.responses.pop(0) if self.responses else Text("(script exhausted)")
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer.in_thread() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One `convtui serve` for the module (each test makes its own conversations)."""
+    data_dir = tmp_path_factory.mktemp("served") / "data"
+    process = spawn_server(data_dir)
+    wait_until_serving(data_dir, process)
+    yield data_dir
+    stop_server(data_dir)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(params=["local", "remote"])
+async def backend(request: pytest.FixtureRequest, data_dir: Path, llm: FakeLLMServer) -> AsyncIterator[Backend]:
+    if request.param == "local":
+        opened: Backend = await LocalBackend.open(data_dir)
+    else:
+        opened = RemoteBackend.over_socket(the_socket(request.getfixturevalue("served")))
+    await opened.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "llm_timeout": 5,
+         "confirmation_mode": True}
+    )
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def new(backend: Backend, message: str = "Write hello.py", **fields: Any) -> str:
+    request = NewConversationRequest(initial_user_msg=message, **fields)
+    return (await backend.new_conversation(request)).conversation_id
+
+
+async def until(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+# -- metadata --------------------------------------------------------------------------
+
+
+async def test_a_new_conversation_is_found_by_id_prefix_and_titled_by_its_message(backend: Backend) -> None:
+    conversation_id = await new(backend, "Fix the flaky payments test", repository="acme/payments")
+    info = await backend.get(conversation_id[:10])
+    assert info.conversation_id == conversation_id
+    assert info.title == "Fix the flaky payments test"
+    assert info.selected_repository == "acme/payments"
+    assert info.status is ConversationStatus.STOPPED
+    assert await backend.resolve(conversation_id[:12]) == conversation_id
+    found = await backend.search(selected_repository="acme/payments", all_ages=True)
+    assert conversation_id in [result.conversation_id for result in found.results]
+
+
+async def test_unknown_and_malformed_ids_are_refused_in_one_line(backend: Backend) -> None:
+    with pytest.raises(NotFound, match="no conversation"):
+        await backend.get("f" * 32)
+    with pytest.raises(InvalidInput, match="not a conversation id"):
+        await backend.get("../../etc")
+    assert await backend.delete("e" * 32) is False
+
+
+async def test_renaming_checks_the_title_and_keeps_the_old_one_on_refusal(backend: Backend) -> None:
+    conversation_id = await new(backend)
+    assert (await backend.rename(conversation_id, "  Better name  ")).title == "Better name"
+    for bad in ("", "   ", "tab\there", "x" * 201):
+        with pytest.raises(InvalidInput):
+            await backend.rename(conversation_id, bad)
+    assert (await backend.get(conversation_id)).title == "Better name"
+
+
+async def test_pages_cover_every_match_once_and_the_limit_is_checked(backend: Backend) -> None:
+    created = {await new(backend, f"paged {n}", repository="acme/paging") for n in range(5)}
+    seen: list[str] = []
+    page_id = None
+    while True:
+        page = await backend.search(page_id=page_id, limit=2, selected_repository="acme/paging", all_ages=True)
+        seen += [result.conversation_id for result in page.results]
+        if page.next_page_id is None:
+            break
+        assert len(page.results) == 2  # filters apply before paging: every page but the last is full
+        page_id = page.next_page_id
+    assert sorted(seen) == sorted(created)
+    for limit in (0, 101):
+        with pytest.raises(InvalidInput, match="limit"):
+            await backend.search(limit=limit)
+
+
+async def test_archived_conversations_leave_the_default_list_and_come_back(backend: Backend) -> None:
+    conversation_id = await new(backend, repository="acme/archive")
+    info, stopped = await backend.change_archived(conversation_id, True)
+    assert info.archived and stopped is None
+    default = await backend.search(selected_repository="acme/archive", all_ages=True)
+    assert conversation_id not in [r.conversation_id for r in default.results]
+    archived = await backend.search(selected_repository="acme/archive", archived=True, all_ages=True)
+    assert conversation_id in [r.conversation_id for r in archived.results]
+    both = await backend.search(selected_repository="acme/archive", archived=None, all_ages=True)
+    assert conversation_id in [r.conversation_id for r in both.results]
+    await backend.change_archived(conversation_id, False)
+    assert not (await backend.get(conversation_id)).archived
+
+
+async def test_delete_and_trash_remove_a_conversation(backend: Backend) -> None:
+    deleted, trashed = await new(backend, "to delete"), await new(backend, "to trash")
+    assert await backend.delete(deleted) is True
+    assert await backend.trash(trashed) == trashed
+    for gone in (deleted, trashed):
+        with pytest.raises(NotFound):
+            await backend.get(gone)
+
+
+async def test_an_experiment_config_is_written_once(backend: Backend) -> None:
+    conversation_id = await new(backend)
+    assert await backend.set_experiment_config(conversation_id, {"config": {"variant": "a"}}) is True
+    assert await backend.set_experiment_config(conversation_id, {"config": {"variant": "b"}}) is False
+
+
+# -- loops -----------------------------------------------------------------------------
+
+
+async def test_a_loop_asks_before_a_command_and_does_what_was_decided(backend: Backend, llm: FakeLLMServer) -> None:
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": "echo approved > a.txt"}),
+        ToolCall("execute_bash", {"command": "echo rejected > b.txt"}),
+        Text("Done, without b.txt."),
+    )
+    conversation_id = await new(backend)
+    assert await backend.start(conversation_id) in (ConversationStatus.STARTING, ConversationStatus.RUNNING)
+    assert await backend.start(conversation_id) in (ConversationStatus.STARTING, ConversationStatus.RUNNING)  # idempotent
+    first = await until(lambda: backend.pending_action(conversation_id))
+    assert first["args"]["command"] == "echo approved > a.txt"
+    assert (await backend.get(conversation_id)).agent_state is AgentState.AWAITING_USER_CONFIRMATION
+    await backend.approve(conversation_id)
+
+    async def second_pending() -> Any:
+        pending = await backend.pending_action(conversation_id)
+        return pending if pending and pending["args"]["command"].endswith("b.txt") else None
+
+    await until(second_pending)
+    await backend.reject(conversation_id)
+
+    async def waiting_for_user() -> bool:
+        return (await backend.get(conversation_id)).agent_state is AgentState.AWAITING_USER_INPUT
+
+    await until(waiting_for_user)
+    events = await backend.search_events(conversation_id)
+    outputs = [e for e in events if e.get("observation") == "run"]
+    assert len(outputs) == 1 and outputs[0]["extras"]["exit_code"] == 0
+    assert [e for e in events if e.get("observation") == "user_rejected"]
+    with pytest.raises(InvalidInput, match="no action waiting"):
+        await backend.approve(conversation_id)
+    stopped = await backend.stop(conversation_id)
+    assert stopped.message == "Conversation stopped successfully"
+    again = await backend.stop(conversation_id)
+    assert again.message == "Conversation was not running"
+
+
+async def test_the_live_stream_carries_events_and_states_as_they_happen(backend: Backend, llm: FakeLLMServer) -> None:
+    llm.responder = Script(Text("Hello from the agent."))
+    conversation_id = await new(backend, "Say hello")
+    seen: list[Any] = []
+    ready = asyncio.Event()
+
+    async def follow() -> None:
+        stream = backend.updates()
+        ready.set()
+        async for update in stream:
+            if getattr(update, "conversation_id", None) == conversation_id:
+                seen.append(update)
+
+    follower = asyncio.create_task(follow())
+    await ready.wait()
+    await asyncio.sleep(0.3)  # the stream is connected
+    await backend.start(conversation_id)
+
+    async def answered() -> bool:
+        return any(isinstance(u, EventAdded) and u.event.get("message") == "Hello from the agent." for u in seen)
+
+    await until(answered)
+    assert any(isinstance(u, StatusChanged) and u.status is ConversationStatus.RUNNING for u in seen)
+    follower.cancel()
+    await backend.stop(conversation_id)
+
+
+async def test_messages_are_checked_and_stored(backend: Backend) -> None:
+    conversation_id = await new(backend)
+    for bad in ("", "   "):
+        with pytest.raises(InvalidInput, match="empty"):
+            await backend.send_message(conversation_id, bad)
+    stored = await backend.send_message(conversation_id, "one more thing")
+    events = await backend.search_events(conversation_id)
+    assert events[-1]["id"] == stored["id"] and events[-1]["message"] == "one more thing"
+
+
+async def test_events_page_forwards_and_backwards(backend: Backend) -> None:
+    conversation_id = await new(backend, "first")
+    for n in range(104):
+        await backend.send_message(conversation_id, f"message {n}")
+    events = await backend.search_events(conversation_id)
+    assert len(events) == 105 and [e["id"] for e in events] == sorted(e["id"] for e in events)
+    newest = await backend.search_events(conversation_id, reverse=True, limit=3)
+    assert [e["message"] for e in newest] == ["message 103", "message 102", "message 101"]
+    window = await backend.search_events(conversation_id, start_id=events[10]["id"], end_id=events[12]["id"])
+    assert [e["id"] for e in window] == [e["id"] for e in events[10:13]]
+
+
+async def test_exports_are_trajectories_without_the_key(backend: Backend) -> None:
+    conversation_id = await new(backend, f"my key is {API_KEY}")
+    await backend.rename(conversation_id, "Exported")
+    trajectory = orjson.loads(await backend.export_json(conversation_id))
+    assert trajectory[0]["source"] == "user" and API_KEY not in orjson.dumps(trajectory).decode()
+    markdown = await backend.export_markdown(conversation_id)
+    assert "Exported" in markdown and API_KEY not in markdown
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+async def test_settings_are_checked_and_a_refusal_changes_nothing(backend: Backend) -> None:
+    saved = await backend.update_settings({"max_iterations": 33})
+    assert saved.max_iterations == 33
+    with pytest.raises(InvalidInput, match="max_iterations"):
+        await backend.update_settings({"max_iterations": 0})
+    with pytest.raises(InvalidInput):
+        await backend.update_settings({"no_such_setting": 1})
+    assert (await backend.load_settings()).max_iterations == 33
+
+
+async def test_the_api_key_never_comes_back_over_the_server(backend: Backend) -> None:
+    settings = await backend.load_settings()
+    if isinstance(backend, RemoteBackend):
+        assert settings.api_key() != API_KEY and API_KEY[-4:] in (settings.api_key() or "")
+    else:
+        assert settings.api_key() == API_KEY
