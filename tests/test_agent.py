@@ -657,3 +657,34 @@ async def test_always_approve_holds_across_a_restart_until_turned_off(
     assert not (workspace / "three").exists()
     await manager.reject(conversation_id)
     await asyncio.wait_for(manager.wait(conversation_id), 10)
+
+
+async def test_a_message_sent_while_the_model_answers_is_answered_too(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """The follow-up is logged before the answer the model was writing, yet
+    the model never saw it: the loop must ask again, not wait for the user."""
+    gate = asyncio.Event()
+    calls: list[dict[str, Any]] = []
+
+    async def respond(body: dict[str, Any]) -> Response:
+        if body["messages"][0]["content"].startswith("Write a short title"):
+            return Text("A title")
+        calls.append(body)
+        if len(calls) == 1:
+            await gate.wait()
+            return Text("first answer")
+        return Text("second answer")
+
+    llm.responder = respond
+    conversation_id = await new(configured, "one")
+    await manager.start(conversation_id)
+    await until(lambda: len(calls) == 1)
+    await manager.send_message(conversation_id, "and again")
+    gate.set()
+    await until(lambda: len(calls) == 2)
+    assert any(message.get("content") == "and again" for message in calls[1]["messages"])
+    await until(lambda: manager.live_state(conversation_id).agent_state is AgentState.AWAITING_USER_INPUT)
+    events = await configured.search_events(conversation_id)
+    assert [e.get("message") for e in events if e.get("action") == "message"][-1] == "second answer"
+    await manager.stop(conversation_id)

@@ -130,6 +130,8 @@ class AgentLoop:
         self._cost: float | None = 0.0
         # events a replay recorded: not something the user is waiting on
         self._replayed: set[int] = set()
+        # the newest event the model was shown (-1: no call yet in this run)
+        self._model_saw = -1
         self._tokens = (0, 0)
 
     # -- control (called by the manager) -----------------------------------------
@@ -316,7 +318,14 @@ class AgentLoop:
     def _needs_answer(self, events: list[EventDict]) -> bool:
         """True if the last thing in the log is the user's (or a tool result
         the agent has not yet seen). A replay's recorded events are history,
-        not answers: a message sent while the replay ran is answered after."""
+        not answers: a message sent while the replay ran is answered after.
+        A message sent while the model was answering is logged before that
+        answer, yet the model never saw it: it too needs an answer."""
+        if self._model_saw >= 0 and any(
+            event.get("id", -1) > self._model_saw and event.get("source") == "user" and event.get("action") == "message"
+            for event in events
+        ):
+            return True
         for event in reversed(events):
             if event.get("hidden") or event_kind(event) in ("agent_state_changed", "change_agent_state", "null"):
                 continue
@@ -389,6 +398,7 @@ class AgentLoop:
     async def _call_model(self, metadata: Any) -> LLMResponse:
         assert self.llm_config is not None
         events = await asyncio.to_thread(self._event_log.search_events)
+        self._model_saw = max((event.get("id", -1) for event in events), default=-1)
         if self._system_prompt is None:  # init.json never changes: read it once per run
             init = await asyncio.to_thread(self._read_init)
             self._system_prompt = system_prompt(
