@@ -21,6 +21,9 @@ def _isolated_environment(
     for variable in ("CONVTUI_DATA_DIR", "CONVTUI_LLM_MODEL", "CONVTUI_LLM_API_KEY", "CONVTUI_LLM_BASE_URL", "CONVTUI_USER"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # The tests written for in-process loops keep them; the server's own
+    # tests (and the server-mode CLI and UI tests) turn this off.
+    monkeypatch.setenv("CONVTUI_SERVER", "off")
 
 
 @pytest.fixture

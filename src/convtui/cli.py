@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the UI on a temporary data directory with sample conversations that replay (no API key needed)",
     )
     parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="run loops in this process, not in the background server (they end when it ends; "
+        "also: config set server off, or CONVTUI_SERVER=off)",
+    )
+    parser.add_argument(
         "--no-mouse",
         action="store_true",
         help="leave the mouse to the terminal, so text can be selected and copied (also: config set mouse off)",
@@ -80,15 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--json", action="store_true")
     new.add_argument("--start", action="store_true", help="then run its loop in the foreground (like `run`)")
     new.add_argument("--yes", "-y", action="store_true", help="with --start: approve every action")
+    new.add_argument("--stop-on-exit", action="store_true", help="with --start: Ctrl-C stops the loop")
 
-    run = commands.add_parser("run", help="run a conversation's agent loop in the foreground until it waits for you")
+    run = commands.add_parser(
+        "run",
+        help="run a conversation's loop, showing it here until it waits for you (Ctrl-C detaches from the server's loop)",
+    )
     run.add_argument("id")
     run.add_argument("--yes", "-y", action="store_true", help="approve every command and file write")
+    run.add_argument("--stop-on-exit", action="store_true", help="Ctrl-C stops the loop instead of leaving it running")
 
     stop = commands.add_parser("stop", help="stop a conversation's loop (also one run by another convtui)")
     stop.add_argument("id")
 
-    send = commands.add_parser("send", help="add a message for the agent (the next run answers it)")
+    send = commands.add_parser("send", help="add a message for the agent (a running loop answers it, else the next run)")
     send.add_argument("id")
     send.add_argument("message")
 
@@ -321,11 +332,15 @@ async def cmd_new(service: Any, arguments: argparse.Namespace) -> int:
         from .backend.errors import first_validation_error
 
         raise InvalidInput(first_validation_error(error)) from None
-    response = await service.new_conversation(request)
-    code = _print_response(response, arguments.json, "created")
-    if arguments.start:
-        return await _run_loop(service, response.conversation_id, arguments.yes, quiet=arguments.json)
-    return code
+    if not arguments.start:
+        return _print_response(await service.new_conversation(request), arguments.json, "created")
+    backend = await _loop_backend(service, arguments, start=True)
+    try:
+        response = await backend.new_conversation(request)
+        _print_response(response, arguments.json, "created")
+        return await _run_loop(backend, response.conversation_id, arguments, quiet=arguments.json)
+    finally:
+        await backend.close()
 
 
 def _print_response(response: Any, as_json: bool, verb: str) -> int:
@@ -543,54 +558,68 @@ def cmd_serve(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _run_loop(service: Any, conversation_id: str, approve_all: bool, quiet: bool = False) -> int:
-    """Run one loop in the foreground, printing its events, until the agent
-    waits for the user, finishes, fails or is stopped (Ctrl-C stops it)."""
-    from .backend.manager import ConversationManager
+async def _loop_backend(service: Any, arguments: argparse.Namespace, start: bool) -> Any:
+    """The data directory's server (started when `start` and none runs),
+    or loops in this process (--no-server, or the `server` setting off)."""
+    from .backend.connect import open_backend
+
+    return await open_backend(service.data_dir.root, no_server=arguments.no_server, start=start, service=service)
+
+
+async def _run_loop(backend: Any, conversation_id: str, arguments: argparse.Namespace, quiet: bool = False) -> int:
+    """Run a loop until the agent waits for the user, finishes, fails or is
+    stopped, printing its events and asking for approvals here. Ctrl-C
+    leaves a server's loop running (--stop-on-exit stops it); a loop in
+    this process always stops with it."""
+    from .backend.client import RemoteBackend
+    from .backend.interface import LocalBackend
     from .backend.updates import EventAdded, StatusChanged
 
-    manager = ConversationManager(service)
+    approve_all = arguments.yes
+    full_id = await backend.resolve(conversation_id)
     interactive = sys.stdin.isatty() and not approve_all
-    confirmations: asyncio.Queue[EventDict] = asyncio.Queue()
-    last: list[StatusChanged] = []
-
-    def show(update: Any) -> None:
-        if isinstance(update, EventAdded) and not quiet:
-            print(describe_event(update.event), flush=True)
-        elif isinstance(update, StatusChanged):
-            last[:] = [update]
-            if update.agent_state is not None and update.agent_state.value == "awaiting_user_confirmation":
-                pending = manager.pending_action(update.conversation_id)
-                if pending is not None:
-                    confirmations.put_nowait(pending)
-
-    manager.subscribe(show)
+    final: StatusChanged | None = None
+    position = await backend.position()
+    status = await backend.start(full_id, confirm=False if approve_all else None, until_idle=True)
+    if status.value == "RUNNING" and isinstance(backend, RemoteBackend) and not quiet:
+        print(f"-- attached to the server's loop of {full_id[:8]} (Ctrl-C detaches)", flush=True)
     try:
-        await manager.start(conversation_id, until_idle=True, confirm=False if approve_all else None)
-        full_id = (await service.get(conversation_id)).conversation_id
-        waiter = asyncio.ensure_future(manager.wait(full_id))
-        while not waiter.done():
-            getter = asyncio.ensure_future(confirmations.get())
-            await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
+        async for update in backend.updates(position):
+            if getattr(update, "conversation_id", None) != full_id:
                 continue
-            action = getter.result()
+            if isinstance(update, EventAdded) and not quiet:
+                print(describe_event(update.event), flush=True)
+            if not isinstance(update, StatusChanged):
+                continue
+            final = update
+            if update.status.value in ("STOPPED", "ERROR"):
+                break
+            if update.agent_state is None or update.agent_state.value != "awaiting_user_confirmation":
+                continue
+            action = await backend.pending_action(full_id)
+            if action is None:
+                continue
             if not interactive:
                 print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
-                await manager.stop(full_id)
+                await backend.stop(full_id)
                 return EXIT_FAILED
-            for line in await _approval_details(service, full_id, action):
+            for line in await _approval_details(backend, full_id):
                 print(line)
             answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
             choice = answer.strip().lower()[:1]
             if choice in ("y", "a"):
-                await manager.approve(full_id, always=choice == "a")
+                await backend.approve(full_id, always=choice == "a")
             else:
-                await manager.reject(full_id)
-    finally:
-        await manager.shutdown()
-    final = last[-1] if last else None
+                await backend.reject(full_id)
+    except asyncio.CancelledError:  # Ctrl-C
+        if isinstance(backend, RemoteBackend) and not arguments.stop_on_exit:
+            print(f"\n-- detached: the loop keeps running in the server (convtui stop {full_id[:8]} ends it)")
+        else:
+            await backend.stop(full_id)
+            print(f"\n-- stopped {full_id[:8]}")
+        return 130
+    if isinstance(backend, LocalBackend):
+        await backend.manager.wait(full_id)  # it records how it ended before this process ends it
     if final is not None and final.status.value == "ERROR":
         print(f"convtui: {one_line(final.message or 'the loop failed')}", file=sys.stderr)
         return EXIT_FAILED
@@ -605,23 +634,17 @@ APPROVAL_MAX_LINES = 40
 APPROVAL_MAX_WIDTH = 200
 
 
-async def _approval_details(service: Any, conversation_id: str, action: EventDict) -> list[str]:
+async def _approval_details(backend: Any, conversation_id: str) -> list[str]:
     """What a file write asking for approval would do: the new file's
     content, or a unified diff of the change. Inert, at most
     APPROVAL_MAX_LINES lines of at most APPROVAL_MAX_WIDTH characters, with a
     note of what was cut. Nothing for other actions."""
-    args = action.get("args") or {}
-    if event_kind(action) != "edit" or args.get("command") not in ("create", "str_replace", "insert"):
-        return []
-    from .backend.edit_preview import edit_diff
-    from .backend.runtime import Workspace
-
-    redact = await asyncio.to_thread(service.redactor)
-    workspace = Workspace(service.data_dir.workspace(conversation_id), hidden_secrets=redact.secrets)
     try:
-        diff = await asyncio.to_thread(edit_diff, workspace, args, redact)
+        diff = await backend.pending_diff(conversation_id)
     except ConvtuiError as error:
         return [f"  (no preview: {one_line(str(error), APPROVAL_MAX_WIDTH)})"]
+    if diff is None:
+        return []
     shown = []
     for line in diff[:APPROVAL_MAX_LINES]:
         line = inert(line.expandtabs(4), keep_newlines=False)
@@ -636,32 +659,45 @@ async def _approval_details(service: Any, conversation_id: str, action: EventDic
 
 
 async def cmd_run(service: Any, arguments: argparse.Namespace) -> int:
-    return await _run_loop(service, arguments.id, arguments.yes)
+    backend = await _loop_backend(service, arguments, start=True)
+    try:
+        return await _run_loop(backend, arguments.id, arguments)
+    finally:
+        await backend.close()
 
 
 async def cmd_stop(service: Any, arguments: argparse.Namespace) -> int:
-    from .backend.manager import ConversationManager
+    from .backend.interface import LocalBackend
 
-    result = await ConversationManager(service).stop(arguments.id)
-    print(f"{result.conversation_id[:8]}: {result.message}")
+    backend = await _loop_backend(service, arguments, start=False)
+    try:
+        if isinstance(backend, LocalBackend):  # says which process it stopped
+            result = await backend.manager.stop(arguments.id)
+            print(f"{result.conversation_id[:8]}: {result.message}")
+        else:
+            response = await backend.stop(arguments.id)
+            print(f"{response.conversation_id[:8]}: {response.message}")
+    finally:
+        await backend.close()
     return EXIT_OK
 
 
 async def cmd_send(service: Any, arguments: argparse.Namespace) -> int:
-    from .backend.manager import ConversationManager
-
-    event = await ConversationManager(service).send_message(arguments.id, arguments.message)
+    backend = await _loop_backend(service, arguments, start=False)
+    try:
+        event = await backend.send_message(arguments.id, arguments.message)
+    finally:
+        await backend.close()
     print(f"sent as event {event['id']}")
     return EXIT_OK
 
 
 async def cmd_remember(service: Any, arguments: argparse.Namespace) -> int:
-    from .backend.llm import LLMConfig
-    from .backend.remember import remember_prompt
-
-    config = LLMConfig.from_settings(await service.load_settings())
-    event_log = await service.event_log(arguments.id)
-    print(inert(await remember_prompt(event_log, arguments.event_id, config)))
+    backend = await _loop_backend(service, arguments, start=False)
+    try:
+        print(inert(await backend.remember_prompt(arguments.id, arguments.event_id)))
+    finally:
+        await backend.close()
     return EXIT_OK
 
 

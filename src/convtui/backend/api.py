@@ -42,7 +42,7 @@ from .models import (
 )
 from .service import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from .settings import Settings, mask_secret
-from .update_journal import Reset, UpdateJournal
+from .update_journal import Reset
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,6 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
 
 def create_app(
     backend: LocalBackend,
-    journal: UpdateJournal,
     *,
     token: str | None = None,
     shutdown: Callable[[], Awaitable[None]] | None = None,
@@ -183,6 +182,7 @@ def create_app(
     """The API over one data directory's backend. `token`: what
     TCP requests must present (None: TCP refused). `shutdown`: what
     POST /api/server/shutdown calls."""
+    journal = backend.journal
     app = FastAPI(
         title="convtui",
         version=__version__,
@@ -332,6 +332,11 @@ def create_app(
     @app.get("/api/conversations/{conversation_id}/pending-action")
     async def pending_action(conversation_id: ConversationId) -> dict[str, Any] | None:
         return await backend.pending_action(conversation_id)
+
+    @app.get("/api/conversations/{conversation_id}/pending-diff")
+    async def pending_diff(conversation_id: ConversationId) -> dict[str, list[str] | None]:
+        """The unified diff of the file write awaiting approval (null: none awaits)."""
+        return {"diff": await backend.pending_diff(conversation_id)}
 
     @app.post("/api/conversations/{conversation_id}/decision")
     async def decide(conversation_id: ConversationId, decision: Decision) -> bool:

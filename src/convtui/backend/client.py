@@ -189,6 +189,10 @@ class RemoteBackend:
         full_id = await self.resolve(conversation_id)
         return await self._call("GET", f"/api/conversations/{full_id}/pending-action")
 
+    async def pending_diff(self, conversation_id: str) -> list[str] | None:
+        full_id = await self.resolve(conversation_id)
+        return (await self._call("GET", f"/api/conversations/{full_id}/pending-diff"))["diff"]
+
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         full_id = await self.resolve(conversation_id)
         await self._call("POST", f"/api/conversations/{full_id}/decision", json={"approve": True, "always": always})
@@ -268,6 +272,9 @@ class RemoteBackend:
 
     async def server_info(self) -> dict[str, Any]:
         return await self._call("GET", "/api/server")
+
+    async def position(self) -> str:
+        return (await self.server_info())["position"]
 
     # -- the live stream -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ both."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,8 @@ from .models import (
 )
 from .service import ConversationService
 from .settings import Settings
-from .updates import LoopUpdate
+from .update_journal import Reset, UpdateJournal
+from .updates import LoopUpdate, update_from_dict
 
 
 class StreamReset:
@@ -75,6 +77,11 @@ class Backend(Protocol):
 
     async def pending_action(self, conversation_id: str) -> EventDict | None: ...
 
+    async def pending_diff(self, conversation_id: str) -> list[str] | None:
+        """The unified diff the file write awaiting approval would make (None:
+        no file write awaits). Raises ConvtuiError when it cannot be made."""
+        ...
+
     async def approve(self, conversation_id: str, always: bool = False) -> None: ...
 
     async def reject(self, conversation_id: str) -> None: ...
@@ -103,7 +110,14 @@ class Backend(Protocol):
 
     async def update_settings(self, values: dict[str, Any]) -> Settings: ...
 
-    def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]: ...
+    async def position(self) -> str:
+        """Where the live stream is now: pass it to `updates` to miss nothing
+        that happens from here on."""
+        ...
+
+    def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
+        """Every update after `position` (None: from when iteration starts)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -120,6 +134,7 @@ class LocalBackend:
     def __init__(self, service: ConversationService, manager: ConversationManager) -> None:
         self.service = service
         self.manager = manager
+        self.journal = UpdateJournal(manager.hub)
 
     @classmethod
     async def open(cls, root: Path, user_id: str | None = None) -> LocalBackend:
@@ -128,6 +143,7 @@ class LocalBackend:
 
     async def close(self) -> None:
         await self.manager.shutdown()
+        self.journal.unsubscribe()
         self.service.close()
 
     async def resolve(self, id_or_prefix: str) -> str:
@@ -189,6 +205,20 @@ class LocalBackend:
     async def pending_action(self, conversation_id: str) -> EventDict | None:
         return self.manager.pending_action(await self.service.resolve(conversation_id))
 
+    async def pending_diff(self, conversation_id: str) -> list[str] | None:
+        from .edit_preview import edit_diff
+        from .events import event_kind
+        from .runtime import Workspace
+
+        full_id = await self.service.resolve(conversation_id)
+        action = self.manager.pending_action(full_id)
+        args = (action or {}).get("args") or {}
+        if action is None or event_kind(action) != "edit" or args.get("command") not in ("create", "str_replace", "insert"):
+            return None
+        redact = await asyncio.to_thread(self.service.redactor)
+        workspace = Workspace(self.service.data_dir.workspace(full_id), hidden_secrets=redact.secrets)
+        return await asyncio.to_thread(edit_diff, workspace, args, redact)
+
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         await self.manager.approve(conversation_id, always=always)
 
@@ -228,8 +258,10 @@ class LocalBackend:
     async def update_settings(self, values: dict[str, Any]) -> Settings:
         return await self.service.update_settings(values)
 
+    async def position(self) -> str:
+        return self.journal.position()
+
     async def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
-        """Every update of this process's loops from now on (`position` is
-        for the server's stream; here nothing is missed while iterating)."""
-        async for update in self.manager.updates():
-            yield update
+        """Every update of this process's loops after `position`."""
+        async for item in self.journal.follow(position):
+            yield StreamReset() if isinstance(item, Reset) else update_from_dict(item.update)

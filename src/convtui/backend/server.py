@@ -157,7 +157,6 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
 
     from .api import create_app
     from .interface import LocalBackend
-    from .update_journal import UpdateJournal
 
     options = options or ServeOptions()
     if options.host is not None and not options.token and not is_loopback(options.host):
@@ -179,7 +178,6 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
     try:
         backend = await LocalBackend.open(data_dir.root)
         _redact_logs(backend.service)
-        journal = UpdateJournal(backend.manager.hub)
         token = None
         if options.host is not None and options.token:
             token, created = load_or_create_token(data_dir)
@@ -190,7 +188,7 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
         async def shutdown() -> None:
             config_holder["server"].should_exit = True
 
-        app = create_app(backend, journal, token=token, shutdown=shutdown, docs=options.host is not None)
+        app = create_app(backend, token=token, shutdown=shutdown, docs=options.host is not None)
         sockets.append(_unix_socket(path))
         if options.host is not None:
             sockets.append(_tcp_socket(options.host, options.port))
@@ -222,7 +220,6 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
             resumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await resumer
-            journal.unsubscribe()
     finally:
         for listener in sockets:
             listener.close()

@@ -49,6 +49,7 @@ ENVIRONMENT_OVERRIDES = {
     "llm_model": "CONVTUI_LLM_MODEL",
     "llm_api_key": "CONVTUI_LLM_API_KEY",
     "llm_base_url": "CONVTUI_LLM_BASE_URL",
+    "server": "CONVTUI_SERVER",
 }
 
 
@@ -69,6 +70,11 @@ class Settings(BaseModel):
     llm_timeout: float = Field(default=120.0, gt=0, le=3_600, description="seconds to wait for the model")
     conversation_max_age_days: float = Field(
         default=10.0, gt=0, le=36_500, description="the list hides conversations idle longer than this"
+    )
+
+    server: bool = Field(
+        default=True,
+        description="loops run in a background convtui server and outlive the terminal (off: in the UI or command)",
     )
 
     theme: str = Field(default=DEFAULT_THEME, description="colour theme of the UI: " + ", ".join(THEME_NAMES))

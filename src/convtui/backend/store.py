@@ -847,10 +847,13 @@ class ConversationStore:
         return self._write(shard_of(conversation_id), operation)
 
     def close(self) -> None:
-        try:
-            os.close(self._version_fd)
-        except OSError:
-            pass
+        """Idempotent: a second close must not close an fd since reused."""
+        fd, self._version_fd = self._version_fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _copy(document: Document) -> Document:

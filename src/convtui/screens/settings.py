@@ -1,6 +1,6 @@
 """The settings dialog: every setting `convtui config show` lists (model, API
-key, base URL, confirmation mode, limits and timeouts, theme, mouse and
-keymap), validated by the
+key, base URL, confirmation mode, limits and timeouts, server, theme, mouse
+and keymap), validated by the
 `Settings` model itself, plus a "Test connection" button that asks the model
 for an answer without leaving the dialog."""
 
@@ -40,10 +40,18 @@ TEXT_FIELDS: dict[str, str] = {
 }
 # Below the text fields: the look and the keys of the UI.
 KEYMAP_FIELD = {"keymap": "Keymap (JSON)"}
-EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode", "theme", "mouse", *KEYMAP_FIELD)
-LABELS = {**TEXT_FIELDS, "confirmation_mode": "Confirm actions", "theme": "Theme", "mouse": "Mouse", **KEYMAP_FIELD}
+EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode", "server", "theme", "mouse", *KEYMAP_FIELD)
+LABELS = {
+    **TEXT_FIELDS,
+    "confirmation_mode": "Confirm actions",
+    "server": "Server",
+    "theme": "Theme",
+    "mouse": "Mouse",
+    **KEYMAP_FIELD,
+}
 SWITCH_MEANINGS = {
     "confirmation_mode": ("on: ask before commands and file writes", "off: run commands without asking"),
+    "server": ("on: loops run in convtui serve and outlive the UI", "off: loops end with the UI (next start)"),
     "mouse": ("on: the UI takes the mouse (from the next start)", "off: the terminal selects text (next start)"),
 }
 
@@ -105,6 +113,7 @@ class SettingsScreen(ModalScreen[dict | None]):
                     yield self._input(name)
                     if name == "llm_base_url":
                         yield from self._switch("confirmation_mode")
+                yield from self._switch("server")
                 yield Label(LABELS["theme"])
                 yield Select(
                     [(name, name) for name in THEME_NAMES],

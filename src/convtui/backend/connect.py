@@ -1,0 +1,46 @@
+"""Which Backend a UI or a command gets: the data directory's server (started
+in the background when one is needed and none runs, like tmux), or the
+in-process backend (`--no-server`, the `server` setting off, or
+CONVTUI_SERVER=off)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .data_dir import DataDirectory
+from .errors import ConvtuiError
+from .interface import Backend, LocalBackend
+from .manager import ConversationManager
+from .server import ensure_server, server_status, socket_path
+from .service import ConversationService
+from .settings import SettingsStore
+
+
+def server_wanted(root: Path, no_server: bool = False) -> bool:
+    """False with --no-server, or when the `server` setting (or
+    CONVTUI_SERVER) is off. Unreadable settings: the default, on."""
+    if no_server:
+        return False
+    try:
+        return SettingsStore(DataDirectory(root).settings).load().server
+    except ConvtuiError:
+        return True
+
+
+async def open_backend(
+    root: Path, *, no_server: bool = False, start: bool = True, service: ConversationService | None = None
+) -> Backend:
+    """The server's backend when a server is wanted and runs (or, with
+    `start`, once one has been started); else the in-process one (over
+    `service` when given: closing the backend closes it too)."""
+    from .client import RemoteBackend
+
+    if server_wanted(root, no_server):
+        if start:
+            return RemoteBackend.over_socket(await asyncio.to_thread(ensure_server, root))
+        if await asyncio.to_thread(server_status, root) is not None:
+            return RemoteBackend.over_socket(socket_path(DataDirectory(root)))
+    if service is not None:
+        return LocalBackend(service, ConversationManager(service))
+    return await LocalBackend.open(root)

@@ -1,0 +1,154 @@
+"""The CLI with the server on (the default): loop commands start the data
+directory's server in the background, attach to its loops, detach on Ctrl-C,
+and the server outlives the terminal that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from convtui.backend.server import server_status, stop_server
+from convtui.cli import main
+
+from .fake_llm import FakeLLMServer, Hang, Text, ToolCall
+from .server_process import wait_gone
+from .test_backend_contract import Script
+
+API_KEY = "sk-cli-server-0123456789"
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer.in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+def convtui(data_dir: Path, capsys: pytest.CaptureFixture[str], llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CONVTUI_SERVER")  # the default: loops run in the server
+
+    def run(*arguments: str, code: int = 0) -> tuple[str, str]:
+        capsys.readouterr()
+        exit_code = main(["--data-dir", str(data_dir), *arguments])
+        captured = capsys.readouterr()
+        assert exit_code == code, (captured.out, captured.err)
+        return captured.out, captured.err
+
+    for name, value in (("llm_model", "openai/fake-model"), ("llm_base_url", llm.base_url), ("llm_api_key", API_KEY)):
+        run("config", "set", name, value)
+    yield run
+    status = server_status(data_dir)
+    if status is not None:
+        stop_server(data_dir)
+        wait_gone(status["pid"])
+
+
+def spawn(data_dir: Path, *arguments: str) -> subprocess.Popen:
+    """A convtui command in its own session, as a terminal runs it."""
+    environment = {key: value for key, value in os.environ.items() if key != "CONVTUI_SERVER"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def running_in_server(data_dir: Path) -> list[str]:
+    return (server_status(data_dir) or {}).get("running", [])
+
+
+def test_new_start_runs_in_a_server_that_stays(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo built > out.txt"}), ToolCall("finish", {"message": "built it"}))
+    out, _ = convtui("new", "build it", "--start", "--yes")
+    conversation_id = out.splitlines()[0].split()[-1]
+    assert "run: echo built > out.txt" in out and "finish: built it" in out and out.rstrip().endswith("-- finished")
+    assert (data_dir / "conversations" / conversation_id / "workspace" / "out.txt").read_text() == "built\n"
+    status = server_status(data_dir)
+    assert status is not None and status["pid"] != os.getpid()
+    shown = orjson.loads(convtui("show", conversation_id, "--json")[0])
+    assert (shown["status"], shown["agent_state"]) == ("STOPPED", "finished")
+
+
+def test_an_approval_off_a_terminal_is_refused_and_the_loop_stopped(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(ToolCall("execute_bash", {"command": "rm -rf important"}))
+    conversation_id = orjson.loads(convtui("new", "clean up", "--json")[0])["conversation_id"]
+    _, err = convtui("run", conversation_id, code=1)
+    assert "needs approval" in err and "--yes" in err
+    assert conversation_id not in running_in_server(data_dir)
+
+
+def test_ctrl_c_detaches_and_a_hangup_leaves_the_loop_running(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(Hang())
+    conversation_id = orjson.loads(convtui("new", "think hard", "--json")[0])["conversation_id"]
+    runner = spawn(data_dir, "run", conversation_id, "--yes")
+    wait_for(lambda: conversation_id in running_in_server(data_dir))
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=20)
+    assert runner.returncode == 130 and "detached: the loop keeps running" in out
+    assert conversation_id in running_in_server(data_dir)
+
+    # The terminal goes away: its whole session gets SIGHUP. The server is
+    # in a session of its own.
+    attached = spawn(data_dir, "run", conversation_id, "--yes")
+    time.sleep(1.0)
+    os.killpg(attached.pid, signal.SIGHUP)
+    attached.wait(timeout=20)
+    time.sleep(0.3)
+    assert conversation_id in running_in_server(data_dir)
+
+    out, _ = convtui("stop", conversation_id[:8])
+    assert "Conversation stopped successfully" in out
+    assert conversation_id not in running_in_server(data_dir)
+    assert orjson.loads(convtui("show", conversation_id, "--json")[0])["status"] == "STOPPED"
+
+
+def test_stop_on_exit_stops_the_loop_on_ctrl_c(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(Hang())
+    conversation_id = orjson.loads(convtui("new", "think hard", "--json")[0])["conversation_id"]
+    runner = spawn(data_dir, "run", conversation_id, "--yes", "--stop-on-exit")
+    wait_for(lambda: conversation_id in running_in_server(data_dir))
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=20)
+    assert runner.returncode == 130 and f"stopped {conversation_id[:8]}" in out
+    assert conversation_id not in running_in_server(data_dir)
+
+
+def test_send_reaches_the_servers_loop_at_once(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(Text("first"), Text("the answer to your follow-up"))
+    conversation_id = orjson.loads(convtui("new", "hello", "--json")[0])["conversation_id"]
+    runner = spawn(data_dir, "run", conversation_id)
+    assert runner.wait(timeout=30) == 0
+    convtui("send", conversation_id, "a follow-up")
+    out, _ = convtui("run", conversation_id)
+    assert "the answer to your follow-up" in out
+    _, err = convtui("send", conversation_id, "", code=1)
+    assert "empty" in err and err.count("\n") == 1
+
+
+def test_no_server_keeps_loops_in_the_command(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(Text("in-process answer"))
+    out, _ = convtui("--no-server", "new", "hello", "--start")
+    assert "in-process answer" in out
+    assert server_status(data_dir) is None
