@@ -220,7 +220,7 @@ def test_config_show_json_masks_the_key_and_names_overrides(cli: Cli, monkeypatc
     assert (shown["settings"]["max_iterations"], shown["settings"]["confirmation_mode"]) == (7, True)
     assert shown["settings"]["llm_model"] == "anthropic/claude"
     assert shown["settings"]["llm_base_url"] is None
-    assert shown["environment_overrides"] == {"llm_model": "CONVTUI_LLM_MODEL", "server": "CONVTUI_SERVER"}
+    assert shown["environment_overrides"] == {"llm_model": "CONVTUI_LLM_MODEL"}
     assert "abcdefghijklmnop" not in cli("config", "show", "--json")
 
 

@@ -40,9 +40,13 @@ class ConvtuiApp(KeysInOrderApp[None]):
         clock: Callable[[], datetime] = _utc_now,
         user_id: str | None = None,
         on_ready: Callable[[ConvtuiApp], None] | None = None,
+        no_server: bool = False,
     ) -> None:
+        """`no_server`: loops run in this process (else in the data
+        directory's server when the `server` setting is on)."""
         super().__init__()
         self.data_dir = data_dir
+        self.no_server = no_server
         self.clock = clock
         self.user_id = user_id
         self.on_ready = on_ready
@@ -78,6 +82,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
 
     @work(exclusive=True)
     async def _open(self) -> None:
+        from .backend.connect import server_wanted
         from .backend.manager import ConversationManager
         from .backend.service import ConversationService
         from .screens.main import MainScreen
@@ -88,7 +93,14 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.query_one("#loading", Static).update(f"convtui cannot open its data:\n\n{error}\n\nPress q to quit.")
             self.bind("q", "quit")
             return
-        self.manager = ConversationManager(self.service)
+        if await asyncio.to_thread(server_wanted, self.data_dir, self.no_server):
+            from .backend.server import ensure_server
+            from .backend.server_loops import ServerLoops
+
+            self.manager = ServerLoops(self.service, lambda: ensure_server(self.data_dir))
+            self.run_worker(self._connect_to_server(), group="server")
+        else:
+            self.manager = ConversationManager(self.service)
         await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
         # walking it again and again (it caused the slowest keystrokes at 100k).
@@ -98,6 +110,18 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.run_worker(self._warm_search(), group="warm")
         if self.on_ready is not None:
             self.on_ready(self)
+
+    async def _connect_to_server(self) -> None:
+        """The list is up meanwhile: only loop actions wait for the server."""
+        try:
+            await self.manager.connect()
+        except ConvtuiError as error:
+            self.notify(
+                f"{one_line(str(error), 300)}. Loops cannot run; start convtui with --no-server to run them here.",
+                title="No convtui server",
+                severity="error",
+                timeout=20,
+            )
 
     async def apply_settings(self) -> None:
         """The theme and the keymap of settings.json (at start, and after the

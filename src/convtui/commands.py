@@ -28,7 +28,8 @@ ACTIONS = (
     ("Always approve on / off for the conversation", "toggle_always_approve", "always_approve"),
     ("Help: every key", "help", "help"),
     ("Settings", "settings", "settings"),
-    ("Quit", "quit", "quit"),
+    ("Quit (loops in the server keep running)", "quit", "quit"),
+    ("Stop all loops and quit", "stop_all_and_quit", "stop_all_quit"),
 )
 
 

@@ -381,6 +381,11 @@ def create_app(
             else:
                 yield ServerSentEvent(event="update", id=item.position, raw_data=orjson.dumps(item.update).decode())
 
+    @app.get("/api/health")
+    async def health() -> dict[str, str]:
+        """Does nothing: the round trip of a request (bench/api.py's baseline)."""
+        return {"status": "ok"}
+
     @app.get("/api/server")
     async def server_info() -> ServerInfo:
         import os

@@ -6,6 +6,7 @@ CONVTUI_SERVER=off)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from .data_dir import DataDirectory
@@ -17,10 +18,13 @@ from .service import ConversationService
 from .settings import SettingsStore
 
 
+SERVER_VARIABLE = "CONVTUI_SERVER"
+
+
 def server_wanted(root: Path, no_server: bool = False) -> bool:
-    """False with --no-server, or when the `server` setting (or
-    CONVTUI_SERVER) is off. Unreadable settings: the default, on."""
-    if no_server:
+    """False with --no-server, CONVTUI_SERVER=off (or 0, no, false), or the
+    `server` setting off. Unreadable settings: the default, on."""
+    if no_server or os.environ.get(SERVER_VARIABLE, "").strip().lower() in ("off", "0", "no", "false"):
         return False
     try:
         return SettingsStore(DataDirectory(root).settings).load().server

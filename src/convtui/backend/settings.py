@@ -49,7 +49,6 @@ ENVIRONMENT_OVERRIDES = {
     "llm_model": "CONVTUI_LLM_MODEL",
     "llm_api_key": "CONVTUI_LLM_API_KEY",
     "llm_base_url": "CONVTUI_LLM_BASE_URL",
-    "server": "CONVTUI_SERVER",
 }
 
 

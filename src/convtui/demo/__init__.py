@@ -73,7 +73,8 @@ def demo_app(mouse: bool = True) -> int:
 
                 app.run_worker(start())
 
-            termination.app = ConvtuiApp(root, on_ready=start_replays)
+            # Its loops live and die with it: nothing of a demo stays behind.
+            termination.app = ConvtuiApp(root, on_ready=start_replays, no_server=True)
             termination.app.run(mouse=mouse)
         finally:
             termination.hold()

@@ -90,6 +90,7 @@ class MainScreen(Screen[None]):
         Binding("R", "remember", "Remember", id="remember", show=False),
         Binding("f2", "settings", "Settings", id="settings", key_display="F2"),
         Binding("q", "quit", "Quit", id="quit"),
+        Binding("Q", "stop_all_and_quit", "Stop all loops and quit", id="stop_all_quit", show=False),
     ]
 
     sort: reactive[str] = reactive("updated", bindings=True)
@@ -735,17 +736,34 @@ class MainScreen(Screen[None]):
         self._warm_model_worker()
 
     def action_quit(self) -> None:
+        """Loops in the server keep running (the terminal is told so on the
+        way out); loops in this process would end, so that is asked first."""
         running = self.manager.running_ids()
         if not running:
             self.app.exit()
             return
+        if getattr(self.manager, "outlives_the_ui", False):
+            self.app.exit(
+                message=f"{len(running)} loop(s) keep running in the convtui server; `convtui serve stop` ends them"
+            )
+            return
         question = f"{len(running)} loop(s) are running. Stop them and quit?"
+        self.app.push_screen(ConfirmScreen(question, "Stop and quit"), self._stop_and_quit)
+
+    def action_stop_all_and_quit(self) -> None:
+        running = self.manager.running_ids()
+        if not running:
+            self.app.exit()
+            return
+        question = f"Stop all {len(running)} running loop(s) and quit?"
         self.app.push_screen(ConfirmScreen(question, "Stop and quit"), self._stop_and_quit)
 
     @work(group="dialogs")
     async def _stop_and_quit(self, confirmed: bool | None) -> None:
         if confirmed:
             self.notify("Stopping loops…")
+            if getattr(self.manager, "outlives_the_ui", False):
+                await self.manager.stop_all()
             await self.manager.shutdown()
             self.app.exit()
 
