@@ -17,7 +17,8 @@ Measured, each the median (p50) and p99 of --samples requests after a warm-up:
   first page       GET /api/conversations?limit=20 (the list's first screen)
   PATCH title      PATCH /api/conversations/{id} on random conversations
   store write      ConversationStore.update of a title in this process, on the same
-                   data directory (the baseline of the PATCH: the same fsyncs and lock)
+                   data directory, its column index built as the server's is (the
+                   baseline of the PATCH: the same work, fsyncs and lock)
   stream latency   with --loops loops working (a fake OpenAI server in its own process
                    answers each call after --delay s with a tool call, confirmation off),
                    for every event the stream delivers: the time it arrived here minus
@@ -57,7 +58,7 @@ from store import make_documents, write_store_shards  # noqa: E402  (bench/store
 
 from convtui.backend.server import server_status  # noqa: E402
 from convtui.backend.settings import SettingsStore  # noqa: E402
-from convtui.backend.store import ConversationStore  # noqa: E402
+from convtui.backend.store import ConversationFilter, ConversationStore  # noqa: E402
 
 API_KEY = "sk-bench-api-0123456789"
 
@@ -151,7 +152,7 @@ def main() -> int:
         write_store_shards(data_dir / "store", documents)
         ids = [document["conversation_id"] for document in documents]
         print(f"seeded {args.size:,} conversations in {time.perf_counter() - started:.1f} s")
-        model, model_url = start_fake_model(args.delay, 10_000)
+        model, model_url = start_fake_model(args.delay, 9_999)
         SettingsStore(data_dir / "settings.json").update(
             {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": model_url,
              "confirmation_mode": False, "max_concurrent_loops": max(1, args.loops), "max_iterations": 10_000,
@@ -161,6 +162,7 @@ def main() -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "CONVTUI_USER": documents[0]["user_id"] or ""},  # the owner of the seeded rows
         )  # fmt: skip
         started = time.perf_counter()
         while server_status(data_dir) is None:
@@ -177,7 +179,8 @@ def main() -> int:
         results: dict[str, list[tuple[str, float, float]]] = {}
         rss = None
         for name, client in clients.items():
-            timed_requests(lambda _: client.get("/api/health"), 30)
+            timed_requests(lambda _: client.get("/api/health"), 30)  # warm-up: connections, caches, the index
+            timed_requests(lambda _: client.get("/api/conversations", params={"limit": 20}), 30)
             noop = timed_requests(lambda _: client.get("/api/health"), args.samples)
             page = timed_requests(lambda _: client.get("/api/conversations", params={"limit": 20}), args.samples)
             if rss is None:
@@ -190,6 +193,7 @@ def main() -> int:
             results[name] = [row("no-op GET /api/health", noop), row("first page", page), row("PATCH title", patch)]
 
         store = ConversationStore(data_dir / "store")
+        store.search(ConversationFilter(), 20, None, {})  # the column index built, as in the server
         writes = []
         for index, conversation_id in enumerate(rng.sample(ids, min(args.samples, 100))):
             def rename(document: dict, index: int = index) -> dict:

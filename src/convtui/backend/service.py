@@ -12,6 +12,7 @@ import base64
 import getpass
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
@@ -70,6 +71,7 @@ PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
 _HOST = socket.gethostname()
 _ACTIVE_STATUSES = ("STARTING", "RUNNING")
+FULL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -284,21 +286,21 @@ class ConversationService:
         after = _decode_page(page_id) if page_id else None
         trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
         wanted_status = _status_value(status)
-        if max_age is None:
-            max_age = timedelta(days=(await self.load_settings()).conversation_max_age_days)
-        updated_since = None
-        if max_age != timedelta.max:
-            updated_since = format_timestamp(utc_now() - max_age)
-        conversation_filter = ConversationFilter(
-            repository=selected_repository,
-            trigger=trigger,
-            status=wanted_status,
-            text=query or None,
-            archived=archived,
-            updated_since=updated_since,
-        )
 
         def run() -> ConversationInfoResultSet:
+            # One thread hop for the settings and the search (the server's
+            # first page is a round trip or two more than a no-op, no more).
+            age = max_age
+            if age is None:
+                age = timedelta(days=self.settings_store.load().conversation_max_age_days)
+            conversation_filter = ConversationFilter(
+                repository=selected_repository,
+                trigger=trigger,
+                status=wanted_status,
+                text=query or None,
+                archived=archived,
+                updated_since=None if age == timedelta.max else format_timestamp(utc_now() - age),
+            )
             self.store.refresh()
             live = self._live_states()
             overrides = self._status_overrides(live, fine=wanted_status in STATE_FILTERS) if wanted_status else {}
@@ -484,7 +486,8 @@ class ConversationService:
 
     async def _update(self, conversation_id: str, change: Callable[[Document], Document | None]) -> ConversationInfo:
         def run() -> ConversationInfo:
-            full_id = self.resolve_id(conversation_id)
+            # A full id needs no lookup: the update itself finds it or not.
+            full_id = conversation_id if FULL_ID.fullmatch(conversation_id) else self.resolve_id(conversation_id)
             stored = self.store.update(full_id, change)
             if stored is None:
                 document = self.store.get(full_id)
