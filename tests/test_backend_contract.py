@@ -236,6 +236,19 @@ async def test_the_live_stream_carries_events_and_states_as_they_happen(backend:
     await backend.stop(conversation_id)
 
 
+async def test_deleting_a_running_conversation_stops_its_loop_first(backend: Backend, llm: FakeLLMServer) -> None:
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo never > never.txt"}))
+    conversation_id = await new(backend)
+    await backend.start(conversation_id)
+    await until(lambda: backend.pending_action(conversation_id))
+    assert await backend.delete(conversation_id) is True
+    with pytest.raises(NotFound):
+        await backend.get(conversation_id)
+    await asyncio.sleep(0.3)  # a loop left running would re-create its directory
+    with pytest.raises(NotFound):
+        await backend.get(conversation_id)
+
+
 async def test_messages_are_checked_and_stored(backend: Backend) -> None:
     conversation_id = await new(backend)
     for bad in ("", "   "):

@@ -188,7 +188,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_tcp_needs_the_token_printed_once(data_dir: Path) -> None:
+def test_tcp_needs_the_token_printed_once(data_dir: Path, llm: FakeLLMServer) -> None:
+    configure(data_dir, llm)  # a key in the settings: it must not show anywhere
     port = _free_port()
     process = spawn_server(data_dir, "--host", "127.0.0.1", "--port", str(port))
     try:
@@ -204,6 +205,7 @@ def test_tcp_needs_the_token_printed_once(data_dir: Path) -> None:
         assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
         docs = httpx.get(f"http://127.0.0.1:{port}/openapi.json", headers={"Authorization": f"Bearer {token}"})
         assert docs.status_code == 200 and "/api/conversations/{conversation_id}/start" in docs.json()["paths"]
+        assert API_KEY not in docs.text
     finally:
         stop_server(data_dir)
         process.wait(timeout=30)
@@ -214,6 +216,39 @@ def test_tcp_needs_the_token_printed_once(data_dir: Path) -> None:
     finally:
         stop_server(data_dir)
         restarted.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not Path("/usr/bin/python3").exists(), reason="needs root and a system Python")
+def test_another_user_cannot_connect(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Even where another user can reach the socket file, its mode (0600) stops them."""
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="convtui-shared-"))
+    try:
+        shared.chmod(0o755)
+        data_dir = shared / "data"
+        process = spawn_server(data_dir)
+        try:
+            wait_until_serving(data_dir, process)
+            data_dir.chmod(0o755)
+            probe = (
+                "import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX)\n"
+                "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(3)\n"
+            )
+            nobody = 65534
+            outcome = subprocess.run(
+                ["/usr/bin/python3", "-c", probe, str(the_socket(data_dir))],
+                user=nobody, group=nobody, capture_output=True, timeout=30, cwd="/",
+            )  # fmt: skip
+            assert outcome.returncode == 3, outcome.stderr
+        finally:
+            stop_server(data_dir)
+            process.wait(timeout=30)
+    finally:
+        import shutil
+
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_a_public_address_without_a_token_is_refused(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
