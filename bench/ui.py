@@ -6,6 +6,7 @@ Run on demand (not part of the test suite; needs tmux):
     .venv/bin/python bench/ui.py --sizes 1000 --keys 20  # a quick run
     .venv/bin/python bench/ui.py --seed store            # seed through the store itself (slow)
     .venv/bin/python bench/ui.py --compare ../prev/.venv/bin/python --rounds 2   # A/B, alternating
+    .venv/bin/python bench/ui.py --sizes 100000 --modes both --rounds 2   # A/B: server vs --no-server
 
 For each size N a temporary data directory gets N conversations from
 `tests.ui.seed.seed_store(count=N)` ("Conversation number n", repositories
@@ -597,8 +598,8 @@ def disk_usage(directory: Path) -> int:
 # -- runs -----------------------------------------------------------------------------------------
 
 
-def app_command(python: str, data_dir: Path) -> str:
-    return f"{shlex.quote(python)} -m convtui --data-dir {shlex.quote(str(data_dir))}"
+def app_command(python: str, data_dir: Path, options: str = "") -> str:
+    return f"{shlex.quote(python)} -m convtui --data-dir {shlex.quote(str(data_dir))}{options}"
 
 
 def painted(size: int) -> Callable[[str], bool]:
@@ -619,29 +620,58 @@ def run_size(root: Path, size: int, args: argparse.Namespace) -> dict[str, Resul
         # Rounds alternate the apps, so that a change in the machine's load
         # during the run falls on both alike.
         for _ in range(args.rounds):
-            for label, python in apps_under_test(args).items():
-                result = measure_app(python, data_dir, size, seed_seconds, disk, args)
+            for label, (python, options) in apps_under_test(args).items():
+                if "server" in label and "--no-server" not in options:
+                    start_server(python, data_dir)
+                result = measure_app(python, data_dir, size, seed_seconds, disk, args, options)
                 results[label] = results[label].pooled(result) if label in results else result
         return results
     finally:
+        stop_server(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def apps_under_test(args: argparse.Namespace) -> dict[str, str]:
-    apps = {"this checkout": sys.executable}
+def apps_under_test(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """{label: (interpreter, extra options)}. The UI's loops run in the data
+    directory's server by default; --modes both measures that and
+    --no-server (in-process) on the same data in the same run."""
+    apps = {}
+    if args.modes in ("server", "both"):
+        apps["this checkout (server)"] = (sys.executable, "")
+    if args.modes in ("no-server", "both"):
+        apps["this checkout (--no-server)"] = (sys.executable, " --no-server")
     if args.compare is not None:
-        apps[f"compared ({args.compare})"] = str(args.compare)
+        apps[f"compared ({args.compare})"] = (str(args.compare), "")
     return apps
 
 
-def measure_app(python: str, data_dir: Path, size: int, seed_seconds: float, disk: int, args: argparse.Namespace) -> Result:
+def start_server(python: str, data_dir: Path) -> None:
+    """The server running before the UI starts (as after a first launch): the
+    launch then measures connecting, not the server's own start beside it."""
+    subprocess.run(
+        [python, "-c", "import sys; from convtui.backend.server import ensure_server; ensure_server(sys.argv[1])", str(data_dir)],
+        check=True, timeout=120,
+    )  # fmt: skip
+
+
+def stop_server(data_dir: Path) -> None:
+    """No server outlives the run (a launch may have started one)."""
+    subprocess.run(
+        [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "serve", "stop"],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def measure_app(
+    python: str, data_dir: Path, size: int, seed_seconds: float, disk: int, args: argparse.Namespace, options: str = ""
+) -> Result:
     poll, quiet = args.poll_ms / 1000, args.settle_ms / 1000
     tmux = Tmux(args.width, args.height)
     try:
         launches = []
         quit_seconds = None
         for number in range(args.launches):
-            launches.append(measure_launch(tmux, app_command(python, data_dir), painted(size), poll))
+            launches.append(measure_launch(tmux, app_command(python, data_dir, options), painted(size), poll))
             if number < args.launches - 1:
                 settle(tmux, quiet, colours=False)
                 quit_app(tmux, poll)
@@ -862,7 +892,12 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, default=None, metavar="PYTHON",
                         help="also measure the convtui installed for this interpreter (e.g. another "
                              "checkout's .venv/bin/python: the previous main) on the same data, in the same run")
+    parser.add_argument("--modes", choices=("server", "no-server", "both"), default="server",
+                        help="loops in the data directory's server (the default), in the UI (--no-server), "
+                             "or both on the same data in the same run, alternating")
     args = parser.parse_args()
+    if args.modes == "both" and args.compare is not None:
+        parser.error("--modes both and --compare each make an A/B: pick one")
     if args.keys < 1 or args.launches < 1 or args.rounds < 1:
         parser.error("--keys, --launches and --rounds must be at least 1")
     if args.compare is not None and not os.access(args.compare, os.X_OK):
@@ -886,7 +921,7 @@ def main() -> None:
                 print_result(result, label)
             if len(by_app) == 2:
                 print_comparison(by_app)
-            results[size] = by_app["this checkout"]
+            results[size] = next(iter(by_app.values()))  # this checkout, in the first mode
     check_goals(results)
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
 

@@ -152,3 +152,17 @@ def test_no_server_keeps_loops_in_the_command(convtui, llm: FakeLLMServer, data_
     out, _ = convtui("--no-server", "new", "hello", "--start")
     assert "in-process answer" in out
     assert server_status(data_dir) is None
+
+
+def test_delete_stops_the_servers_loop_first(convtui, llm: FakeLLMServer, data_dir: Path) -> None:
+    llm.responder = Script(Hang())
+    conversation_id = orjson.loads(convtui("new", "think hard", "--json")[0])["conversation_id"]
+    runner = spawn(data_dir, "run", conversation_id, "--yes")
+    wait_for(lambda: conversation_id in running_in_server(data_dir))
+    out, _ = convtui("delete", conversation_id, "--yes")
+    assert f"deleted {conversation_id}" in out
+    assert runner.wait(timeout=20) == 0  # its loop ended: run says so and exits
+    assert conversation_id not in running_in_server(data_dir)
+    time.sleep(0.5)
+    assert not (data_dir / "conversations" / conversation_id).exists()
+    convtui("show", conversation_id, code=1)

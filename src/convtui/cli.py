@@ -387,6 +387,9 @@ def _confirmed(question: str, doing: str) -> bool:
 
 
 async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
+    from .backend.manager import ConversationManager
+
+    ConversationManager(service)  # a running loop (in the server or another convtui) is stopped first
     full_ids = []
     for given in arguments.ids:
         full_ids.append((await service.get(given)).conversation_id)
