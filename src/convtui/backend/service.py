@@ -490,6 +490,7 @@ class ConversationService:
             full_id = conversation_id if FULL_ID.fullmatch(conversation_id) else self.resolve_id(conversation_id)
             stored = self.store.update(full_id, change)
             if stored is None:
+                self.store.refresh()  # gone meanwhile (another process, a deleted directory)?
                 document = self.store.get(full_id)
                 if document is None:
                     raise NotFound(f"no conversation with id {full_id}")
