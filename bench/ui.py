@@ -617,10 +617,11 @@ def run_size(root: Path, size: int, args: argparse.Namespace) -> dict[str, Resul
     print(f"seeded in {seed_seconds:.1f} s ({args.seed}), {disk / 1e6:.1f} MB on disk", flush=True)
     results: dict[str, Result] = {}
     try:
-        # Rounds alternate the apps, so that a change in the machine's load
-        # during the run falls on both alike.
-        for _ in range(args.rounds):
-            for label, (python, options) in apps_under_test(args).items():
+        # Rounds alternate the apps in ABBA order, so that a change in the
+        # machine's load during the run (or going first) falls on both alike.
+        for round_number in range(args.rounds):
+            apps = list(apps_under_test(args).items())
+            for label, (python, options) in apps[::-1] if round_number % 2 else apps:
                 if "server" in label and "--no-server" not in options:
                     start_server(python, data_dir)
                 result = measure_app(python, data_dir, size, seed_seconds, disk, args, options)
