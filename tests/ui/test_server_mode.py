@@ -4,7 +4,6 @@ terminal that hangs up loses nothing (tmux)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import subprocess
