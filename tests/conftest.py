@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,28 @@ from convtui.backend.service import ConversationService
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRAJECTORIES = sorted((FIXTURES / "openhands-trajectories").glob("*.json"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A `convtui serve` a test started and left running is ended here, and
+    named in a warning: a test must stop what it starts."""
+    yield
+    import signal
+    import warnings
+
+    base = str(tmp_path_factory.getbasetemp()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in command and any(part.startswith(base) for part in command):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGTERM)
+            warnings.warn(f"a test left a convtui server running: {b' '.join(command).decode(errors='replace')}")
 
 
 @pytest.fixture(autouse=True)

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", "-y", action="store_true", help="approve every command and file write")
     run.add_argument("--stop-on-exit", action="store_true", help="Ctrl-C stops the loop instead of leaving it running")
 
-    stop = commands.add_parser("stop", help="stop a conversation's loop (also one run by another convtui)")
+    stop = commands.add_parser("stop", help="stop a conversation's loop wherever it runs (the server, or another convtui)")
     stop.add_argument("id")
 
     send = commands.add_parser("send", help="add a message for the agent (a running loop answers it, else the next run)")
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("id")
     rename.add_argument("title")
 
-    delete = commands.add_parser("delete", help="delete conversations with their events and workspaces")
+    delete = commands.add_parser("delete", help="delete conversations with their events and workspaces for good (a running loop is stopped first)")
     delete.add_argument("ids", nargs="+", metavar="ID")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 

@@ -29,6 +29,7 @@ def test_forms_filled_in_one_write_each_store_what_was_typed(tmp_path: Path) -> 
         name: value for name, value in os.environ.items()
         if name not in ("TMUX", "TMUX_PANE") and not name.startswith("CONVTUI_")
     }
+    environment["CONVTUI_SERVER"] = "off"  # no background server outlives the test
     app = f"{shlex.quote(sys.executable)} -m convtui --data-dir {shlex.quote(str(data_dir))}"
     title = "Renamed in one burst"
     status_file = tmp_path / "exit-status"
