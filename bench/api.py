@@ -56,6 +56,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from store import make_documents, write_store_shards  # noqa: E402  (bench/store.py)
 
+from convtui.backend.client import socket_client, socket_transport  # noqa: E402
 from convtui.backend.server import server_status  # noqa: E402
 from convtui.backend.settings import SettingsStore  # noqa: E402
 from convtui.backend.store import ConversationFilter, ConversationStore  # noqa: E402
@@ -173,7 +174,7 @@ def main() -> int:
         token = (data_dir / "server.token").read_text().strip()
         socket_path = server_status(data_dir)["socket"]
         clients = {
-            "unix socket": httpx.Client(transport=httpx.HTTPTransport(uds=socket_path), base_url="http://convtui"),
+            "unix socket": socket_client(Path(socket_path), 60.0),
             "TCP": httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}),
         }
         results: dict[str, list[tuple[str, float, float]]] = {}
@@ -216,7 +217,7 @@ def main() -> int:
                 client.post(f"/api/conversations/{conversation_id}/start", json={})
             time.sleep(2 * args.delay)  # every loop is past its first model call
             running = len(client.get("/api/server").json()["running"])
-            transport = httpx.AsyncHTTPTransport(uds=socket_path)
+            transport = socket_transport(Path(socket_path))
             latencies = asyncio.run(stream_latency("http://convtui", {}, transport, args.seconds))
             print(f"stream: {len(latencies):,} events from {running} running loops in {args.seconds:g} s")
 

@@ -266,11 +266,13 @@ def _answers(path: Path, timeout: float = 2.0) -> dict[str, Any] | None:
     """The server's /api/server answer over its socket, or None."""
     import httpx
 
+    from .client import socket_client
+
     if not path.exists():
         return None
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=os.fsdecode(path)), timeout=timeout) as client:
-            response = client.get("http://convtui/api/server")
+        with socket_client(path, timeout) as client:
+            response = client.get("/api/server")
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
@@ -279,9 +281,10 @@ def _answers(path: Path, timeout: float = 2.0) -> dict[str, Any] | None:
 def server_status(root: Path) -> dict[str, Any] | None:
     """What the running server of `root` says about itself, or None."""
     data_dir = DataDirectory(root)
-    answer = _answers(socket_path(data_dir))
+    path = socket_path(data_dir)
+    answer = _answers(path)
     if answer is not None:
-        answer["socket"] = str(socket_path(data_dir))
+        answer["socket"] = str(path)
         info = read_info(data_dir) or {}
         answer["host"], answer["port"] = info.get("host"), info.get("port")
     return answer
@@ -314,7 +317,7 @@ def ensure_server(root: Path) -> Path:
     while time.monotonic() < deadline:
         if _answers(path, timeout=1.0) is not None:
             return path
-        if child.poll() is not None and child.returncode != 0 and _answers(path) is None:
+        if child.poll() is not None and child.returncode != 0:
             break  # it failed (a server that lost a start race exits 0 and we keep waiting)
         time.sleep(0.05)
     raise ServerUnavailable(f"the convtui server did not start: {_last_log_line(data_dir)} (log: {data_dir.root / LOG_NAME})")
@@ -331,15 +334,15 @@ def _last_log_line(data_dir: DataDirectory) -> str:
 def stop_server(root: Path, timeout: float = 30.0) -> dict[str, Any] | None:
     """Ask the server of `root` to stop its loops and exit; wait until it
     has. None when no server ran; else what it was running."""
-    import httpx
+    from .client import socket_client
 
     data_dir = DataDirectory(root)
     path = socket_path(data_dir)
     answer = _answers(path)
     if answer is None:
         return None
-    with httpx.Client(transport=httpx.HTTPTransport(uds=os.fsdecode(path)), timeout=timeout) as client:
-        stopping = client.post("http://convtui/api/server/shutdown").json()
+    with socket_client(path, timeout) as client:
+        stopping = client.post("/api/server/shutdown").json()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _process_alive(answer["pid"]):
