@@ -22,7 +22,7 @@ from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
 from .backend.events import EventDict, event_kind
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
-from .backend.settings import SETTING_NAMES, Settings, display_value, mask_secret
+from .backend.settings import SETTING_NAMES, Settings, display_value, masked
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
 
@@ -499,9 +499,7 @@ async def cmd_config(service: Any, arguments: argparse.Namespace) -> int:
         print(display_value(arguments.key, settings))
         return EXIT_OK
     if arguments.json:
-        values = settings.model_dump(mode="json")
-        values["llm_api_key"] = mask_secret(settings.api_key()) or None
-        _print_json({"settings": values, "environment_overrides": overridden})
+        _print_json({"settings": masked(settings), "environment_overrides": overridden})
         return EXIT_OK
     for name in SETTING_NAMES:
         source = f"   (from ${overridden[name]})" if name in overridden else ""

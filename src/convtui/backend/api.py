@@ -27,7 +27,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from .errors import AmbiguousId, ConvtuiError, InvalidInput, MissingSettings, NotFound, PermissionDenied
+from .errors import (
+    AmbiguousId,
+    ConvtuiError,
+    InvalidInput,
+    MissingSettings,
+    NotFound,
+    PermissionDenied,
+    first_validation_error,
+)
 from .events import EventFilter
 from .interface import LocalBackend
 from .manager import LoopLimitReached, RunningElsewhere
@@ -41,7 +49,7 @@ from .models import (
     ProviderType,
 )
 from .service import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
-from .settings import Settings, mask_secret
+from .settings import masked
 from .update_journal import Reset
 
 log = logging.getLogger(__name__)
@@ -165,12 +173,6 @@ class _BodyTooBig(Exception):
     pass
 
 
-def masked_settings(settings: Settings) -> dict[str, Any]:
-    data = settings.model_dump(mode="json")
-    data["llm_api_key"] = mask_secret(settings.api_key()) or None
-    return data
-
-
 def create_app(
     backend: LocalBackend,
     *,
@@ -197,11 +199,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        # Without each error's "input": it may be a value nobody should see echoed.
         details = [{key: item[key] for key in ("loc", "msg", "type") if key in item} for item in error.errors()]
-        first = details[0] if details else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
-        return _error(422, message, "REQUEST$VALIDATION_ERROR", detail=jsonable_encoder(details))
+        return _error(422, first_validation_error(error), "REQUEST$VALIDATION_ERROR", detail=jsonable_encoder(details))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -302,8 +302,6 @@ def create_app(
             try:
                 event_filter = EventFilter.model_validate_json(filter)
             except ValueError as error:
-                from .errors import first_validation_error
-
                 raise InvalidInput(f"filter: {first_validation_error(error)}") from None
         events = await backend.search_events(conversation_id, start_id, end_id, reverse, event_filter, limit + 1)
         return {"events": events[:limit], "has_more": len(events) > limit}
@@ -358,11 +356,11 @@ def create_app(
 
     @app.get("/api/settings")
     async def get_settings() -> dict[str, Any]:
-        return masked_settings(await backend.load_settings())
+        return masked(await backend.load_settings())
 
     @app.patch("/api/settings")
     async def update_settings(values: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        return masked_settings(await backend.update_settings(values))
+        return masked(await backend.update_settings(values))
 
     @app.get("/api/updates", response_class=EventSourceResponse)
     async def updates(

@@ -25,6 +25,7 @@ from .models import (
     ConversationStatus,
     ExperimentConfig,
     NewConversationRequest,
+    id_prefix,
 )
 from .settings import Settings
 from .updates import LoopUpdate, update_from_dict
@@ -113,10 +114,7 @@ class RemoteBackend:
     # -- conversations ---------------------------------------------------------------
 
     async def resolve(self, id_or_prefix: str) -> str:
-        candidate = id_or_prefix.strip().lower()
-        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
-            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
-        return (await self._call("GET", f"/api/resolve/{candidate}"))["conversation_id"]
+        return (await self._call("GET", f"/api/resolve/{id_prefix(id_or_prefix)}"))["conversation_id"]
 
     async def search(
         self,

@@ -23,7 +23,19 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import InvalidInput
+
 CONVERSATION_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def id_prefix(raw: str) -> str:
+    """A conversation id or prefix as typed, normalised (trimmed, lower
+    case). Raises InvalidInput for anything that cannot start an id."""
+    candidate = raw.strip().lower()
+    if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
+        raise InvalidInput(f"{raw[:40]!r} is not a conversation id or id prefix")
+    return candidate
+
 TITLE_MAX_LENGTH = 200
 MESSAGE_MAX_LENGTH = 200_000
 

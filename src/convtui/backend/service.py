@@ -12,7 +12,6 @@ import base64
 import getpass
 import logging
 import os
-import re
 import shutil
 import socket
 import stat
@@ -42,6 +41,7 @@ from .errors import (
 from .events import EventDict, EventFilter, EventLog
 from .loop_lock import runner_pid
 from .models import (
+    CONVERSATION_ID_PATTERN,
     AgentState,
     ConversationInfo,
     ConversationInfoResultSet,
@@ -55,6 +55,7 @@ from .models import (
     default_title,
     derived_title,
     format_timestamp,
+    id_prefix,
     utc_now,
     validate_title,
 )
@@ -71,7 +72,6 @@ PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
 _HOST = socket.gethostname()
 _ACTIVE_STATUSES = ("STARTING", "RUNNING")
-FULL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,7 @@ class ConversationService:
     def resolve_id(self, id_or_prefix: str) -> str:
         """The full id for an id or a unique prefix of one. Raises NotFound,
         AmbiguousId or InvalidInput."""
-        candidate = id_or_prefix.strip().lower()
-        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
-            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
+        candidate = id_prefix(id_or_prefix)
         self.store.refresh()
         matches = self.store.ids_with_prefix(candidate, limit=3)
         if not matches:
@@ -214,7 +212,7 @@ class ConversationService:
             return [
                 document["conversation_id"]
                 for document in self.store.active_documents()
-                if document.get("runner_host") in (None, _HOST) and _runner_is_gone(self.data_dir, document)
+                if _runner_is_gone(self.data_dir, document)  # False for another host's loops
             ]
 
         return await asyncio.to_thread(run)
@@ -487,7 +485,7 @@ class ConversationService:
     async def _update(self, conversation_id: str, change: Callable[[Document], Document | None]) -> ConversationInfo:
         def run() -> ConversationInfo:
             # A full id needs no lookup: the update itself finds it or not.
-            full_id = conversation_id if FULL_ID.fullmatch(conversation_id) else self.resolve_id(conversation_id)
+            full_id = conversation_id if CONVERSATION_ID_PATTERN.match(conversation_id) else self.resolve_id(conversation_id)
             stored = self.store.update(full_id, change)
             if stored is None:
                 self.store.refresh()  # gone meanwhile (another process, a deleted directory)?
@@ -711,9 +709,7 @@ class ConversationService:
         return await asyncio.to_thread(run)
 
     def _resolve_trashed(self, id_or_prefix: str) -> str:
-        candidate = id_or_prefix.strip().lower()
-        if not candidate or len(candidate) > 32 or any(c not in "0123456789abcdef" for c in candidate):
-            raise InvalidInput(f"{id_or_prefix[:40]!r} is not a conversation id or id prefix")
+        candidate = id_prefix(id_or_prefix)
         matches = sorted(i for i in trashed_ids(self.data_dir.conversations) if i.startswith(candidate))
         if not matches:
             raise NotFound(f"no conversation with id {candidate} in the trash")

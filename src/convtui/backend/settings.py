@@ -183,6 +183,13 @@ def mask_secret(secret: str | None) -> str:
     return f"{secret[:3]}...{secret[-4:]}"
 
 
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready data, the API key masked (never the key)."""
+    data = settings.model_dump(mode="json")
+    data["llm_api_key"] = mask_secret(settings.api_key()) or None
+    return data
+
+
 def display_value(name: str, settings: Settings) -> str:
     value = getattr(settings, name)
     if name == "llm_api_key":
