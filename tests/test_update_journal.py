@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
-from convtui.backend.update_journal import Entry, Reset, UpdateJournal
+from convtui.backend.update_journal import Entry, StreamReset, UpdateJournal
 from convtui.backend.updates import (
     EventAdded,
     MetricsChanged,
@@ -51,10 +51,10 @@ async def test_a_follower_resumes_after_the_last_position_it_saw() -> None:
     start = journal.position(2)
     follower = journal.follow(start)
     replayed = await take(follower, 3)
-    assert [entry.update["text"] for entry in replayed] == ["piece 2", "piece 3", "piece 4"]
+    assert [entry.update.text for entry in replayed] == ["piece 2", "piece 3", "piece 4"]
     hub.publish(text(5))
     [live] = await take(follower, 1)
-    assert isinstance(live, Entry) and live.position == journal.position(6) and live.update["text"] == "piece 5"
+    assert isinstance(live, Entry) and live.position == journal.position(6) and live.update.text == "piece 5"
     await follower.aclose()
 
 
@@ -66,10 +66,10 @@ async def test_a_position_from_another_epoch_or_out_of_the_window_resets() -> No
     for stale in ("0123456789ab:4", journal.position(2), journal.position(99), "garbage"):
         follower = journal.follow(stale)
         [first] = await take(follower, 1)
-        assert isinstance(first, Reset) and first.position == journal.position()
+        assert isinstance(first, StreamReset) and first.position == journal.position()
         hub.publish(text(100))
         [after] = await take(follower, 1)
-        assert after.update["text"] == "piece 100"  # then it follows from now
+        assert after.update.text == "piece 100"  # then it follows from now
         await follower.aclose()
 
 
@@ -91,7 +91,7 @@ async def test_a_slow_follower_is_cut_off_and_the_others_keep_everything() -> No
         hub.publish(text(n))  # never blocks, whoever reads slowly
         await asyncio.sleep(0)
     await asyncio.sleep(0.01)
-    assert [entry.update["text"] for entry in fast_seen] == [f"piece {n}" for n in range(50)]
+    assert [entry.update.text for entry in fast_seen] == [f"piece {n}" for n in range(50)]
     received = [await slow_first]
     async for entry in slow:
         received.append(entry)
@@ -99,6 +99,6 @@ async def test_a_slow_follower_is_cut_off_and_the_others_keep_everything() -> No
     last = received[-1].position
     resumed = journal.follow(last)
     rest = await take(resumed, 50 - len(received))
-    assert [e.update["text"] for e in received + rest] == [f"piece {n}" for n in range(50)]
+    assert [e.update.text for e in received + rest] == [f"piece {n}" for n in range(50)]
     reader.cancel()
     await resumed.aclose()

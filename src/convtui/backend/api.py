@@ -11,12 +11,13 @@ never in a response: settings come back with it masked."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -50,7 +51,8 @@ from .models import (
 )
 from .service import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from .settings import masked
-from .update_journal import Reset
+from .update_journal import StreamReset
+from .updates import update_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ def create_app(
     backend: LocalBackend,
     *,
     token: str | None = None,
-    shutdown: Callable[[], Awaitable[None]] | None = None,
+    shutdown: Callable[[], None] | None = None,
     body_limit: int = BODY_LIMIT_DEFAULT,
     docs: bool = False,
 ) -> ASGIApp:
@@ -370,14 +372,13 @@ def create_app(
         """Every loop update as it happens. Reconnect with the last `id` seen
         (Last-Event-ID or `position`) to miss nothing; an `reset` event means
         that position is gone: reload, then follow."""
-        import orjson
-
         yield ServerSentEvent(event="hello", raw_data=orjson.dumps({"position": journal.position()}).decode())
         async for item in journal.follow(last_event_id or position):
-            if isinstance(item, Reset):
+            if isinstance(item, StreamReset):
                 yield ServerSentEvent(event="reset", id=item.position, raw_data="{}")
             else:
-                yield ServerSentEvent(event="update", id=item.position, raw_data=orjson.dumps(item.update).decode())
+                data = orjson.dumps(update_to_dict(item.update)).decode()
+                yield ServerSentEvent(event="update", id=item.position, raw_data=data)
 
     @app.get("/api/health")
     async def health() -> dict[str, str]:
@@ -386,8 +387,6 @@ def create_app(
 
     @app.get("/api/server")
     async def server_info() -> ServerInfo:
-        import os
-
         return ServerInfo(
             pid=os.getpid(),
             version=__version__,
@@ -400,7 +399,7 @@ def create_app(
     async def shutdown_server() -> dict[str, Any]:
         running = backend.manager.running_ids()
         if shutdown is not None:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(shutdown()))
+            shutdown()  # the server stops taking requests once this answer is sent
         return {"status": "ok", "stopping": running}
 
     return BodyLimit(BearerToken(app, token), body_limit)

@@ -17,7 +17,7 @@ import orjson
 
 from .errors import ConvtuiError, InvalidInput, MissingSettings, NotFound, PermissionDenied
 from .events import EventDict, EventFilter
-from .interface import StreamReset
+from .update_journal import StreamReset
 from .models import (
     ConversationInfo,
     ConversationInfoResultSet,
@@ -101,15 +101,14 @@ class RemoteBackend:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(self, method: str, path: str, raw: bool = False, **kwargs: Any) -> Any:
+        """The answer's JSON (`raw`: its bytes); errors as ConvtuiError."""
         try:
             response = await self._client.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise ServerGone(f"the convtui server at {self.where} did not answer: {error or type(error).__name__}") from None
         _raise_for(response)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return orjson.loads(response.content)
-        return response.content
+        return response.content if raw else orjson.loads(response.content)
 
     # -- conversations ---------------------------------------------------------------
 
@@ -255,29 +254,22 @@ class RemoteBackend:
 
     async def export_json(self, conversation_id: str) -> bytes:
         full_id = await self.resolve(conversation_id)
-        return await self._call_raw(f"/api/conversations/{full_id}/export", {"format": "json"})
+        return await self._call("GET", f"/api/conversations/{full_id}/export", raw=True, params={"format": "json"})
 
     async def export_markdown(self, conversation_id: str) -> str:
         full_id = await self.resolve(conversation_id)
-        return (await self._call_raw(f"/api/conversations/{full_id}/export", {"format": "markdown"})).decode()
-
-    async def _call_raw(self, path: str, params: dict[str, Any]) -> bytes:
-        try:
-            response = await self._client.get(path, params=params)
-        except httpx.TransportError as error:
-            raise ServerGone(f"the convtui server at {self.where} did not answer: {error}") from None
-        _raise_for(response)
-        return response.content
+        answer = await self._call("GET", f"/api/conversations/{full_id}/export", raw=True, params={"format": "markdown"})
+        return answer.decode()
 
     # -- settings --------------------------------------------------------------------
 
     async def load_settings(self) -> Settings:
         """The settings in force at the server, the API key masked (the
         server never sends it): show it, never use it."""
-        return _settings(await self._call("GET", "/api/settings"))
+        return Settings.model_validate(await self._call("GET", "/api/settings"))
 
     async def update_settings(self, values: dict[str, Any]) -> Settings:
-        return _settings(await self._call("PATCH", "/api/settings", json=values))
+        return Settings.model_validate(await self._call("PATCH", "/api/settings", json=values))
 
     async def server_info(self) -> dict[str, Any]:
         return await self._call("GET", "/api/server")
@@ -304,13 +296,10 @@ class RemoteBackend:
                             yield update_from_dict(orjson.loads(message.data))
                         elif message.event == "reset":
                             position = message.id
-                            yield StreamReset()
+                            yield StreamReset(position)
                         elif message.event == "hello" and position is None:
                             position = orjson.loads(message.data)["position"]
-            except (httpx.TransportError, httpx.RemoteProtocolError) as error:
+            except httpx.TransportError as error:
                 log.info("live stream dropped (%s); reconnecting", error)
             await asyncio.sleep(RECONNECT_DELAY)
 
-
-def _settings(data: dict[str, Any]) -> Settings:
-    return Settings.model_validate(data)

@@ -28,16 +28,8 @@ from .models import (
 )
 from .service import ConversationService
 from .settings import Settings
-from .update_journal import Reset, UpdateJournal
-from .updates import LoopUpdate, update_from_dict
-
-
-class StreamReset:
-    """The live stream could not resume where it left off: reload what is
-    shown (updates may have been missed), then keep following."""
-
-    def __repr__(self) -> str:
-        return "StreamReset()"
+from .update_journal import StreamReset, UpdateJournal
+from .updates import LoopUpdate
 
 
 class Backend(Protocol):
@@ -264,4 +256,4 @@ class LocalBackend:
     async def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
         """Every update of this process's loops after `position`."""
         async for item in self.journal.follow(position):
-            yield StreamReset() if isinstance(item, Reset) else update_from_dict(item.update)
+            yield item if isinstance(item, StreamReset) else item.update

@@ -7,15 +7,15 @@ task per running conversation in this process.
   LLM call is abandoned) and the loop records STOPPED, keeping its events.
   A loop in another process is asked through a `stop.request` file that its
   manager polls.
-- `subscribe`/`updates` publish every state change and event as it happens
-  (see updates.py)."""
+- `subscribe` publishes every state change and event as it happens (see
+  updates.py; update_journal.py numbers them for the server's stream)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .agent import AgentLoop, Decision
@@ -27,7 +27,7 @@ from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
 from .models import AgentState, ConversationInfo, ConversationStatus, check_message
 from .runtime import Workspace
 from .service import ConversationService, LiveState, user_message
-from .updates import EventAdded, LoopUpdate, Subscriber, UpdateHub
+from .updates import EventAdded, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class StopResult:
 
 
 class ConversationManager:
+    outlives_the_ui = False  # its loops end with the process (ServerLoops': they go on)
+
     def __init__(self, service: ConversationService, retry_delay: float = 1.0) -> None:
         self.service = service
         self.hub = UpdateHub()
@@ -76,10 +78,6 @@ class ConversationManager:
         """Call `subscriber(update)` for every LoopUpdate from now on (on the
         event loop; it must not block). Returns the unsubscribe function."""
         return self.hub.subscribe(subscriber)
-
-    def updates(self) -> AsyncIterator[LoopUpdate]:
-        """Every LoopUpdate from now on, as an async iterator."""
-        return self.hub.stream()
 
     # -- what runs -----------------------------------------------------------------
 
@@ -201,6 +199,12 @@ class ConversationManager:
             if await asyncio.to_thread(runner_pid, directory) is None:
                 return StopResult(full_id, True, ConversationStatus.STOPPED, f"stopped (was running in process {pid})")
         raise ConvtuiError(f"process {pid} did not stop conversation {full_id[:8]} within {STOP_WAIT_SECONDS:g} s")
+
+    async def stop_all(self) -> int:
+        """Stop every loop of this process; how many were running."""
+        count = len(self._running)
+        await self.shutdown()
+        return count
 
     async def shutdown(self) -> None:
         """Stop every loop of this process (each records STOPPED)."""

@@ -186,10 +186,9 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
             token, created = load_or_create_token(data_dir)
             if created:
                 announce(f"bearer token for TCP clients (also in {data_dir.root / TOKEN_NAME}): {token}")
-        config_holder: dict[str, uvicorn.Server] = {}
 
-        async def shutdown() -> None:
-            config_holder["server"].should_exit = True
+        def shutdown() -> None:
+            server.should_exit = True  # uvicorn finishes the requests under way, then serve() returns
 
         app = create_app(backend, token=token, shutdown=shutdown, docs=options.host is not None)
         sockets.append(_unix_socket(path))
@@ -204,7 +203,6 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
             ws="none",
         )
         server = uvicorn.Server(config)
-        config_holder["server"] = server
         info = {
             "pid": os.getpid(),
             "socket": str(path),

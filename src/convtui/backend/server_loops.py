@@ -18,10 +18,10 @@ from pathlib import Path
 from .client import RemoteBackend
 from .errors import ConvtuiError
 from .events import EventDict
-from .interface import StreamReset
 from .manager import StopResult
 from .models import AgentState, ConversationInfo, ConversationStatus
 from .service import ConversationService, LiveState
+from .update_journal import StreamReset
 from .updates import LoopUpdate, StatusChanged, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)

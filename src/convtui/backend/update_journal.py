@@ -16,9 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-
-from .updates import LoopUpdate, UpdateHub, update_to_dict
+from .updates import LoopUpdate, UpdateHub
 
 KEEP_DEFAULT = 10_000
 FOLLOWER_BUFFER_DEFAULT = 2_000
@@ -27,22 +25,23 @@ FOLLOWER_BUFFER_DEFAULT = 2_000
 @dataclass(frozen=True)
 class Entry:
     position: str
-    update: dict[str, Any]
+    update: LoopUpdate
 
 
 @dataclass(frozen=True)
-class Reset:
-    """The position asked for is not in the journal: reload, then follow."""
+class StreamReset:
+    """The position asked for is gone (another server since, or out of the
+    window): updates may have been missed. Reload, then keep following."""
 
     position: str
 
 
 class _Follower:
     def __init__(self, capacity: int) -> None:
-        self.queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue(capacity)
+        self.queue: asyncio.Queue[tuple[int, LoopUpdate]] = asyncio.Queue(capacity)
         self.overflowed = False
 
-    def offer(self, number: int, update: dict[str, Any]) -> None:
+    def offer(self, number: int, update: LoopUpdate) -> None:
         if self.overflowed:
             return
         try:
@@ -54,7 +53,7 @@ class _Follower:
 class UpdateJournal:
     def __init__(self, hub: UpdateHub, keep: int = KEEP_DEFAULT, follower_buffer: int = FOLLOWER_BUFFER_DEFAULT) -> None:
         self.epoch = uuid.uuid4().hex[:12]
-        self._entries: deque[tuple[int, dict[str, Any]]] = deque(maxlen=keep)
+        self._entries: deque[tuple[int, LoopUpdate]] = deque(maxlen=keep)
         self._last = 0
         self._follower_buffer = follower_buffer
         self._followers: set[_Follower] = set()
@@ -65,10 +64,9 @@ class UpdateJournal:
 
     def record(self, update: LoopUpdate) -> None:
         self._last += 1
-        data = update_to_dict(update)
-        self._entries.append((self._last, data))
+        self._entries.append((self._last, update))
         for follower in list(self._followers):
-            follower.offer(self._last, data)
+            follower.offer(self._last, update)
 
     def _after(self, position: str | None) -> int | None:
         """The number after which to replay, or None when that is not possible."""
@@ -83,7 +81,7 @@ class UpdateJournal:
             return None
         return after
 
-    async def follow(self, position: str | None = None) -> AsyncIterator[Entry | Reset]:
+    async def follow(self, position: str | None = None) -> AsyncIterator[Entry | StreamReset]:
         """Every update after `position` (None: from now), then each new one
         as it comes. Ends when this follower falls behind its buffer."""
         follower = _Follower(self._follower_buffer)
@@ -92,7 +90,7 @@ class UpdateJournal:
             after = self._after(position)
             if after is None:
                 after = self._last
-                yield Reset(self.position())
+                yield StreamReset(self.position())
             for number, update in [entry for entry in self._entries if entry[0] > after]:
                 yield Entry(self.position(number), update)
                 after = number

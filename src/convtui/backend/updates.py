@@ -1,15 +1,15 @@
 """What a running loop tells its subscribers, the moment it happens.
 
 Subscribe with `manager.subscribe(callback)` (called on the event loop, must
-not block) or iterate `manager.updates()` (an async iterator). Every update
-names its conversation; the UI routes them to rows and panes."""
+not block), or follow a Backend's `updates()` (numbered and resumable: see
+update_journal.py). Every update names its conversation; the UI routes them
+to rows and panes."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -128,20 +128,3 @@ class UpdateHub:
                 subscriber(update)
             except Exception:
                 log.exception("a subscriber failed on %s", type(update).__name__)
-
-    async def stream(self, max_queued: int = 10_000) -> AsyncIterator[LoopUpdate]:
-        """Every update from now on, in order. A consumer that falls more than
-        `max_queued` behind loses the oldest TextStreamed pieces first."""
-        queue: asyncio.Queue[LoopUpdate] = asyncio.Queue()
-
-        def enqueue(update: LoopUpdate) -> None:
-            if queue.qsize() >= max_queued and isinstance(update, TextStreamed):
-                return
-            queue.put_nowait(update)
-
-        unsubscribe = self.subscribe(enqueue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            unsubscribe()

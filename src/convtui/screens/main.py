@@ -742,7 +742,7 @@ class MainScreen(Screen[None]):
         if not running:
             self.app.exit()
             return
-        if getattr(self.manager, "outlives_the_ui", False):
+        if self.manager.outlives_the_ui:
             self.app.exit(
                 message=f"{len(running)} loop(s) keep running in the convtui server; `convtui serve stop` ends them"
             )
@@ -762,8 +762,7 @@ class MainScreen(Screen[None]):
     async def _stop_and_quit(self, confirmed: bool | None) -> None:
         if confirmed:
             self.notify("Stopping loops…")
-            if getattr(self.manager, "outlives_the_ui", False):
-                await self.manager.stop_all()
+            await self.manager.stop_all()
             await self.manager.shutdown()
             self.app.exit()
 
