@@ -9,6 +9,8 @@ import pytest
 
 from convtui.backend.service import ConversationService
 
+from .fake_llm import FakeLLMServer
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TRAJECTORIES = sorted((FIXTURES / "openhands-trajectories").glob("*.json"))
 
@@ -21,18 +23,13 @@ def _no_server_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> I
     import signal
     import warnings
 
-    base = str(tmp_path_factory.getbasetemp()).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in command and any(part.startswith(base) for part in command):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGTERM)
-            warnings.warn(f"a test left a convtui server running: {b' '.join(command).decode(errors='replace')}")
+    from .server_process import serve_processes
+
+    for pid in serve_processes(str(tmp_path_factory.getbasetemp()).encode()):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            os.kill(pid, signal.SIGTERM)
+            warnings.warn(f"a test left a convtui server running: {command}")
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +45,14 @@ def _isolated_environment(
     # The tests written for in-process loops keep them; the server's own
     # tests (and the server-mode CLI and UI tests) turn this off.
     monkeypatch.setenv("CONVTUI_SERVER", "off")
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLMServer]:
+    """A fake OpenAI server on 127.0.0.1, in a thread: a server process or a
+    CLI run in a subprocess reaches it too. (Async tests may define their own.)"""
+    with FakeLLMServer.in_thread() as server:
+        yield server
 
 
 @pytest.fixture

@@ -201,6 +201,26 @@ Response = Union[Text, ToolCall, ToolCalls, Error, Slow, Hang, Drop, DropMidStre
 Responder = Callable[[dict[str, Any]], Union[Response, None, Awaitable[Union[Response, None]]]]
 
 
+class Script:
+    """A responder: title requests get a fixed title, everything else comes
+    from a queue, so the order of the two kinds of request does not matter.
+    `server.responder = Script(ToolCall(...), Text(...))`."""
+
+    def __init__(self, *responses: Response, title: str = "Scripted title") -> None:
+        self.responses = list(responses)
+        self.title = title
+        self.agent_requests: list[dict[str, Any]] = []
+
+    def add(self, *responses: Response) -> None:
+        self.responses.extend(responses)
+
+    def __call__(self, body: dict[str, Any]) -> Response:
+        if body["messages"][0]["content"].startswith("Write a short title"):
+            return Text(self.title)
+        self.agent_requests.append(body)
+        return self.responses.pop(0) if self.responses else Text("(script exhausted)")
+
+
 # --------------------------------------------------------------------------- HTTP plumbing
 
 

@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
+from convtui.backend.client import socket_client
 from convtui.backend.data_dir import DataDirectory
-from convtui.backend.server import server_status, socket_path
+from convtui.backend.server import server_status, socket_path, stop_server
 
 
 def spawn_server(data_dir: Path, *arguments: str) -> subprocess.Popen:
@@ -47,6 +50,46 @@ def server_output(data_dir: Path) -> str:
 
 def the_socket(data_dir: Path) -> Path:
     return socket_path(DataDirectory(data_dir))
+
+
+def http(data_dir: Path) -> httpx.Client:
+    """A client of the data directory's server, over its socket."""
+    return socket_client(the_socket(data_dir), timeout=30)
+
+
+def stop_if_running(data_dir: Path) -> None:
+    """`serve stop` for a server a test's commands may have started."""
+    status = server_status(data_dir)
+    if status is not None:
+        stop_server(data_dir)
+        wait_gone(status["pid"])
+
+
+def wait_for(condition, timeout: float = 20.0):  # noqa: ANN001, ANN201
+    """Poll `condition()` until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def serve_processes(marker: bytes) -> list[int]:
+    """Pids of `convtui ... serve` processes whose command line has an
+    argument starting with `marker` (a data directory, a temporary root)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in command and any(part.startswith(marker) for part in command):
+            found.append(int(entry.name))
+    return found
 
 
 def kill_hard(pid: int) -> None:

@@ -29,6 +29,7 @@ from .fake_llm import (
     FakeLLMServer,
     Hang,
     Response,
+    Script,
     Slow,
     Text,
     ToolCall,
@@ -37,25 +38,6 @@ from .fake_llm import (
 )
 
 API_KEY = "sk-test-0123456789abcdef"
-
-
-class Script:
-    """Answers title requests with a fixed title and everything else from a
-    queue, so the order of the two kinds of request does not matter."""
-
-    def __init__(self, *responses: Response, title: str = "Scripted title") -> None:
-        self.responses = list(responses)
-        self.title = title
-        self.agent_requests: list[dict[str, Any]] = []
-
-    def add(self, *responses: Response) -> None:
-        self.responses.extend(responses)
-
-    def __call__(self, body: dict[str, Any]) -> Response:
-        if body["messages"][0]["content"].startswith("Write a short title"):
-            return Text(self.title)
-        self.agent_requests.append(body)
-        return self.responses.pop(0) if self.responses else Text("(script exhausted)")
 
 
 @pytest.fixture

@@ -21,28 +21,10 @@ from convtui.backend.models import AgentState, ConversationStatus, NewConversati
 from convtui.backend.server import stop_server
 from convtui.backend.updates import EventAdded, StatusChanged
 
-from .fake_llm import FakeLLMServer, Text, ToolCall
+from .fake_llm import FakeLLMServer, Script, Text, ToolCall
 from .server_process import spawn_server, the_socket, wait_until_serving
 
 API_KEY = "sk-contract-0123456789abcdef"
-
-
-class Script:
-    """Titles get a fixed answer; everything else comes from a queue."""
-
-    def __init__(self, *responses: Any) -> None:
-        self.responses = list(responses)
-
-    def __call__(self, body: dict[str, Any]) -> Any:
-        if body["messages"][0]["content"].startswith("Write a short title"):
-            return Text("Scripted title")
-        return self.responses.pop(0) if self.responses else Text("(script exhausted)")
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer.in_thread() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -19,12 +18,6 @@ from convtui.cli import main
 from .fake_llm import FakeLLMServer, Hang, Text, ToolCall
 
 API_KEY = "sk-cli-test-0123456789"
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer.in_thread() as server:
-        yield server
 
 
 @pytest.fixture

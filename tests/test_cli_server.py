@@ -15,40 +15,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from convtui.backend.server import server_status, stop_server
-from convtui.cli import main
+from convtui.backend.server import server_status
 
-from .fake_llm import FakeLLMServer, Hang, Text, ToolCall
-from .server_process import wait_gone
-from .test_backend_contract import Script
-
-API_KEY = "sk-cli-server-0123456789"
+from .fake_llm import FakeLLMServer, Hang, Script, Text, ToolCall
+from .server_process import stop_if_running, wait_for
+from .test_cli_loops import convtui  # noqa: F401 (the fixture: run the CLI, the model configured)
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer.in_thread() as server:
-        yield server
-
-
-@pytest.fixture
-def convtui(data_dir: Path, capsys: pytest.CaptureFixture[str], llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("CONVTUI_SERVER")  # the default: loops run in the server
-
-    def run(*arguments: str, code: int = 0) -> tuple[str, str]:
-        capsys.readouterr()
-        exit_code = main(["--data-dir", str(data_dir), *arguments])
-        captured = capsys.readouterr()
-        assert exit_code == code, (captured.out, captured.err)
-        return captured.out, captured.err
-
-    for name, value in (("llm_model", "openai/fake-model"), ("llm_base_url", llm.base_url), ("llm_api_key", API_KEY)):
-        run("config", "set", name, value)
-    yield run
-    status = server_status(data_dir)
-    if status is not None:
-        stop_server(data_dir)
-        wait_gone(status["pid"])
+@pytest.fixture(autouse=True)
+def _server_mode(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The default: loops run in the server (stopped after the test)."""
+    monkeypatch.delenv("CONVTUI_SERVER")
+    yield
+    stop_if_running(data_dir)
 
 
 def spawn(data_dir: Path, *arguments: str) -> subprocess.Popen:
@@ -63,16 +42,6 @@ def spawn(data_dir: Path, *arguments: str) -> subprocess.Popen:
         env=environment,
         start_new_session=True,
     )
-
-
-def wait_for(condition, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def running_in_server(data_dir: Path) -> list[str]:

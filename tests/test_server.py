@@ -19,24 +19,17 @@ import httpx
 import orjson
 import pytest
 
-from convtui.backend.client import RemoteBackend
+from convtui.backend.client import RemoteBackend, socket_transport
 from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
 from convtui.backend.server import ensure_server, server_status, stop_server
 from convtui.backend.service import ConversationService
 from convtui.backend.updates import EventAdded
 from convtui.cli import main
 
-from .fake_llm import FakeLLMServer, Text, ToolCall
-from .test_backend_contract import Script
-from .server_process import kill_hard, spawn_server, the_socket, wait_gone, wait_until_serving
+from .fake_llm import FakeLLMServer, Script, Text, ToolCall
+from .server_process import http, kill_hard, serve_processes, spawn_server, the_socket, wait_for, wait_gone, wait_until_serving
 
 API_KEY = "sk-server-test-0123456789"
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer.in_thread() as server:
-        yield server
 
 
 @pytest.fixture
@@ -58,20 +51,6 @@ async def configure_over(backend: RemoteBackend, llm: FakeLLMServer) -> None:
     await backend.update_settings({"llm_model": "openai/fake-model", "llm_base_url": llm.base_url, "llm_api_key": API_KEY})
 
 
-def http(data_dir: Path) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(the_socket(data_dir))), base_url="http://convtui", timeout=30)
-
-
-def wait_for(condition, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def stored_status(data_dir: Path, conversation_id: str) -> tuple[ConversationStatus, AgentState | None]:
     async def read() -> tuple[ConversationStatus, AgentState | None]:
         service = await ConversationService.open(data_dir)
@@ -82,21 +61,6 @@ def stored_status(data_dir: Path, conversation_id: str) -> tuple[ConversationSta
             service.close()
 
     return asyncio.run(read())
-
-
-def serve_processes(data_dir: Path) -> list[int]:
-    """Pids of `convtui ... serve` processes of this data directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in command and str(data_dir).encode() in command and b"convtui" in command:
-            found.append(int(entry.name))
-    return found
 
 
 # -- starting and stopping -------------------------------------------------------------
@@ -146,7 +110,7 @@ def test_auto_start_detaches_and_racing_starts_yield_one_server(data_dir: Path) 
     assert len(sockets) == 3 and len(set(sockets)) == 1
     pid = server_status(data_dir)["pid"]
     try:
-        wait_for(lambda: serve_processes(data_dir) == [pid])  # the losers of the race exit
+        wait_for(lambda: serve_processes(str(data_dir).encode()) == [pid])  # the losers of the race exit
         assert os.getsid(pid) != os.getsid(0)  # its own session: a hangup here does not reach it
         assert (data_dir / "server.log").exists()
         assert ensure_server(data_dir) == sockets[0] and server_status(data_dir)["pid"] == pid
@@ -326,7 +290,7 @@ async def test_a_reconnecting_client_gets_what_it_missed_and_a_stale_position_re
     llm.responder = Script(Text("the first answer"), Text("the second answer"))
     remote = RemoteBackend.over_socket(the_socket(data_dir))
     await configure_over(remote, llm)
-    transport = httpx.AsyncHTTPTransport(uds=str(the_socket(data_dir)))
+    transport = socket_transport(the_socket(data_dir))
     async with httpx.AsyncClient(transport=transport, base_url="http://convtui", timeout=30) as client:
         conversation_id = await _new(remote, "one")
         await remote.start(conversation_id)

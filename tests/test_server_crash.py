@@ -21,12 +21,13 @@ from typing import Any
 
 import httpx
 
+from convtui.backend.client import socket_client
 from convtui.backend.doctor import run_doctor
 from convtui.backend.service import ConversationService
 from convtui.backend.settings import SettingsStore
 
 from .fake_llm import FakeLLMServer, Text, ToolCall
-from .server_process import server_output, spawn_server, the_socket, wait_until_serving
+from .server_process import http, server_output, spawn_server, the_socket, wait_until_serving
 
 KILLS = 20
 CONVERSATIONS = 5
@@ -52,7 +53,7 @@ class Writer(threading.Thread):
 
     def __init__(self, socket_path: Path, ids: list[str], rng: random.Random, counter: list[int]) -> None:
         super().__init__(daemon=True)
-        self.client = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://convtui", timeout=10)
+        self.client = socket_client(socket_path, timeout=10)
         self.ids, self.rng, self.counter = ids, rng, counter
         self.titles: dict[str, int] = {}  # id -> highest acknowledged title number
         self.messages: set[tuple[str, str]] = set()  # acknowledged (id, text)
@@ -84,7 +85,7 @@ class Writer(threading.Thread):
 
 
 def running_now(data_dir: Path) -> list[str]:
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(the_socket(data_dir))), base_url="http://convtui") as client:
+    with http(data_dir) as client:
         return client.get("/api/server").json()["running"]
 
 
@@ -142,7 +143,7 @@ def test_a_server_killed_again_and_again_loses_nothing_it_acknowledged(tmp_path:
         for kill in range(KILLS):
             server = spawn_server(data_dir)
             wait_until_serving(data_dir, server)
-            with httpx.Client(transport=httpx.HTTPTransport(uds=str(the_socket(data_dir))), base_url="http://convtui") as client:
+            with http(data_dir) as client:
                 if not ids:
                     for n in range(CONVERSATIONS):
                         made = client.post("/api/conversations", json={"initial_user_msg": f"work {n}"}).json()

@@ -15,25 +15,18 @@ from pathlib import Path
 import pytest
 
 from convtui.backend.models import AgentState
-from convtui.backend.server import server_status, stop_server
+from convtui.backend.server import server_status
 from convtui.backend.server_loops import ServerLoops
 from convtui.backend.settings import SettingsStore
 from convtui.screens.confirm import ConfirmScreen
 from convtui.screens.main import MainScreen
 
-from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
-from ..server_process import spawn_server, wait_gone, wait_until_serving
-from ..test_backend_contract import Script
+from ..fake_llm import FakeLLMServer, Hang, Script, Text, ToolCall
+from ..server_process import spawn_server, stop_if_running, wait_gone, wait_until_serving
 from .seed import settle, still_app
 from .test_tmux import TMUX, TmuxSession
 
 API_KEY = "sk-ui-server-0123456789"
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer.in_thread() as server:
-        yield server
 
 
 @pytest.fixture
@@ -47,13 +40,25 @@ def served(data_dir: Path, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) 
     process = spawn_server(data_dir)
     wait_until_serving(data_dir, process)
     yield process
-    if process.poll() is None:
-        stop_server(data_dir)
-        process.wait(timeout=30)
+    stop_if_running(data_dir)
+    process.wait(timeout=30)
 
 
 def main_screen(app) -> MainScreen:  # noqa: ANN001
     return next(screen for screen in app.screen_stack if isinstance(screen, MainScreen))
+
+
+async def up_with(pilot, app, conversation_id: str) -> None:  # noqa: ANN001
+    """The UI connected to the server, the conversation selected."""
+    await settle(pilot, lambda: isinstance(app.manager, ServerLoops) and app.manager.connected)
+    await settle(pilot, lambda: main_screen(app).selected_id == conversation_id)
+
+
+async def started_in_the_ui(pilot, app, conversation_id: str) -> None:  # noqa: ANN001
+    """`s` on the selected conversation, until its loop runs."""
+    await up_with(pilot, app, conversation_id)
+    await pilot.press("s")
+    await settle(pilot, lambda: app.manager.is_running(conversation_id), timeout=20)
 
 
 def new_conversation(data_dir: Path, message: str) -> str:
@@ -69,10 +74,8 @@ async def test_two_uis_answer_the_same_loop(data_dir: Path, llm: FakeLLMServer, 
     conversation_id = new_conversation(data_dir, "write the proof")
     first, second = still_app(data_dir), still_app(data_dir)
     async with first.run_test(size=(120, 36)) as one, second.run_test(size=(120, 36)) as two:
-        for pilot, app in ((one, first), (two, second)):
-            await settle(pilot, lambda app=app: isinstance(app.manager, ServerLoops) and app.manager._remote is not None)
-            await settle(pilot, lambda app=app: main_screen(app).selected_id == conversation_id)
-        await one.press("s")
+        await up_with(two, second, conversation_id)
+        await started_in_the_ui(one, first, conversation_id)
         await settle(two, lambda: second.manager.pending_action(conversation_id) is not None, timeout=20)
         screen_two = main_screen(second)
         await settle(two, lambda: screen_two.detail.query_one("#approval-bar").display)
@@ -101,10 +104,7 @@ async def test_quitting_leaves_loops_running_and_says_so(
     conversation_id = new_conversation(data_dir, "think for a long time")
     app = still_app(data_dir)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(pilot, lambda: isinstance(app.manager, ServerLoops) and app.manager._remote is not None)
-        await settle(pilot, lambda: main_screen(app).selected_id == conversation_id)
-        await pilot.press("s")
-        await settle(pilot, lambda: app.manager.is_running(conversation_id), timeout=20)
+        await started_in_the_ui(pilot, app, conversation_id)
         await pilot.press("q")
         await settle(pilot, lambda: not app.is_running)
     assert app.return_code == 0
@@ -117,10 +117,7 @@ async def test_stop_all_and_quit_stops_the_servers_loops(data_dir: Path, llm: Fa
     conversation_id = new_conversation(data_dir, "think for a long time")
     app = still_app(data_dir)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(pilot, lambda: isinstance(app.manager, ServerLoops) and app.manager._remote is not None)
-        await settle(pilot, lambda: main_screen(app).selected_id == conversation_id)
-        await pilot.press("s")
-        await settle(pilot, lambda: app.manager.is_running(conversation_id), timeout=20)
+        await started_in_the_ui(pilot, app, conversation_id)
         await pilot.press("Q")
         await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert app.screen.question == "Stop all 1 running loop(s) and quit?"
@@ -176,7 +173,4 @@ def test_a_terminal_that_hangs_up_loses_nothing(tmp_path: Path, data_dir: Path, 
         second.wait_for("all done", timeout=20)
     finally:
         second.close()
-        status = server_status(data_dir)
-        if status is not None:
-            stop_server(data_dir)
-            wait_gone(status["pid"])
+        stop_if_running(data_dir)

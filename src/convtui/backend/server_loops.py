@@ -64,6 +64,10 @@ class ServerLoops:
         self._follower = asyncio.create_task(self._follow(info["position"]), name="server-stream")
         self._connected.set()
 
+    @property
+    def connected(self) -> bool:
+        return self._remote is not None
+
     async def _server(self) -> RemoteBackend:
         await self._connected.wait()
         if self._remote is None:
