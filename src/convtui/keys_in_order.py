@@ -19,8 +19,11 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 
-# How long a key may stay in flight before the next one goes anyway (its
-# marker was lost with a widget that was removed before it got there).
+# How long a key's marker may take before another is sent behind whatever is
+# queued then; if that one is late too, the next key goes anyway (the marker
+# was lost with a widget removed before it got there). One late marker alone
+# is no proof: a screen that mounts while the machine is loaded can keep the
+# event loop busy for longer than this.
 KEY_IN_FLIGHT_LIMIT = 0.5
 # A key's marker goes round twice (what the key's handlers posted, e.g.
 # Input.Submitted or Button.Pressed, is handled before the second round ends)
@@ -70,13 +73,25 @@ class KeysInOrderApp(App[ReturnType]):
         self._key_in_flight = self._keys_delivered
         self._send_round(self._keys_delivered, 1)
 
-    def _send_round(self, key_number: int, rounds: int) -> None:
+    def _send_round(self, key_number: int, rounds: int, late: bool = False) -> None:
         target: MessagePump = self.focused or self.screen
         if self._key_deadline is not None:
             self._key_deadline.cancel()
-        self._key_deadline = asyncio.get_running_loop().call_later(KEY_IN_FLIGHT_LIMIT, self._key_landed, key_number)
+        self._key_deadline = asyncio.get_running_loop().call_later(
+            KEY_IN_FLIGHT_LIMIT, self._marker_late, key_number, rounds, late
+        )
         if not target.post_message(KeyDelivered(key_number, rounds, self.screen)):
             self._key_landed(key_number)
+
+    def _marker_late(self, key_number: int, rounds: int, late_before: bool) -> None:
+        """No marker back in time: send one more to what is focused now
+        (a screen that was mounting has it by then); give up on the second."""
+        if key_number != self._key_in_flight:
+            return
+        if late_before:
+            self._key_landed(key_number)
+        else:
+            self._send_round(key_number, rounds, late=True)
 
     def on_key_delivered(self, marker: KeyDelivered) -> None:
         if marker.key_number != self._key_in_flight:

@@ -6,11 +6,13 @@ stored, not only what the screen shows."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from textual import events
+from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
 from convtui.app import ConvtuiApp
@@ -167,3 +169,39 @@ async def test_a_paste_after_n_in_the_same_read_goes_to_the_message(data_dir: Pa
         screen = app.screen
         await settle(pilot, lambda: screen.query_one("#repository", Input).value == "acme/webapp")
         assert screen.query_one("#initial_user_msg", TextArea).text == "pasted\nmessage"
+
+
+class _SlowScreen(Screen[None]):
+    """Mounts the way a dialog does on a loaded machine: the event loop
+    busy for longer than a key may be in flight."""
+
+    def compose(self):  # noqa: ANN201
+        yield Input(id="typed")
+
+    def on_mount(self) -> None:
+        time.sleep(1.2)  # blocks the event loop, as a slow first mount does
+        self.query_one(Input).focus()
+
+
+class _SlowDialogApp(KeysInOrderApp[None]):
+    BINDINGS = [("x", "slow", "open the slow screen")]
+    AUTO_FOCUS = None  # "x" is a key of the app, not text for the input
+
+    def compose(self):  # noqa: ANN201
+        yield Input(id="main")
+
+    def action_slow(self) -> None:
+        self.push_screen(_SlowScreen())
+
+
+async def test_keys_after_a_slowly_mounting_screen_still_land_in_it() -> None:
+    """A busy event loop is not a lost key: the keys after the one that
+    opened a screen wait for it, however long its mount blocks the loop."""
+    app = _SlowDialogApp()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        burst(app, "x", "abc")
+        await settle(pilot, lambda: isinstance(app.screen, _SlowScreen), timeout=10)
+        typed = app.screen.query_one("#typed", Input)
+        await settle(pilot, lambda: typed.value == "abc", timeout=10)
+        assert app.query_one("#main", Input).value == ""
