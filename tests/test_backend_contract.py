@@ -21,10 +21,12 @@ from convtui.backend.models import AgentState, ConversationStatus, NewConversati
 from convtui.backend.server import stop_server
 from convtui.backend.updates import EventAdded, StatusChanged
 
+from .conftest import FIXTURES
 from .fake_llm import FakeLLMServer, Script, Text, ToolCall
 from .server_process import spawn_server, the_socket, wait_until_serving
 
 API_KEY = "sk-contract-0123456789abcdef"
+TRAJECTORIES_DIR = FIXTURES / "openhands-trajectories"
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +145,35 @@ async def test_delete_and_trash_remove_a_conversation(backend: Backend) -> None:
     for gone in (deleted, trashed):
         with pytest.raises(NotFound):
             await backend.get(gone)
+
+
+async def test_the_trash_gives_back_what_it_holds_and_empties_for_good(backend: Backend) -> None:
+    kept, gone = await new(backend, "to restore"), await new(backend, "to empty")
+    await backend.rename(kept, "Restore me")
+    for conversation_id in (kept, gone):
+        await backend.trash(conversation_id)
+    listed = {item.conversation_id: item.title for item in await backend.list_trash()}
+    assert listed[kept] == "Restore me" and gone in listed
+    restored = await backend.restore(kept[:12])
+    assert restored.conversation_id == kept and restored.title == "Restore me"
+    assert (await backend.get(kept)).title == "Restore me"
+    with pytest.raises(NotFound, match="trash"):
+        await backend.restore(kept)
+    with pytest.raises(InvalidInput):
+        await backend.empty_trash(["not-an-id"])
+    assert gone in {item.conversation_id for item in await backend.list_trash()}  # the refusal deleted nothing
+    assert await backend.empty_trash([gone]) == 1
+    assert gone not in {item.conversation_id for item in await backend.list_trash()}
+
+
+async def test_an_openhands_trajectory_imports_with_its_events(backend: Backend) -> None:
+    raw = (TRAJECTORIES_DIR / "basic.json").read_bytes()
+    conversation_id = (await backend.import_trajectory(raw)).conversation_id
+    events = await backend.search_events(conversation_id)
+    assert len(events) == len(orjson.loads(raw))
+    with pytest.raises(InvalidInput):
+        await backend.import_trajectory(b"[{not json")
+    assert Path(await backend.workspace(conversation_id[:8])).name == "workspace"
 
 
 async def test_an_experiment_config_is_written_once(backend: Backend) -> None:
@@ -273,6 +304,7 @@ async def test_settings_are_checked_and_a_refusal_changes_nothing(backend: Backe
     with pytest.raises(InvalidInput):
         await backend.update_settings({"no_such_setting": 1})
     assert (await backend.load_settings()).max_iterations == 33
+    assert await backend.settings_overrides() == {}  # no CONVTUI_* setting in the tests' environment
 
 
 async def test_the_api_key_never_comes_back_over_the_server(backend: Backend) -> None:

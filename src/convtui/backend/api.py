@@ -91,6 +91,10 @@ class Archived(_Strict):
     archived: bool
 
 
+class EmptyTrash(_Strict):
+    conversation_ids: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{1,32}$")]] | None = Field(None, max_length=10_000)
+
+
 class ServerInfo(BaseModel):
     pid: int
     version: str
@@ -325,6 +329,33 @@ def create_app(
         """Move to the trash (restorable); a running loop is stopped first."""
         return {"conversation_id": await backend.trash(conversation_id)}
 
+    @app.get("/api/trash")
+    async def list_trash() -> list[dict[str, Any]]:
+        """What the trash holds, most recently trashed first."""
+        return [
+            {"conversation_id": item.conversation_id, "title": item.title, "trashed_at": item.trashed_at}
+            for item in await backend.list_trash()
+        ]
+
+    @app.post("/api/trash/{conversation_id}/restore")
+    async def restore(conversation_id: Annotated[str, Path(pattern=r"^[0-9a-fA-F]{1,32}$")]) -> ConversationInfo:
+        """Bring a trashed conversation (an id or a prefix) back as it was."""
+        return await backend.restore(conversation_id)
+
+    @app.post("/api/trash/empty")
+    async def empty_trash(data: EmptyTrash) -> dict[str, int]:
+        """Delete trashed conversations for good: those given, or all (null)."""
+        return {"deleted": await backend.empty_trash(data.conversation_ids)}
+
+    @app.post("/api/conversations/import")
+    async def import_trajectory(request: Request) -> ConversationResponse:
+        """A new conversation holding an OpenHands trajectory (the body, as JSON)."""
+        return await backend.import_trajectory(await request.body())
+
+    @app.get("/api/conversations/{conversation_id}/workspace")
+    async def workspace(conversation_id: ConversationId) -> dict[str, str]:
+        return {"path": await backend.workspace(conversation_id)}
+
     @app.post("/api/conversations/{conversation_id}/messages")
     async def send_message(conversation_id: ConversationId, message: Message) -> dict[str, Any]:
         return await backend.send_message(conversation_id, message.content)
@@ -363,6 +394,11 @@ def create_app(
     @app.patch("/api/settings")
     async def update_settings(values: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return masked(await backend.update_settings(values))
+
+    @app.get("/api/settings/overrides")
+    async def settings_overrides() -> dict[str, str]:
+        """Setting name -> the environment variable of the server that overrides it."""
+        return await backend.settings_overrides()
 
     @app.get("/api/updates", response_class=EventSourceResponse)
     async def updates(

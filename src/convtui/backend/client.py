@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from .models import (
     id_prefix,
 )
 from .settings import Settings
+from .trash import TrashedConversation
 from .updates import LoopUpdate, update_from_dict
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,27 @@ class RemoteBackend:
         full_id = await self.resolve(conversation_id)
         return (await self._call("POST", f"/api/conversations/{full_id}/trash"))["conversation_id"]
 
+    async def list_trash(self) -> list[TrashedConversation]:
+        return [TrashedConversation(**item, document={}) for item in await self._call("GET", "/api/trash")]
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        answer = await self._call("POST", f"/api/trash/{id_prefix(conversation_id)}/restore")
+        return ConversationInfo.model_validate(answer)
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        given = None if conversation_ids is None else [id_prefix(given) for given in conversation_ids]
+        return (await self._call("POST", "/api/trash/empty", json={"conversation_ids": given}))["deleted"]
+
+    async def import_trajectory(self, raw: bytes) -> ConversationResponse:
+        answer = await self._call(
+            "POST", "/api/conversations/import", content=raw, headers={"Content-Type": "application/json"}
+        )
+        return ConversationResponse.model_validate(answer)
+
+    async def workspace(self, conversation_id: str) -> str:
+        full_id = await self.resolve(conversation_id)
+        return (await self._call("GET", f"/api/conversations/{full_id}/workspace"))["path"]
+
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         full_id = await self.resolve(conversation_id)
         body = config.model_dump(mode="json") if isinstance(config, ExperimentConfig) else config
@@ -270,6 +292,9 @@ class RemoteBackend:
 
     async def update_settings(self, values: dict[str, Any]) -> Settings:
         return Settings.model_validate(await self._call("PATCH", "/api/settings", json=values))
+
+    async def settings_overrides(self) -> dict[str, str]:
+        return await self._call("GET", "/api/settings/overrides")
 
     async def server_info(self) -> dict[str, Any]:
         return await self._call("GET", "/api/server")

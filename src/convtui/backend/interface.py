@@ -1,21 +1,29 @@
 """The one interface the UI and the CLI use to manage conversations, and its
 in-process implementation.
 
-Implementations: LocalBackend (the store and the loops in this process: what
-`convtui serve` runs, and `--no-server` mode) and client.RemoteBackend (a
-`convtui serve` over its socket or TCP). Both take an id or a unique prefix
-wherever an id is asked for, and raise the ConvtuiError family with one-line
-messages; one shared test suite (tests/test_backend_contract.py) runs against
-both."""
+Backend is what the CLI uses and `convtui serve` speaks. UIBackend adds what a
+screen reads between two frames without a round trip (the list's rows and
+order, which loops run and what awaits approval) and what only a terminal
+UI does (test a model, warm the model worker, stop every loop on the way out).
+
+Implementations: LocalBackend (the store read in this process, the loops
+run here by a ConversationManager: what `convtui serve` runs and
+`--no-server` mode; or, for the UI in server mode, run by the server through
+server_loops.ServerLoops) and client.RemoteBackend (a `convtui serve` over
+its socket or TCP). Both take an id or a unique prefix wherever an id is
+asked for, and raise the ConvtuiError family with one-line messages; one
+shared test suite (tests/test_backend_contract.py) runs against both."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from .durable_files import atomic_write
+from .errors import ConvtuiError
 from .events import EventDict, EventFilter
 from .manager import ConversationManager
 from .models import (
@@ -28,8 +36,10 @@ from .models import (
 )
 from .service import ConversationService
 from .settings import Settings
+from .store import ConversationFilter
+from .trash import TrashedConversation
 from .update_journal import StreamReset, UpdateJournal
-from .updates import LoopUpdate
+from .updates import LoopUpdate, Subscriber
 
 
 class Backend(Protocol):
@@ -58,6 +68,24 @@ class Backend(Protocol):
     async def change_archived(self, conversation_id: str, archived: bool) -> tuple[ConversationInfo, str | None]: ...
 
     async def trash(self, conversation_id: str) -> str: ...
+
+    async def list_trash(self) -> list[TrashedConversation]:
+        """What the trash holds, most recently trashed first."""
+        ...
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        """Bring a conversation back from the trash (an id or prefix of a trashed one)."""
+        ...
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        """Delete trashed conversations for good (all, or those given); how many went."""
+        ...
+
+    async def import_trajectory(self, raw: bytes) -> ConversationResponse: ...
+
+    async def workspace(self, conversation_id: str) -> str:
+        """The path of the conversation's workspace (on the server's machine)."""
+        ...
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool: ...
 
@@ -102,6 +130,10 @@ class Backend(Protocol):
 
     async def update_settings(self, values: dict[str, Any]) -> Settings: ...
 
+    async def settings_overrides(self) -> dict[str, str]:
+        """Setting name -> the environment variable that overrides it where the loops run."""
+        ...
+
     async def position(self) -> str:
         """Where the live stream is now: pass it to `updates` to miss nothing
         that happens from here on."""
@@ -114,6 +146,75 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
+class UIBackend(Backend, Protocol):
+    """A Backend as a terminal UI holds it: what a screen reads without
+    waiting is kept current by the backend (`subscribe` says when a loop
+    changed; `data_version` when another process changed the store)."""
+
+    @property
+    def outlives_the_ui(self) -> bool:
+        """True when the loops go on after the UI quits (they run in a server)."""
+        ...
+
+    async def connect(self) -> None:
+        """Reach whatever runs the loops; raises ConvtuiError when nothing can."""
+        ...
+
+    def row(self, conversation_id: str) -> ConversationInfo | None: ...
+
+    def list_ids_now(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str] | None:
+        """The ids in display order from memory, at once; None when that
+        cannot be quick (then await list_ids)."""
+        ...
+
+    async def list_ids(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str]: ...
+
+    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str, reverse: bool) -> int | None: ...
+
+    def total(self) -> int:
+        """How many conversations there are (archived and old ones too)."""
+        ...
+
+    def data_version(self) -> int: ...
+
+    async def refresh(self) -> None:
+        """Take in what other processes changed."""
+        ...
+
+    async def warm(self) -> None:
+        """Build the search columns now, so the first filter does not pay for it."""
+        ...
+
+    def workspace_path(self, conversation_id: str) -> Path: ...
+
+    def is_running(self, conversation_id: str) -> bool: ...
+
+    def running_ids(self) -> list[str]: ...
+
+    def pending_action_now(self, conversation_id: str) -> EventDict | None: ...
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` on this event loop with every loop update; returns the unsubscribe."""
+        ...
+
+    async def stop_all(self) -> int:
+        """Stop every loop; how many were running."""
+        ...
+
+    async def test_model(self, values: dict[str, Any]) -> str:
+        """One tiny model call with the settings as edited (not saved); what it answered."""
+        ...
+
+    async def warm_model(self) -> None:
+        """With a model configured, start the model worker now (its first call then does not wait)."""
+        ...
+
+
+def save_file(path: Path, data: bytes) -> None:
+    """Write an export where the user asked (whole or not at all)."""
+    atomic_write(path, data)
+
+
 def stop_response(conversation_id: str, was_running: bool, status: ConversationStatus) -> ConversationResponse:
     """The reference's answer to a stop."""
     message = "Conversation stopped successfully" if was_running else "Conversation was not running"
@@ -121,9 +222,11 @@ def stop_response(conversation_id: str, was_running: bool, status: ConversationS
 
 
 class LocalBackend:
-    """The conversations of a data directory, with their loops in this process."""
+    """The conversations of a data directory read in this process, with their
+    loops run by `manager`: here (a ConversationManager), or in the server
+    (a server_loops.ServerLoops, for a UI in server mode)."""
 
-    def __init__(self, service: ConversationService, manager: ConversationManager) -> None:
+    def __init__(self, service: ConversationService, manager: ConversationManager | Any) -> None:
         self.service = service
         self.manager = manager
         self.journal = UpdateJournal(manager.hub)
@@ -180,6 +283,21 @@ class LocalBackend:
 
     async def trash(self, conversation_id: str) -> str:
         return await self.service.trash(conversation_id)
+
+    async def list_trash(self) -> list[TrashedConversation]:
+        return await self.service.list_trash()
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        return await self.service.restore(conversation_id)
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        return await self.service.empty_trash(conversation_ids)
+
+    async def import_trajectory(self, raw: bytes) -> ConversationResponse:
+        return await self.service.import_trajectory(raw)
+
+    async def workspace(self, conversation_id: str) -> str:
+        return str(self.service.data_dir.workspace(await self.service.resolve(conversation_id)))
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         return await self.service.set_experiment_config(conversation_id, config)
@@ -250,6 +368,9 @@ class LocalBackend:
     async def update_settings(self, values: dict[str, Any]) -> Settings:
         return await self.service.update_settings(values)
 
+    async def settings_overrides(self) -> dict[str, str]:
+        return self.service.settings_store.overridden()
+
     async def position(self) -> str:
         return self.journal.position()
 
@@ -257,3 +378,74 @@ class LocalBackend:
         """Every update of this process's loops after `position`."""
         async for item in self.journal.follow(position):
             yield item if isinstance(item, StreamReset) else item.update
+
+    # -- what a screen reads without waiting (UIBackend) ----------------------------
+
+    @property
+    def outlives_the_ui(self) -> bool:
+        return self.manager.outlives_the_ui
+
+    async def connect(self) -> None:
+        await self.manager.connect()
+
+    def row(self, conversation_id: str) -> ConversationInfo | None:
+        return self.service.row(conversation_id)
+
+    def list_ids_now(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str] | None:
+        return self.service.list_ids_now(query, sort, reverse)
+
+    async def list_ids(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str]:
+        return await self.service.list_ids(query, sort, reverse)
+
+    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str, reverse: bool) -> int | None:
+        return self.service.position_in(ids, conversation_id, sort, reverse)
+
+    def total(self) -> int:
+        return len(self.service.store)
+
+    def data_version(self) -> int:
+        return self.service.data_version()
+
+    async def refresh(self) -> None:
+        await self.service.refresh()
+
+    async def warm(self) -> None:
+        await asyncio.to_thread(self.service.store.warm)
+
+    def workspace_path(self, conversation_id: str) -> Path:
+        return self.service.data_dir.workspace(conversation_id)
+
+    def is_running(self, conversation_id: str) -> bool:
+        return self.manager.is_running(conversation_id)
+
+    def running_ids(self) -> list[str]:
+        return self.manager.running_ids()
+
+    def pending_action_now(self, conversation_id: str) -> EventDict | None:
+        return self.manager.pending_action(conversation_id)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        return self.manager.subscribe(subscriber)
+
+    async def stop_all(self) -> int:
+        return await self.manager.stop_all()
+
+    async def test_model(self, values: dict[str, Any]) -> str:
+        from ..terminal_text import one_line
+        from .llm import LLMConfig, complete
+
+        current = await self.service.load_settings()
+        merged = Settings.model_validate({**current.model_dump(), **values})
+        config = LLMConfig.from_settings(merged)
+        response = await complete(config, [{"role": "user", "content": "Reply with the word ok."}], max_tokens=5)
+        return f"ok: {config.model} answered {one_line(response.content, 40)!r}"
+
+    async def warm_model(self) -> None:
+        try:
+            settings = await self.service.load_settings()
+        except ConvtuiError:
+            return  # the settings dialog and the first start say what is wrong
+        if settings.llm_model:
+            from .llm import start_model_worker
+
+            await asyncio.to_thread(start_model_worker)

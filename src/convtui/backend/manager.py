@@ -200,6 +200,9 @@ class ConversationManager:
                 return StopResult(full_id, True, ConversationStatus.STOPPED, f"stopped (was running in process {pid})")
         raise ConvtuiError(f"process {pid} did not stop conversation {full_id[:8]} within {STOP_WAIT_SECONDS:g} s")
 
+    async def connect(self) -> None:
+        """Nothing to reach: the loops run in this process."""
+
     async def stop_all(self) -> int:
         """Stop every loop of this process; how many were running."""
         count = len(self._running)
