@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -19,6 +19,9 @@ from .backend.settings import THEME_NAMES
 from .commands import ConversationCommands
 from .keys_in_order import KeysInOrderApp
 from .terminal_text import one_line
+
+if TYPE_CHECKING:
+    from .backend.interface import UIBackend
 
 
 def _utc_now() -> datetime:
@@ -50,8 +53,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.clock = clock
         self.user_id = user_id
         self.on_ready = on_ready
-        self.service = None
-        self.manager = None
+        self.backend: UIBackend | None = None
         self._saved_theme: str | None = None  # the theme settings.json holds, once read
         self.keymap: dict[str, str] = {}  # binding id -> keys, from settings.json
 
@@ -82,39 +84,30 @@ class ConvtuiApp(KeysInOrderApp[None]):
 
     @work(exclusive=True)
     async def _open(self) -> None:
-        from .backend.connect import server_wanted
-        from .backend.manager import ConversationManager
-        from .backend.service import ConversationService
+        from .backend.connect import open_ui_backend
         from .screens.main import MainScreen
 
         try:
-            self.service = await ConversationService.open(self.data_dir, user_id=self.user_id)
+            self.backend = await open_ui_backend(self.data_dir, user_id=self.user_id, no_server=self.no_server)
         except ConvtuiError as error:
             self.query_one("#loading", Static).update(f"convtui cannot open its data:\n\n{error}\n\nPress q to quit.")
             self.bind("q", "quit")
             return
-        if await asyncio.to_thread(server_wanted, self.data_dir, self.no_server):
-            from .backend.server import ensure_server
-            from .backend.server_loops import ServerLoops
-
-            self.manager = ServerLoops(self.service, lambda: ensure_server(self.data_dir))
-            self.run_worker(self._connect_to_server(), group="server")
-        else:
-            self.manager = ConversationManager(self.service)
+        self.run_worker(self._connect(), group="server")
         await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
         # walking it again and again (it caused the slowest keystrokes at 100k).
         gc.collect()
         gc.freeze()
-        await self.push_screen(MainScreen(self.service, self.manager, self.clock))
+        await self.push_screen(MainScreen(self.backend, self.clock))
         self.run_worker(self._warm_search(), group="warm")
         if self.on_ready is not None:
             self.on_ready(self)
 
-    async def _connect_to_server(self) -> None:
+    async def _connect(self) -> None:
         """The list is up meanwhile: only loop actions wait for the server."""
         try:
-            await self.manager.connect()
+            await self.backend.connect()
         except ConvtuiError as error:
             self.notify(
                 f"{one_line(str(error), 300)}. Loops cannot run; start convtui with --no-server to run them here.",
@@ -130,7 +123,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         from .keymap import checked_keymap
 
         try:
-            settings = await self.service.load_settings()
+            settings = await self.backend.load_settings()
         except ConvtuiError as error:
             self.notify(one_line(str(error), 300), title="Settings not read", severity="error")
             return
@@ -150,14 +143,14 @@ class ConvtuiApp(KeysInOrderApp[None]):
     @work(group="theme", exclusive=True)
     async def _save_theme(self, theme: str) -> None:
         try:
-            await self.service.update_settings({"theme": theme})
+            await self.backend.update_settings({"theme": theme})
         except ConvtuiError as error:
             self.notify(one_line(str(error), 300), title="Theme not saved", severity="error")
 
     async def _warm_search(self) -> None:
         """Build the search columns after the first paint; they live as long
         as the app too (seven lists of every row): out of the collector's way."""
-        await asyncio.to_thread(self.service.store.warm)
+        await self.backend.warm()
         gc.freeze()
 
     async def action_quit(self) -> None:
@@ -171,7 +164,5 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
-        if self.manager is not None:
-            await self.manager.shutdown()
-        if self.service is not None:
-            self.service.close()
+        if self.backend is not None:
+            await self.backend.close()

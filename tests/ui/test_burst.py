@@ -29,7 +29,7 @@ from .test_typeahead import BACKSPACE, CTRL_S, CTRL_U, CTRL_W, ENTER, ESCAPE, F2
 
 
 def service(app: ConvtuiApp) -> ConversationService:
-    return main_screen(app).service
+    return main_screen(app).backend.service
 
 
 def on_main_screen(app: ConvtuiApp) -> bool:

@@ -33,7 +33,7 @@ async def test_undo_brings_back_a_delete_and_an_archive(data_dir: Path, seeded: 
     app = still_app(data_dir)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, ready(app))
-        service = main_screen(app).service
+        service = main_screen(app).backend.service
         before = list(listed(app).ids)
         doomed = before[0]
         await pilot.press("g", "d")
@@ -72,7 +72,7 @@ async def test_undo_lasts_only_its_window(data_dir: Path, seeded: list[str], mon
         await pilot.press("u")
         await settle(pilot, lambda: any(note.startswith("Nothing to undo") for note in notes(app)))
         assert doomed not in listed(app).ids
-        assert [t.conversation_id for t in await main_screen(app).service.list_trash()] == [doomed]
+        assert [t.conversation_id for t in await main_screen(app).backend.service.list_trash()] == [doomed]
 
 
 async def test_archiving_a_loop_awaiting_confirmation_stops_it_and_says_so(data_dir: Path) -> None:
@@ -81,14 +81,14 @@ async def test_archiving_a_loop_awaiting_confirmation_stops_it_and_says_so(data_
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
             screen = await main_screen_with_model(pilot, app, llm)
-            conversation_id = (await screen.service.new_conversation({"initial_user_msg": "say hi"})).conversation_id
-            await screen.manager.start(conversation_id, until_idle=True)
-            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=30)
+            conversation_id = (await screen.backend.service.new_conversation({"initial_user_msg": "say hi"})).conversation_id
+            await screen.backend.manager.start(conversation_id, until_idle=True)
+            await settle(pilot, lambda: screen.backend.manager.pending_action(conversation_id) is not None, timeout=30)
             await settle(pilot, lambda: listed(app).current_id == conversation_id, timeout=30)
             await pilot.press("a")
             await settle(pilot, lambda: any("stopped its loop first" in note for note in notes(app)), timeout=30)
-            assert not screen.manager.is_running(conversation_id)
-            assert (await screen.service.get(conversation_id)).archived
+            assert not screen.backend.manager.is_running(conversation_id)
+            assert (await screen.backend.service.get(conversation_id)).archived
 
 
 async def test_o_reverses_the_sort_and_the_dates_follow_it(data_dir: Path, seeded: list[str]) -> None:

@@ -37,7 +37,7 @@ async def main_screen_with_model(pilot, app: ConvtuiApp, llm: FakeLLMServer) -> 
     """The main screen once it is up, with the fake model configured."""
     await settle(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack))
     screen = main_screen(app)
-    await screen.service.update_settings(
+    await screen.backend.service.update_settings(
         {"llm_model": "openai/fake-model", "llm_api_key": "sk-ui-test-123456789", "llm_base_url": llm.base_url}
     )
     return screen
@@ -48,7 +48,7 @@ def listed(app: ConvtuiApp) -> ConversationList:
 
 
 def titles(app: ConvtuiApp) -> list[str]:
-    service = main_screen(app).service
+    service = main_screen(app).backend.service
     return [service.row(i).title for i in listed(app).ids]
 
 
@@ -139,7 +139,7 @@ async def test_new_conversation_dialog_creates_it(data_dir: Path, seeded: list[s
         app.screen.query_one("Checkbox").value = False  # not start now: no model in this test
         await pilot.press("ctrl+s")
         await settle(pilot, lambda: isinstance(app.screen, MainScreen) and len(listed(app).ids) == 6)
-        service = main_screen(app).service
+        service = main_screen(app).backend.service
         [new_id] = set(listed(app).ids) - set(seeded)
         events = await service.search_events(new_id)
         assert events[0]["message"] == "Add a health check"
@@ -174,7 +174,7 @@ async def test_rename_delete_archive_and_marks(data_dir: Path, seeded: list[str]
     app = still_app(data_dir)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, ready(app))
-        service = main_screen(app).service
+        service = main_screen(app).backend.service
         first = listed(app).ids[0]
         await pilot.press("r")
         await settle(pilot, lambda: type(app.screen).__name__ == "RenameScreen")
@@ -259,31 +259,31 @@ async def test_a_running_loop_updates_its_row_and_detail_live(data_dir: Path) ->
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
             screen = await main_screen_with_model(pilot, app, llm)
-            created = await screen.service.new_conversation({"initial_user_msg": "say hello"})
+            created = await screen.backend.service.new_conversation({"initial_user_msg": "say hello"})
             await settle(pilot, lambda: len(listed(app).ids) == 1)  # found by polling
             await pilot.press("s")
             conversation_id = created.conversation_id
             # Confirmation mode is on: the row shows it waits, the approval bar appears.
-            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            await settle(pilot, lambda: screen.backend.manager.pending_action(conversation_id) is not None, timeout=15)
             await settle(pilot, lambda: screen.query_one("#approval-bar").display)
-            assert screen.service.row(conversation_id).agent_state is AgentState.AWAITING_USER_CONFIRMATION
+            assert screen.backend.service.row(conversation_id).agent_state is AgentState.AWAITING_USER_CONFIRMATION
             await pilot.press("y")
             log = screen.query_one(EventLog)
             await settle(pilot, lambda: any(e.get("observation") == "run" for e in log.events), timeout=15)
             run = next(e for e in log.events if e.get("observation") == "run")
             assert run["content"].strip() == "hello"
-            await settle(pilot, lambda: screen.service.row(conversation_id).title == "Live title", timeout=15)
-            assert screen.service.row(conversation_id).status is ConversationStatus.RUNNING
+            await settle(pilot, lambda: screen.backend.service.row(conversation_id).title == "Live title", timeout=15)
+            assert screen.backend.service.row(conversation_id).status is ConversationStatus.RUNNING
 
             # q asks first while a loop runs; answering no keeps it running.
             await pilot.press("q")
             await settle(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
             await pilot.press("n")
             await settle(pilot, lambda: isinstance(app.screen, MainScreen))
-            assert screen.manager.is_running(conversation_id)
+            assert screen.backend.manager.is_running(conversation_id)
             await pilot.press("x")
-            await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)
-            assert (await screen.service.get(conversation_id)).status is ConversationStatus.STOPPED
+            await settle(pilot, lambda: not screen.backend.manager.is_running(conversation_id), timeout=5)
+            assert (await screen.backend.service.get(conversation_id)).status is ConversationStatus.STOPPED
 
 
 async def test_another_process_change_appears_within_a_second(data_dir: Path, seeded: list[str]) -> None:
@@ -324,11 +324,11 @@ async def test_demo_seeds_conversations_whose_replays_run(tmp_path: Path) -> Non
         screen = main_screen(app)
         assert len(listed(app).ids) == 5  # one sample is archived
         for conversation_id in replays:
-            await screen.manager.start(conversation_id)
+            await screen.backend.manager.start(conversation_id)
         await settle(pilot, lambda: all(
-            screen.service.row(i).agent_state is AgentState.FINISHED for i in replays
+            screen.backend.service.row(i).agent_state is AgentState.FINISHED for i in replays
         ), timeout=20)
-        game = screen.service.data_dir.workspace(replays[0]) / "game_2048.py"
+        game = screen.backend.service.data_dir.workspace(replays[0]) / "game_2048.py"
         assert game.exists()
 
 
@@ -338,7 +338,7 @@ async def test_remember_prompt_for_the_selected_event(data_dir: Path) -> None:
         app = still_app(data_dir)
         async with app.run_test(size=(140, 40)) as pilot:
             screen = await main_screen_with_model(pilot, app, llm)
-            await screen.service.new_conversation({"initial_user_msg": "How do I run the engine tests?"})
+            await screen.backend.service.new_conversation({"initial_user_msg": "How do I run the engine tests?"})
             await settle(pilot, lambda: len(listed(app).ids) == 1)
             await pilot.press("tab")
             assert isinstance(app.focused, EventLog)
@@ -408,7 +408,7 @@ async def test_rows_know_their_width_in_cells(data_dir: Path) -> None:
         conversations = listed(app)
         for width in (30, 60, 100):
             for row, conversation_id in enumerate(conversations.ids):
-                info = main_screen(app).service.row(conversation_id)
+                info = main_screen(app).backend.service.row(conversation_id)
                 segments, cells = conversations._row_segments(info, width, False, row)
                 assert cells == sum(cell_len(segment.text) for segment in segments)
                 assert cells >= width
@@ -428,10 +428,10 @@ async def test_always_approve_is_shown_and_turned_off_with_a_key(data_dir: Path,
         assert "always approve" not in header()
         await pilot.press("A")
         await settle(pilot, lambda: "always approve on (A turns it off)" in header())
-        assert (await screen.service.metadata(conversation_id)).always_approve
+        assert (await screen.backend.service.metadata(conversation_id)).always_approve
         await pilot.press("A")
         await settle(pilot, lambda: "always approve" not in header())
-        assert not (await screen.service.metadata(conversation_id)).always_approve
+        assert not (await screen.backend.service.metadata(conversation_id)).always_approve
         # The palette reaches it too.
         await pilot.press("ctrl+p")
         await settle(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
@@ -456,16 +456,16 @@ async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_aft
         app = still_app(data_dir)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await main_screen_with_model(pilot, app, llm)
-            created = await screen.service.new_conversation({"initial_user_msg": "first"})
+            created = await screen.backend.service.new_conversation({"initial_user_msg": "first"})
             conversation_id = created.conversation_id
             await settle(pilot, lambda: listed(app).current_id == conversation_id)
             await pilot.press("s")
-            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            await settle(pilot, lambda: screen.backend.manager.pending_action(conversation_id) is not None, timeout=15)
             # From the list, the action is not on screen: y does nothing.
             assert not screen.query_one("#detail").display
             await pilot.press("y")
             await pilot.pause(0.2)
-            assert screen.manager.pending_action(conversation_id) is not None
+            assert screen.backend.manager.pending_action(conversation_id) is not None
             # Opened, the action is the last thing in the log, above the approval bar.
             await pilot.press("enter")
             log = screen.query_one(EventLog)
@@ -478,12 +478,12 @@ async def test_at_80_columns_approval_needs_the_action_in_view_and_keys_work_aft
             # A message sent from the input: focus goes back where y works.
             await pilot.click("#message-input")
             await pilot.press(*"second", "enter")
-            await settle(pilot, lambda: screen.manager.pending_action(conversation_id) is not None, timeout=15)
+            await settle(pilot, lambda: screen.backend.manager.pending_action(conversation_id) is not None, timeout=15)
             assert app.focused is log
             await pilot.press("y")
             await settle(pilot, lambda: any(e.get("message") == "done 2" for e in log.events), timeout=15)
             await pilot.press("x")
-            await settle(pilot, lambda: not screen.manager.is_running(conversation_id), timeout=5)
+            await settle(pilot, lambda: not screen.backend.manager.is_running(conversation_id), timeout=5)
 
 
 async def test_the_detail_gives_the_workspace_without_pushing_out_other_lines(data_dir: Path, seeded: list[str]) -> None:
@@ -512,7 +512,7 @@ async def test_the_log_shows_the_last_selected_conversation_however_selections_i
         await settle(pilot, ready(app))
         screen = main_screen(app)
         first, second = seeded[0], seeded[1]
-        await screen.manager.send_message(second, "events of the second")
+        await screen.backend.manager.send_message(second, "events of the second")
         for _ in range(20):
             screen._select(second)
             await asyncio.sleep(0)  # its loading has started, not finished

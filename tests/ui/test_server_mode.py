@@ -50,7 +50,7 @@ def main_screen(app) -> MainScreen:  # noqa: ANN001
 
 async def up_with(pilot, app, conversation_id: str) -> None:  # noqa: ANN001
     """The UI connected to the server, the conversation selected."""
-    await settle(pilot, lambda: isinstance(app.manager, ServerLoops) and app.manager.connected)
+    await settle(pilot, lambda: isinstance(app.backend.manager, ServerLoops) and app.backend.manager.connected)
     await settle(pilot, lambda: main_screen(app).selected_id == conversation_id)
 
 
@@ -58,7 +58,7 @@ async def started_in_the_ui(pilot, app, conversation_id: str) -> None:  # noqa: 
     """`s` on the selected conversation, until its loop runs."""
     await up_with(pilot, app, conversation_id)
     await pilot.press("s")
-    await settle(pilot, lambda: app.manager.is_running(conversation_id), timeout=20)
+    await settle(pilot, lambda: app.backend.manager.is_running(conversation_id), timeout=20)
 
 
 def new_conversation(data_dir: Path, message: str) -> str:
@@ -76,17 +76,17 @@ async def test_two_uis_answer_the_same_loop(data_dir: Path, llm: FakeLLMServer, 
     async with first.run_test(size=(120, 36)) as one, second.run_test(size=(120, 36)) as two:
         await up_with(two, second, conversation_id)
         await started_in_the_ui(one, first, conversation_id)
-        await settle(two, lambda: second.manager.pending_action(conversation_id) is not None, timeout=20)
+        await settle(two, lambda: second.backend.manager.pending_action(conversation_id) is not None, timeout=20)
         screen_two = main_screen(second)
         await settle(two, lambda: screen_two.detail.query_one("#approval-bar").display)
-        assert first.manager.pending_action(conversation_id) is not None
+        assert first.backend.manager.pending_action(conversation_id) is not None
         approved_at = time.monotonic()
         await two.press("y")
-        await settle(one, lambda: first.manager.pending_action(conversation_id) is None, timeout=10)
+        await settle(one, lambda: first.backend.manager.pending_action(conversation_id) is None, timeout=10)
         seen_after = time.monotonic() - approved_at
         assert seen_after < 1.0  # the goal is 100 ms; bench/api.py measures the stream's latency
         def waiting_for_user() -> bool:
-            state = first.manager.live_state(conversation_id)
+            state = first.backend.manager.live_state(conversation_id)
             return state is not None and state.agent_state is AgentState.AWAITING_USER_INPUT
 
         await settle(one, waiting_for_user, timeout=20)

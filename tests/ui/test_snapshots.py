@@ -286,9 +286,9 @@ def test_awaiting_confirmation(snap_compare, data_dir: Path, monkeypatch: pytest
         def asking(app: ConvtuiApp) -> Callable[[], bool]:
             def check() -> bool:
                 screen = main_screen(app)
-                info = screen.service.row(waiting_id)
+                info = screen.backend.service.row(waiting_id)
                 return (
-                    screen.manager.pending_action(waiting_id) is not None
+                    screen.backend.manager.pending_action(waiting_id) is not None
                     and screen.query_one("#approval-bar").display
                     and info is not None
                     and info.agent_state is AgentState.AWAITING_USER_CONFIRMATION

@@ -48,3 +48,16 @@ async def open_backend(
     if service is not None:
         return LocalBackend(service, ConversationManager(service))
     return await LocalBackend.open(root)
+
+
+async def open_ui_backend(root: Path, *, user_id: str | None = None, no_server: bool = False) -> LocalBackend:
+    """The UI's backend: the store read here (the list at 100,000 rows is as
+    fast as in-process), the loops run by the server when one is wanted (it
+    is started, in the background, on `connect()`) or else here. Raises
+    ConvtuiError when the data directory cannot be opened."""
+    from .server_loops import ServerLoops
+
+    service = await ConversationService.open(root, user_id=user_id)
+    if await asyncio.to_thread(server_wanted, root, no_server):
+        return LocalBackend(service, ServerLoops(service, lambda: ensure_server(root)))
+    return LocalBackend(service, ConversationManager(service))

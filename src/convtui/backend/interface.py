@@ -215,9 +215,14 @@ def save_file(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
+# The reference's answers to a stop.
+STOPPED = "Conversation stopped successfully"
+NOT_RUNNING = "Conversation was not running"
+
+
 def stop_response(conversation_id: str, was_running: bool, status: ConversationStatus) -> ConversationResponse:
     """The reference's answer to a stop."""
-    message = "Conversation stopped successfully" if was_running else "Conversation was not running"
+    message = STOPPED if was_running else NOT_RUNNING
     return ConversationResponse(status="ok", conversation_id=conversation_id, message=message, conversation_status=status)
 
 

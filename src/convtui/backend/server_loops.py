@@ -18,6 +18,7 @@ from pathlib import Path
 from .client import RemoteBackend
 from .errors import ConvtuiError
 from .events import EventDict
+from .interface import STOPPED
 from .manager import StopResult
 from .models import AgentState, ConversationInfo, ConversationStatus
 from .service import ConversationService, LiveState
@@ -149,15 +150,15 @@ class ServerLoops:
 
     # -- what the server does ---------------------------------------------------------
 
-    async def start(self, conversation_id: str) -> LiveState:
-        status = await (await self._server()).start(conversation_id)
+    async def start(self, conversation_id: str, until_idle: bool = False, confirm: bool | None = None) -> LiveState:
+        status = await (await self._server()).start(conversation_id, confirm=confirm, until_idle=until_idle)
         full_id = await self.service.resolve(conversation_id)
         state = self._live.setdefault(full_id, LiveState(status))
         return state
 
     async def stop(self, conversation_id: str) -> StopResult:
         response = await (await self._server()).stop(conversation_id)
-        was_running = response.message == "Conversation stopped successfully"
+        was_running = response.message == STOPPED
         self._live.pop(response.conversation_id, None)
         self._pending.pop(response.conversation_id, None)
         status = response.conversation_status or ConversationStatus.STOPPED

@@ -64,11 +64,11 @@ def demo_app(mouse: bool = True) -> int:
             replays = asyncio.run(seed(root))
 
             def start_replays(app: ConvtuiApp) -> None:
-                app.manager.replay_delay = 0.8
+                app.backend.manager.replay_delay = 0.8
 
                 async def start() -> None:
                     for conversation_id in replays:
-                        await app.manager.start(conversation_id)
+                        await app.backend.manager.start(conversation_id)
                         await asyncio.sleep(0.5)
 
                 app.run_worker(start())

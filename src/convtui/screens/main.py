@@ -22,9 +22,8 @@ from textual.widgets import Input, Static
 
 from .. import clipboard
 from ..backend.errors import ConvtuiError
-from ..backend.manager import ConversationManager
+from ..backend.interface import NOT_RUNNING, UIBackend, save_file
 from ..backend.query import ParsedQuery, parse_query
-from ..backend.service import ConversationService
 from ..backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed
 from ..terminal_text import one_line
 from ..widgets.conversation_list import ConversationList
@@ -98,12 +97,9 @@ class MainScreen(Screen[None]):
     selected_id: str | None = None
     narrow: reactive[bool] = reactive(False)
 
-    def __init__(
-        self, service: ConversationService, manager: ConversationManager, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, backend: UIBackend, clock: Callable[[], datetime]) -> None:
         super().__init__()
-        self.service = service
-        self.manager = manager
+        self.backend = backend
         self.clock = clock
         self.query_text = ""
         self._version = -1
@@ -130,7 +126,7 @@ class MainScreen(Screen[None]):
                 yield Static(id="list-status")
                 yield ConversationList(self._row, self.clock, id="conversations")
                 yield Static(id="empty-state")
-            yield DetailPane(self.clock, workspace_of=self.service.data_dir.workspace, id="detail")
+            yield DetailPane(self.clock, workspace_of=self.backend.workspace_path, id="detail")
         yield KeysFooter()
 
     @property
@@ -142,10 +138,10 @@ class MainScreen(Screen[None]):
         return self.query_one(DetailPane)
 
     def _row(self, conversation_id: str):  # noqa: ANN202 (ConversationInfo | None)
-        return self.service.row(conversation_id)
+        return self.backend.row(conversation_id)
 
     def on_mount(self) -> None:
-        self._unsubscribe = self.manager.subscribe(self._on_loop_update)
+        self._unsubscribe = self.backend.subscribe(self._on_loop_update)
         self.set_interval(POLL_SECONDS, self._poll)
         if self.app.animation_level != "none":
             self.set_interval(0.1, self.conversation_list.advance_spinner)
@@ -160,14 +156,7 @@ class MainScreen(Screen[None]):
         """After the first paint: with a model configured, start the model
         worker process now, so the first model call does not wait seconds
         for it (litellm's import)."""
-        try:
-            settings = await self.service.load_settings()
-        except ConvtuiError:
-            return  # the settings dialog and the first start say what is wrong
-        if settings.llm_model:
-            from ..backend.llm import start_model_worker
-
-            await asyncio.to_thread(start_model_worker)
+        await self.backend.warm_model()
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -189,7 +178,7 @@ class MainScreen(Screen[None]):
         changes in the frame that echoes the key); in a worker when that
         cannot be quick."""
         parsed = parse_query(self.query_text)
-        ids = self.service.list_ids_now(parsed.filter, self.sort, self.sort_reversed)
+        ids = self.backend.list_ids_now(parsed.filter, self.sort, self.sort_reversed)
         if ids is None:
             self.reload()
             return
@@ -201,9 +190,9 @@ class MainScreen(Screen[None]):
         """Recompute the list for the current filter and sort, taking in
         other processes' changes first."""
         parsed = parse_query(self.query_text)
-        version = self.service.data_version()  # before list_ids refreshes: a change after it is seen next poll
+        version = self.backend.data_version()  # before list_ids refreshes: a change after it is seen next poll
         try:
-            ids = await self.service.list_ids(parsed.filter, self.sort, self.sort_reversed)
+            ids = await self.backend.list_ids(parsed.filter, self.sort, self.sort_reversed)
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
@@ -213,7 +202,7 @@ class MainScreen(Screen[None]):
     def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
         self._filters_on_status = parsed.filter.status is not None
         self.conversation_list.date_field = "created_at" if self.sort == "created" else "last_updated_at"
-        locate = partial(self.service.position_in, sort=self.sort, reverse=self.sort_reversed)
+        locate = partial(self.backend.position_in, sort=self.sort, reverse=self.sort_reversed)
         self.conversation_list.set_ids(ids, parsed.words, locate)
         wanted = self._select_when_listed
         if wanted is not None:
@@ -221,7 +210,7 @@ class MainScreen(Screen[None]):
             if position is not None:
                 self._select_when_listed = None
                 self.conversation_list.cursor = position
-        total = len(self.service.store)
+        total = self.backend.total()
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total, parsed)
         self._select(self.conversation_list.current_id)
@@ -265,13 +254,13 @@ class MainScreen(Screen[None]):
 
     async def _poll(self) -> None:
         """Take in changes made by other processes (the CLI, another UI)."""
-        if self.service.data_version() != self._version:
-            await self.service.refresh()
+        if self.backend.data_version() != self._version:
+            await self.backend.refresh()
             self.reload()
         selected = self.selected_id
-        if selected is not None and not self.manager.is_running(selected):
+        if selected is not None and not self.backend.is_running(selected):
             await self._catch_up_events(selected)
-            info = self.service.row(selected)
+            info = self.backend.row(selected)
             if info is not None:
                 self._show_info(info)
 
@@ -283,9 +272,9 @@ class MainScreen(Screen[None]):
 
     def _select(self, conversation_id: str | None) -> None:
         self.selected_id = conversation_id
-        info = self.service.row(conversation_id) if conversation_id else None
+        info = self.backend.row(conversation_id) if conversation_id else None
         self._show_info(info)
-        self.detail.show_pending(self.manager.pending_action(conversation_id) if conversation_id else None)
+        self.detail.show_pending(self.backend.pending_action_now(conversation_id) if conversation_id else None)
         if conversation_id != self._shown_events_for:
             # Set now, not when the worker starts: a worker that a newer one
             # cancelled before it ran must not leave the log claiming to
@@ -304,8 +293,8 @@ class MainScreen(Screen[None]):
         state = (
             selected is None,
             info.status if info is not None else None,
-            bool(selected and self.manager.is_running(selected)),
-            bool(selected and self.manager.pending_action(selected)),
+            bool(selected and self.backend.is_running(selected)),
+            bool(selected and self.backend.pending_action_now(selected)),
             bool(self.conversation_list.marked),
         )
         if state != self._binding_state:
@@ -320,7 +309,7 @@ class MainScreen(Screen[None]):
             event_log.set_events([])
             return
         try:
-            events = await self.service.search_events(conversation_id)
+            events = await self.backend.search_events(conversation_id)
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
@@ -334,7 +323,7 @@ class MainScreen(Screen[None]):
             return
         last = event_log.events[-1].get("id", -1) if event_log.events else -1
         try:
-            new = await self.service.search_events(conversation_id, start_id=last + 1)
+            new = await self.backend.search_events(conversation_id, start_id=last + 1)
         except ConvtuiError:
             return
         if self._shown_events_for != conversation_id:
@@ -363,8 +352,8 @@ class MainScreen(Screen[None]):
         if isinstance(update, StatusChanged) and self._filters_on_status:
             self.reload_now()
         if is_selected:
-            self._show_info(self.service.row(conversation_id))
-            self.detail.show_pending(self.manager.pending_action(conversation_id))
+            self._show_info(self.backend.row(conversation_id))
+            self.detail.show_pending(self.backend.pending_action_now(conversation_id))
 
     # -- keys ----------------------------------------------------------------------
 
@@ -376,17 +365,17 @@ class MainScreen(Screen[None]):
         if action == "decide":
             # Only with the action in view: on a narrow terminal the detail
             # (its log and approval bar) must be open first (Enter).
-            return bool(selected and self.manager.pending_action(selected)) and self._detail_shown()
+            return bool(selected and self.backend.pending_action_now(selected)) and self._detail_shown()
         if action == "back":
             filter_input = self.query_one("#filter", Input)
             return bool(
                 filter_input.has_focus or filter_input.value or self.has_class("detail-open") or self.conversation_list.marked
             )
         if action == "start" and selected and not self.conversation_list.marked:
-            info = self.service.row(selected)
+            info = self.backend.row(selected)
             return info is not None and info.status.value not in ("RUNNING", "STARTING")
-        if action == "stop" and selected and not self.conversation_list.marked and not self.manager.is_running(selected):
-            info = self.service.row(selected)
+        if action == "stop" and selected and not self.conversation_list.marked and not self.backend.is_running(selected):
+            info = self.backend.row(selected)
             return info is not None and info.status.value in ("RUNNING", "STARTING")
         return True
 
@@ -435,7 +424,7 @@ class MainScreen(Screen[None]):
 
     @on(ConversationList.MarksChanged)
     def _marks_changed(self) -> None:
-        self._show_status(len(self.conversation_list.ids), len(self.service.store), ())
+        self._show_status(len(self.conversation_list.ids), self.backend.total(), ())
         self._show_info(self._shown_info)  # s/x/d/a now apply to the marks
 
     def action_sort(self) -> None:
@@ -469,7 +458,7 @@ class MainScreen(Screen[None]):
     async def action_start(self) -> None:
         for conversation_id in self._targets():
             try:
-                await self.manager.start(conversation_id)
+                await self.backend.start(conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Cannot start", severity="error", timeout=8)
             self.conversation_list.refresh_conversation(conversation_id)
@@ -479,9 +468,9 @@ class MainScreen(Screen[None]):
     async def action_stop(self) -> None:
         for conversation_id in self._targets():
             try:
-                result = await self.manager.stop(conversation_id)
-                if not result.was_running and len(self._targets()) == 1:
-                    self.notify(f"Conversation {result.message}")
+                response = await self.backend.stop(conversation_id)
+                if response.message == NOT_RUNNING and len(self._targets()) == 1:
+                    self.notify(f"{response.message} ({response.conversation_status.value.lower()})")
             except ConvtuiError as error:
                 self.notify(str(error), severity="error")
             self.conversation_list.refresh_conversation(conversation_id)
@@ -494,13 +483,13 @@ class MainScreen(Screen[None]):
         of them are archived. A running loop is stopped first (the service's
         rule) and the message says so."""
         targets = self._targets()
-        rows = [self.service.row(conversation_id) for conversation_id in targets]
+        rows = [self.backend.row(conversation_id) for conversation_id in targets]
         archive = not all(row is not None and row.archived for row in rows)
         changed: list[str] = []
         stopped = 0
         for conversation_id, row in zip(targets, rows):
             try:
-                _, stopped_loop = await self.service.change_archived(conversation_id, archive)
+                _, stopped_loop = await self.backend.change_archived(conversation_id, archive)
             except ConvtuiError as error:
                 self.notify(str(error), title="Not archived" if archive else "Not unarchived", severity="error", timeout=8)
                 continue
@@ -524,10 +513,7 @@ class MainScreen(Screen[None]):
             return
         path = Path.cwd() / f"convtui-{conversation_id[:8]}.json"
         try:
-            data = await self.service.export_json(conversation_id)
-            from ..backend.durable_files import atomic_write
-
-            atomic_write(path, data)
+            save_file(path, await self.backend.export_json(conversation_id))
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
@@ -547,9 +533,9 @@ class MainScreen(Screen[None]):
             return
         try:
             if decision == "reject":
-                await self.manager.reject(conversation_id)
+                await self.backend.reject(conversation_id)
             else:
-                await self.manager.approve(conversation_id, always=decision == "always")
+                await self.backend.approve(conversation_id, always=decision == "always")
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
         self.detail.show_pending(None)
@@ -557,11 +543,11 @@ class MainScreen(Screen[None]):
     @work(group="actions")
     async def action_toggle_always_approve(self) -> None:
         conversation_id = self.selected_id
-        info = self.service.row(conversation_id) if conversation_id else None
+        info = self.backend.row(conversation_id) if conversation_id else None
         if info is None:
             return
         try:
-            info = await self.manager.set_always_approve(info.conversation_id, not info.always_approve)
+            info = await self.backend.set_always_approve(info.conversation_id, not info.always_approve)
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             return
@@ -570,7 +556,7 @@ class MainScreen(Screen[None]):
         else:
             self.notify("Always approve is off: actions wait for approval again")
         if self.selected_id == info.conversation_id:
-            self._show_info(self.service.row(info.conversation_id))
+            self._show_info(self.backend.row(info.conversation_id))
 
     @on(DetailPane.MessageSubmitted)
     @work(group="actions")
@@ -578,8 +564,8 @@ class MainScreen(Screen[None]):
         # Back to the log, where y/N/Y, s and x act (the input would take them as text).
         self.detail.event_log.focus()
         try:
-            await self.manager.send_message(message.conversation_id, message.text)
-            if not self.manager.is_running(message.conversation_id):
+            await self.backend.send_message(message.conversation_id, message.text)
+            if not self.backend.is_running(message.conversation_id):
                 await self._catch_up_events(message.conversation_id)
                 self.notify("Message added; press s to start the conversation")
         except ConvtuiError as error:
@@ -605,7 +591,7 @@ class MainScreen(Screen[None]):
         if result is None:
             return
         try:
-            response = await self.service.new_conversation(result.request)
+            response = await self.backend.new_conversation(result.request)
         except ConvtuiError as error:
             self.notify(str(error), title="Not created", severity="error")
             return
@@ -616,14 +602,14 @@ class MainScreen(Screen[None]):
         self._select(response.conversation_id)
         if result.start_now:
             try:
-                await self.manager.start(response.conversation_id)
+                await self.backend.start(response.conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Created, not started", severity="warning", timeout=8)
         self.notify("Conversation created")
 
     def action_rename(self) -> None:
         conversation_id = self.selected_id
-        info = self.service.row(conversation_id) if conversation_id else None
+        info = self.backend.row(conversation_id) if conversation_id else None
         if info is not None:
             self.app.push_screen(RenameScreen(info.title), partial(self._rename, info.conversation_id))
 
@@ -632,7 +618,7 @@ class MainScreen(Screen[None]):
         if title is None:
             return
         try:
-            await self.service.rename(conversation_id, title)
+            await self.backend.rename(conversation_id, title)
         except ConvtuiError as error:
             self.notify(str(error), title="Not renamed", severity="error")
             return
@@ -641,7 +627,7 @@ class MainScreen(Screen[None]):
     def action_delete(self) -> None:
         targets = self._targets()
         if targets:
-            titles = [(self.service.row(i).title if self.service.row(i) else i) for i in targets]
+            titles = [(self.backend.row(i).title if self.backend.row(i) else i) for i in targets]
             self.app.push_screen(ConfirmDeleteScreen(titles), partial(self._delete, targets))
 
     @work(group="dialogs")
@@ -653,7 +639,7 @@ class MainScreen(Screen[None]):
         trashed: list[str] = []
         for conversation_id in targets:
             try:
-                trashed.append(await self.service.trash(conversation_id))
+                trashed.append(await self.backend.trash(conversation_id))
             except ConvtuiError as error:
                 self.notify(str(error), title="Not deleted", severity="error", timeout=8)
         self.conversation_list.clear_marks()
@@ -684,9 +670,9 @@ class MainScreen(Screen[None]):
         for conversation_id in undo.ids:
             try:
                 if undo.kind == "trash":
-                    await self.service.restore(conversation_id)
+                    await self.backend.restore(conversation_id)
                 else:
-                    await self.service.set_archived(conversation_id, undo.kind == "unarchive")
+                    await self.backend.change_archived(conversation_id, undo.kind == "unarchive")
                 done.append(conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Not undone", severity="error", timeout=8)
@@ -703,14 +689,7 @@ class MainScreen(Screen[None]):
             self.notify("Select an event in the log first (Tab, then ↑/↓)", severity="warning")
             return
 
-        async def generate() -> str:
-            from ..backend.llm import LLMConfig
-            from ..backend.remember import remember_prompt
-
-            config = LLMConfig.from_settings(await self.service.load_settings())
-            return await remember_prompt(await self.service.event_log(conversation_id), event_id, config)
-
-        self.app.push_screen(RememberPromptScreen(generate, Path.cwd()))
+        self.app.push_screen(RememberPromptScreen(partial(self.backend.remember_prompt, conversation_id, event_id), Path.cwd()))
 
     def action_help(self) -> None:
         from ..keymap import shown_keys
@@ -719,14 +698,14 @@ class MainScreen(Screen[None]):
 
     def action_settings(self) -> None:
         # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
-        self.app.push_screen(SettingsScreen(self.service.load_settings, test_connection(self.service)), self._save_settings)
+        self.app.push_screen(SettingsScreen(self.backend.load_settings, self.backend.test_model), self._save_settings)
 
     @work(group="dialogs")
     async def _save_settings(self, values: dict | None) -> None:
         if not values:
             return
         try:
-            await self.service.update_settings(values)
+            await self.backend.update_settings(values)
         except ConvtuiError as error:
             self.notify(str(error), title="Settings not saved", severity="error")
             return
@@ -738,11 +717,11 @@ class MainScreen(Screen[None]):
     def action_quit(self) -> None:
         """Loops in the server keep running (the terminal is told so on the
         way out); loops in this process would end, so that is asked first."""
-        running = self.manager.running_ids()
+        running = self.backend.running_ids()
         if not running:
             self.app.exit()
             return
-        if self.manager.outlives_the_ui:
+        if self.backend.outlives_the_ui:
             self.app.exit(
                 message=f"{len(running)} loop(s) keep running in the convtui server; `convtui serve stop` ends them"
             )
@@ -751,7 +730,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(question, "Stop and quit"), self._stop_and_quit)
 
     def action_stop_all_and_quit(self) -> None:
-        running = self.manager.running_ids()
+        running = self.backend.running_ids()
         if not running:
             self.app.exit()
             return
@@ -762,8 +741,7 @@ class MainScreen(Screen[None]):
     async def _stop_and_quit(self, confirmed: bool | None) -> None:
         if confirmed:
             self.notify("Stopping loops…")
-            await self.manager.stop_all()
-            await self.manager.shutdown()
+            await self.backend.stop_all()
             self.app.exit()
 
 
@@ -841,18 +819,3 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
         ),
     ]
 
-
-def test_connection(service: ConversationService):  # noqa: ANN201 (a callback for the settings dialog)
-    """A callback that makes one tiny model call with the edited settings."""
-
-    async def run(values: dict) -> str:
-        from ..backend.llm import LLMConfig, complete
-        from ..backend.settings import Settings
-
-        current = await service.load_settings()
-        merged = Settings.model_validate({**current.model_dump(), **values})
-        config = LLMConfig.from_settings(merged)
-        response = await complete(config, [{"role": "user", "content": "Reply with the word ok."}], max_tokens=5)
-        return f"ok: {config.model} answered {one_line(response.content, 40)!r}"
-
-    return run
