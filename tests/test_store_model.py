@@ -133,10 +133,12 @@ def page_through(store: ConversationStore, query: ConversationFilter, limit: int
 
 
 class StoreModel(RuleBasedStateMachine):
+    lean = False  # the store under test; the "other process" is always a plain one
+
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="convtui-model-"))
-        self.store = ConversationStore(self.directory)
+        self.store = ConversationStore(self.directory, lean=self.lean)
         self.other: ConversationStore | None = None
         self.model: dict[str, dict] = {}
         self.removed: set[str] = set()
@@ -206,7 +208,7 @@ class StoreModel(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = ConversationStore(self.directory)
+        self.store = ConversationStore(self.directory, lean=self.lean)
 
     # -- another store object on the same directory --------------------------------------
 
@@ -362,6 +364,39 @@ StoreModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_store_model = StoreModel.TestCase
+
+
+class LeanStoreModel(StoreModel):
+    """The server's store: compacted documents sharing their repeating
+    values read the same as parsed ones, whatever happens."""
+
+    lean = True
+
+
+LeanStoreModel.TestCase.settings = StoreModel.TestCase.settings
+test_lean_store_model = LeanStoreModel.TestCase
+
+
+def test_a_lean_store_shares_repeating_values_and_reads_the_same(tmp_path: Path) -> None:
+    plain = ConversationStore(tmp_path / "store")
+    try:
+        for number in range(3):
+            plain.insert(
+                ConversationMetadata(
+                    conversation_id=f"{number:02x}" + "0" * 30, title=f"t{number}", created_at=BASE,
+                    last_updated_at=BASE, selected_repository="acme/api", selected_branch="main",
+                ).to_document()
+            )  # fmt: skip
+        lean = ConversationStore(tmp_path / "store", lean=True)
+        try:
+            ids = sorted(plain.ids_with_prefix("", limit=10))
+            assert [lean.get(i) for i in ids] == [plain.get(i) for i in ids]
+            repositories = {id(lean._documents[i]["selected_repository"]) for i in ids}
+            assert len(repositories) == 1  # one string for the three
+        finally:
+            lean.close()
+    finally:
+        plain.close()
 
 
 def test_documents_handed_out_or_taken_in_are_independent_copies(tmp_path: Path) -> None:

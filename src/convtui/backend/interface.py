@@ -237,8 +237,8 @@ class LocalBackend:
         self.journal = UpdateJournal(manager.hub)
 
     @classmethod
-    async def open(cls, root: Path, user_id: str | None = None) -> LocalBackend:
-        service = await ConversationService.open(root, user_id=user_id)
+    async def open(cls, root: Path, user_id: str | None = None, lean: bool = False) -> LocalBackend:
+        service = await ConversationService.open(root, user_id=user_id, lean=lean)
         return cls(service, ConversationManager(service))
 
     async def close(self) -> None:

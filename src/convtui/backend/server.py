@@ -179,7 +179,7 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
     backend = None
     path = socket_path(data_dir)
     try:
-        backend = await LocalBackend.open(data_dir.root)
+        backend = await LocalBackend.open(data_dir.root, lean=True)
         _redact_logs(backend.service)
         token = None
         if options.host is not None and options.token:
@@ -212,7 +212,7 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
             "started_at": time.time(),
         }
         atomic_write(data_dir.root / INFO_NAME, orjson.dumps(info), mode=0o600)
-        resumer = asyncio.create_task(_resume_loops(backend), name="resume-loops")
+        resumer = asyncio.create_task(_settle_in(backend), name="settle-in")
         where = f"{path}" + (f" and http://{options.host}:{options.port}" if options.host is not None else "")
         announce(f"convtui server {os.getpid()} serving {data_dir.root} on {where}")
         try:
@@ -245,6 +245,14 @@ def _redact_logs(service: Any) -> None:
 
     for handler in logging.getLogger().handlers:
         handler.setFormatter(Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+async def _settle_in(backend: Any) -> None:
+    """Once serving: start again the loops a killed server left recorded as
+    running, then build the search columns (the first filter then does not
+    wait for them)."""
+    await _resume_loops(backend)
+    await backend.warm()
 
 
 async def _resume_loops(backend: Any) -> None:

@@ -76,6 +76,14 @@ class ConversationFilter:
 
 
 _ACTIVE = frozenset({"STARTING", "RUNNING"})
+# Fields whose values repeat across conversations (a handful of users,
+# models, states, branches, repositories): one string object each is shared
+# by every document that holds it, instead of one per document as parsed.
+_REPEATING_FIELDS = (
+    "user_id", "selected_repository", "selected_branch", "git_provider", "trigger",
+    "llm_model", "status", "runtime_status", "agent_state",
+)  # fmt: skip
+_SHARED_VALUES_MAX = 100_000
 
 
 def display_status(document: Document) -> str:
@@ -341,9 +349,33 @@ def shard_of(conversation_id: str) -> str:
     return conversation_id[:2]
 
 
+def _compact(document: Document) -> Document:
+    """The same document in a dict sized for its fields: orjson's, grown
+    key by key, holds a table twice as big (1,168 bytes against 832 for
+    the 24 fields of a conversation)."""
+    return dict(document.items())
+
+
+def _share_repeating_values(documents: Iterable[Document], shared: dict[str, str]) -> None:
+    """Replace each repeating value by the one string in `shared` equal to it."""
+    if len(shared) > _SHARED_VALUES_MAX:
+        shared.clear()  # values of long-deleted conversations, piling up in a server that runs for months
+    documents = list(documents)
+    share = shared.setdefault
+    for name in _REPEATING_FIELDS:
+        for document in documents:
+            value = document.get(name)
+            if value.__class__ is str:
+                document[name] = share(value, value)
+
+
 class ConversationStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, lean: bool = False) -> None:
+        """`lean`: the documents are compacted and share their repeating
+        values (users, models, states, branches...): ~80 MiB fewer at
+        100,000, ~0.4 s more to open. For the long-running server."""
         self.directory = Path(directory)
+        self._shared_values: dict[str, str] | None = {} if lean else None
         self._version_fd = self._open_version()
         self._write_lock = InterProcessLock(self.directory / "store.lock")
         self._index_lock = threading.RLock()
@@ -444,6 +476,12 @@ class ConversationStore:
             if not isinstance(conversation_id, str) or shard_of(conversation_id) != shard:
                 raise CorruptFile(path, "a document without a valid conversation_id")
             documents[conversation_id] = document
+        if self._shared_values is not None:
+            # Now, shard by shard: what is freed leaves holes the next
+            # shard's parse fills (freed after the load, it would stay
+            # mapped, scattered among live objects).
+            documents = {conversation_id: _compact(document) for conversation_id, document in documents.items()}
+            _share_repeating_values(documents.values(), self._shared_values)
         return documents
 
     def _remove_stale_temporaries(self) -> None:
