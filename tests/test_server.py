@@ -234,7 +234,7 @@ def test_errors_keep_openhands_shape_and_codes(data_dir: Path, server: subproces
         start = client.post(f"/api/conversations/{unknown}/start", json={})
         assert start.status_code == 404 and start.json() == {"status": "error", "conversation_id": unknown}
         bad_id = client.get("/api/conversations/not-an-id")
-        assert bad_id.status_code == 422 and bad_id.json()["status"] == "error"
+        assert bad_id.status_code == 400 and bad_id.json()["msg_id"] == "CONVERSATION$INVALID_ID"  # as the reference
         malformed = client.post("/api/conversations", content=b"{oops", headers={"content-type": "application/json"})
         assert malformed.status_code == 422 and "JSON" in malformed.json()["message"]
         extra = client.post("/api/conversations", json={"initial_user_msg": "hi", "surprise": 1})

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..terminal_text import one_line
 from .errors import (
     AmbiguousId,
     ConvtuiError,
@@ -204,9 +205,13 @@ def create_app(
         return _convtui_error(error)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # Without each error's "input": it may be a value nobody should see echoed.
         details = [{key: item[key] for key in ("loc", "msg", "type") if key in item} for item in error.errors()]
+        if any(tuple(item["loc"][:2]) == ("path", "conversation_id") for item in details):
+            # The reference's validate_conversation_id: a malformed id is a 400.
+            given = one_line(str(request.path_params.get("conversation_id", "")), 40)
+            return _error(400, f"{given!r} is not a conversation id (32 hex digits)", "CONVERSATION$INVALID_ID")
         return _error(422, first_validation_error(error), "REQUEST$VALIDATION_ERROR", detail=jsonable_encoder(details))
 
     @app.exception_handler(StarletteHTTPException)

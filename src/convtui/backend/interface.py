@@ -39,7 +39,7 @@ from .settings import Settings
 from .store import ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset, UpdateJournal
-from .updates import LoopUpdate, Subscriber
+from .updates import LoopUpdate, Subscriber, TitleChanged
 
 
 class Backend(Protocol):
@@ -278,7 +278,10 @@ class LocalBackend:
         return await self.service.new_conversation(request)
 
     async def rename(self, conversation_id: str, title: str) -> ConversationInfo:
-        return await self.service.rename(conversation_id, title)
+        """Renamed, and said on the live stream (as the reference emits the new title)."""
+        info = await self.service.rename(conversation_id, title)
+        self.manager.hub.publish(TitleChanged(info.conversation_id, info.title))
+        return info
 
     async def delete(self, conversation_id: str) -> bool:
         return await self.service.delete(conversation_id)
