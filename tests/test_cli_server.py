@@ -1,6 +1,7 @@
 """The CLI with the server on (the default): loop commands start the data
 directory's server in the background, attach to its loops, detach on Ctrl-C,
-and the server outlives the terminal that started it."""
+and the server outlives the terminal that started it. The other commands go
+through a server that runs, and start none."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from convtui.backend.server import server_status
 
 from .fake_llm import FakeLLMServer, Hang, Script, Text, ToolCall
-from .server_process import stop_if_running, wait_for
+from .server_process import http, spawn_server, stop_if_running, wait_for, wait_until_serving
 from .test_cli_loops import convtui  # noqa: F401 (the fixture: run the CLI, the model configured)
 
 
@@ -135,3 +136,61 @@ def test_delete_stops_the_servers_loop_first(convtui, llm: FakeLLMServer, data_d
     time.sleep(0.5)
     assert not (data_dir / "conversations" / conversation_id).exists()
     convtui("show", conversation_id, code=1)
+
+
+def serving(data_dir: Path) -> None:
+    """A server for the data directory, as `convtui serve` starts it (the
+    autouse fixture stops it)."""
+    wait_until_serving(data_dir, spawn_server(data_dir))
+
+
+def test_commands_without_a_loop_start_no_server_and_use_a_running_one(
+    convtui, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation_id = orjson.loads(convtui("new", "hello", "--json")[0])["conversation_id"]
+    convtui("rename", conversation_id[:6], "Before the server")
+    assert server_status(data_dir) is None
+
+    serving(data_dir)
+    # Only this command's environment overrides the model: the server's settings are shown.
+    monkeypatch.setenv("CONVTUI_LLM_MODEL", "anthropic/claude")
+    shown, _ = convtui("config", "show")
+    assert "llm_model = openai/fake-model" in shown and "(from $" not in shown
+    assert "renamed" in convtui("rename", conversation_id[:6], "Through the server")[0]
+    out, _ = convtui("show", conversation_id[:6])
+    workspace = data_dir / "conversations" / conversation_id / "workspace"
+    assert "title:         Through the server" in out and f"workspace:     {workspace}" in out.splitlines()
+    assert convtui("archive", conversation_id[:6])[0] == f"archived {conversation_id}\n"
+    listed = orjson.loads(convtui("list", "--json", "--archived")[0])["results"]
+    assert [info["conversation_id"] for info in listed] == [conversation_id]
+    _, err = convtui("archive", conversation_id, code=1)
+    assert err == f"convtui: {conversation_id} is already archived\n"
+
+
+def test_config_through_a_server_masks_the_key_once(convtui, data_dir: Path) -> None:
+    serving(data_dir)
+    assert convtui("config", "set", "llm_api_key", "sk-abcdefghijklmnop1234")[0] == "llm_api_key = sk-...1234\n"
+    assert convtui("config", "get", "llm_api_key")[0] == "sk-...1234\n"
+    shown, _ = convtui("config", "show", "--json")
+    assert orjson.loads(shown)["settings"]["llm_api_key"] == "sk-...1234" and "abcdefghijklmnop" not in shown
+    assert "llm_api_key = sk-...1234\n" in convtui("config", "show")[0]
+    _, err = convtui("config", "set", "max_iterations", "zero", code=1)
+    assert err == "convtui: max_iterations: must be a whole number\n"
+    convtui("config", "set", "keymap", '{"new": "ctrl+n"}')
+    assert convtui("config", "set", "keymap", "")[0] == "keymap = \n"  # the default, sent as JSON
+
+
+def test_trash_through_a_server(convtui, data_dir: Path) -> None:
+    serving(data_dir)
+    restored, emptied = (orjson.loads(convtui("new", f"task {n}", "--json")[0])["conversation_id"] for n in range(2))
+    with http(data_dir) as server:
+        for conversation_id in (restored, emptied):
+            server.post(f"/api/conversations/{conversation_id}/trash").raise_for_status()
+    listing, _ = convtui("trash", "list")
+    assert restored[:8] in listing and emptied[:8] in listing
+    assert convtui("trash", "restore", restored[:6])[0].startswith(f"restored {restored} task 0")
+    _, err = convtui("trash", "restore", "abcdef", code=1)
+    assert err == "convtui: no conversation with id abcdef in the trash\n"
+    assert convtui("trash", "empty", "--yes")[0] == "deleted 1 conversation(s) for good\n"
+    assert orjson.loads(convtui("trash", "list", "--json")[0]) == []
+    assert [info["conversation_id"] for info in orjson.loads(convtui("list", "--json")[0])["results"]] == [restored]

@@ -700,7 +700,7 @@ async def test_the_ui_survives_a_full_disk_during_a_rename(data_dir: Path, disk:
 
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, ready)
-        service = screen().service
+        service = screen().backend.service
         first = screen().query_one(ConversationList).ids[0]
         title = service.row(first).title
 

@@ -91,7 +91,7 @@ async def test_the_ui_starts_the_worker_when_a_model_is_configured(
         await settle(pilot, lambda: isinstance(app.screen, MainScreen))
         await pilot.pause(0.5)
         assert fresh_worker._process is None  # no model: nothing started
-        await app.service.update_settings({"llm_model": "openai/fake-model"})
+        await app.backend.service.update_settings({"llm_model": "openai/fake-model"})
     app = still_app(data_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, lambda: isinstance(app.screen, MainScreen))

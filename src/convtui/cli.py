@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +21,12 @@ from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
 from .backend.events import EventDict, event_kind
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
-from .backend.settings import SETTING_NAMES, Settings, display_value, masked
+from .backend.settings import SETTING_NAMES, Settings, display_value, masked, parse_setting
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
 
 if TYPE_CHECKING:
+    from .backend.interface import Backend
     from .backend.redaction import Redactor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-server",
         action="store_true",
-        help="run loops in this process, not in the background server (they end when it ends; "
-        "also: config set server off, or CONVTUI_SERVER=off)",
+        help="do not use the background server: commands work on the data directory here and loops run "
+        "in this process, ending when it ends (also: config set server off, or CONVTUI_SERVER=off)",
     )
     parser.add_argument(
         "--no-mouse",
@@ -256,14 +256,8 @@ def describe_event(event: EventDict) -> str:
 # -- commands ----------------------------------------------------------------------
 
 
-async def _open_service(arguments: argparse.Namespace) -> Any:
-    from .backend.service import ConversationService
-
-    return await ConversationService.open(arguments.data_dir or default_data_dir())
-
-
-async def cmd_list(service: Any, arguments: argparse.Namespace) -> int:
-    result = await service.search(
+async def cmd_list(backend: Backend, arguments: argparse.Namespace) -> int:
+    result = await backend.search(
         page_id=arguments.page,
         limit=arguments.limit,
         selected_repository=arguments.repo,
@@ -271,7 +265,7 @@ async def cmd_list(service: Any, arguments: argparse.Namespace) -> int:
         status=arguments.status,
         query=arguments.query,
         archived=True if arguments.archived else False,
-        max_age=timedelta.max if arguments.all else None,
+        all_ages=arguments.all,
     )
     if arguments.json:
         _print_json({"results": [_info_json(i) for i in result.results], "next_page_id": result.next_page_id})
@@ -286,18 +280,18 @@ async def cmd_list(service: Any, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_show(service: Any, arguments: argparse.Namespace) -> int:
-    info = await service.get(arguments.id)
-    events = await service.search_events(info.conversation_id) if arguments.events else None
-    workspace = service.data_dir.workspace(info.conversation_id)
+async def cmd_show(backend: Backend, arguments: argparse.Namespace) -> int:
+    info = await backend.get(arguments.id)
+    events = await backend.search_events(info.conversation_id) if arguments.events else None
+    workspace = await backend.workspace(info.conversation_id)
     if arguments.json:
-        document = {**_info_json(info), "workspace": str(workspace)}
+        document = {**_info_json(info), "workspace": workspace}
         if events is not None:
             document["events"] = events
         _print_json(document)
         return EXIT_OK
     _print_info(info)
-    print(f"{'workspace:':<15}{one_line(str(workspace))}")
+    print(f"{'workspace:':<15}{one_line(workspace)}")
     if events is not None:
         print()
         for event in events:
@@ -314,7 +308,7 @@ def _read_input_file(path: str | Path) -> bytes:
         raise InvalidInput(describe_os_error(error, "read")) from None
 
 
-async def cmd_new(service: Any, arguments: argparse.Namespace) -> int:
+async def cmd_new(backend: Backend, arguments: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"trigger": ConversationTrigger.CLI}
     for field, value in (
         ("initial_user_msg", arguments.message),
@@ -332,15 +326,11 @@ async def cmd_new(service: Any, arguments: argparse.Namespace) -> int:
         from .backend.errors import first_validation_error
 
         raise InvalidInput(first_validation_error(error)) from None
+    response = await backend.new_conversation(request)
+    _print_response(response, arguments.json, "created")
     if not arguments.start:
-        return _print_response(await service.new_conversation(request), arguments.json, "created")
-    backend = await _loop_backend(service, arguments, start=True)
-    try:
-        response = await backend.new_conversation(request)
-        _print_response(response, arguments.json, "created")
-        return await _run_loop(backend, response.conversation_id, arguments, quiet=arguments.json)
-    finally:
-        await backend.close()
+        return EXIT_OK
+    return await _run_loop(backend, response.conversation_id, arguments, quiet=arguments.json)
 
 
 def _print_response(response: Any, as_json: bool, verb: str) -> int:
@@ -357,8 +347,8 @@ def _print_response(response: Any, as_json: bool, verb: str) -> int:
     return EXIT_OK
 
 
-async def cmd_rename(service: Any, arguments: argparse.Namespace) -> int:
-    info = await service.rename(arguments.id, arguments.title)
+async def cmd_rename(backend: Backend, arguments: argparse.Namespace) -> int:
+    info = await backend.rename(arguments.id, arguments.title)
     print(f"renamed {info.conversation_id[:8]}: {one_line(info.title)}")
     return EXIT_OK
 
@@ -386,52 +376,47 @@ def _confirmed(question: str, doing: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
-async def cmd_delete(service: Any, arguments: argparse.Namespace) -> int:
-    from .backend.manager import ConversationManager
-
-    ConversationManager(service)  # a running loop (in the server or another convtui) is stopped first
+async def cmd_delete(backend: Backend, arguments: argparse.Namespace) -> int:
+    """A running loop (in the server or another convtui) is stopped first."""
     full_ids = []
     for given in arguments.ids:
-        full_ids.append((await service.get(given)).conversation_id)
+        full_ids.append((await backend.get(given)).conversation_id)
     question = f"Delete {len(full_ids)} conversation(s) with their events and workspaces?"
     if not arguments.yes and not _confirmed(question, "delete"):
         print("nothing deleted")
         return EXIT_FAILED
 
     async def delete(conversation_id: str) -> str:
-        await service.delete(conversation_id)
+        await backend.delete(conversation_id)
         return f"deleted {conversation_id}"
 
     return await _each(full_ids, delete)
 
 
-async def cmd_archive(service: Any, arguments: argparse.Namespace) -> int:
+async def cmd_archive(backend: Backend, arguments: argparse.Namespace) -> int:
+    """Archiving a running conversation stops its loop (wherever it runs) first."""
     archived = arguments.command == "archive"
 
-    from .backend.manager import ConversationManager
-
-    ConversationManager(service)  # archiving a running conversation stops its loop (here or elsewhere) first
-
     async def change(conversation_id: str) -> str:
-        info = await service.get(conversation_id)
+        info = await backend.get(conversation_id)
         if info.archived == archived:
             raise InvalidInput(f"{info.conversation_id} is {'already' if archived else 'not'} archived")
-        info, stopped = await service.change_archived(info.conversation_id, archived)
+        info, stopped = await backend.change_archived(info.conversation_id, archived)
         return f"{arguments.command}d {info.conversation_id}" + (f": {stopped}" if stopped else "")
 
     return await _each(arguments.ids, change)
 
 
-async def cmd_trash(service: Any, arguments: argparse.Namespace) -> int:
+async def cmd_trash(backend: Backend, arguments: argparse.Namespace) -> int:
     action = arguments.trash_command or "list"
     if action == "restore":
 
         async def restore(conversation_id: str) -> str:
-            info = await service.restore(conversation_id)
+            info = await backend.restore(conversation_id)
             return f"restored {info.conversation_id} {one_line(info.title, 60)}"
 
         return await _each(arguments.ids, restore)
-    trashed = await service.list_trash()
+    trashed = await backend.list_trash()
     if action == "empty":
         count = len(arguments.ids) if arguments.ids else len(trashed)
         if count == 0:
@@ -440,7 +425,7 @@ async def cmd_trash(service: Any, arguments: argparse.Namespace) -> int:
         if not arguments.yes and not _confirmed(f"Delete {count} trashed conversation(s) for good?", "empty the trash"):
             print("nothing deleted")
             return EXIT_OK
-        removed = await service.empty_trash(arguments.ids or None)
+        removed = await backend.empty_trash(arguments.ids or None)
         print(f"deleted {removed} conversation(s) for good")
         return EXIT_OK
     if getattr(arguments, "json", False):
@@ -463,48 +448,72 @@ async def cmd_trash(service: Any, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_export(service: Any, arguments: argparse.Namespace) -> int:
+async def cmd_export(backend: Backend, arguments: argparse.Namespace) -> int:
     if arguments.format == "md":
-        data = (await service.export_markdown(arguments.id)).encode()
+        data = (await backend.export_markdown(arguments.id)).encode()
     else:
-        data = await service.export_json(arguments.id)
+        data = await backend.export_json(arguments.id)
     if arguments.output is None:
         sys.stdout.buffer.write(data if data.endswith(b"\n") else data + b"\n")
         sys.stdout.flush()
         return EXIT_OK
-    from .backend.durable_files import atomic_write
+    from .backend.interface import save_file
 
     output = arguments.output.expanduser()
     if output.is_dir():
         raise InvalidInput(f"{output} is a directory")
-    atomic_write(output, data)
+    save_file(output, data)
     print(f"wrote {output}", file=sys.stderr)
     return EXIT_OK
 
 
-async def cmd_import(service: Any, arguments: argparse.Namespace) -> int:
-    response = await service.import_trajectory(_read_input_file(arguments.file))
+async def cmd_import(backend: Backend, arguments: argparse.Namespace) -> int:
+    response = await backend.import_trajectory(_read_input_file(arguments.file))
     return _print_response(response, arguments.json, "imported")
 
 
-async def cmd_config(service: Any, arguments: argparse.Namespace) -> int:
+async def cmd_config(backend: Backend, arguments: argparse.Namespace) -> int:
     action = arguments.config_command
+    key_masked = _sends_the_key_masked(backend)
     if action == "set":
-        settings = await service.set_setting(arguments.key, arguments.value)
-        print(f"{arguments.key} = {display_value(arguments.key, settings)}")
+        settings = await backend.update_settings({arguments.key: parse_setting(arguments.key, arguments.value)})
+        print(f"{arguments.key} = {_shown_value(arguments.key, settings, key_masked)}")
         return EXIT_OK
-    settings: Settings = await service.load_settings()
-    overridden = service.settings_store.overridden()
+    settings = await backend.load_settings()
     if action == "get":
-        print(display_value(arguments.key, settings))
+        print(_shown_value(arguments.key, settings, key_masked))
         return EXIT_OK
+    overridden = await backend.settings_overrides()
     if arguments.json:
-        _print_json({"settings": masked(settings), "environment_overrides": overridden})
+        _print_json({"settings": _shown_settings(settings, key_masked), "environment_overrides": overridden})
         return EXIT_OK
     for name in SETTING_NAMES:
         source = f"   (from ${overridden[name]})" if name in overridden else ""
-        print(f"{name} = {display_value(name, settings)}{source}")
+        print(f"{name} = {_shown_value(name, settings, key_masked)}{source}")
     return EXIT_OK
+
+
+def _sends_the_key_masked(backend: Backend) -> bool:
+    """Whether `backend`'s settings carry the API key masked already: only
+    the in-process backend has the key itself (a server never sends it), so
+    any other's is shown as sent, not masked twice."""
+    from .backend.interface import LocalBackend
+
+    return not isinstance(backend, LocalBackend)
+
+
+def _shown_value(name: str, settings: Settings, key_masked: bool) -> str:
+    """A setting as `config` prints it, the API key masked."""
+    if name == "llm_api_key" and key_masked:
+        return settings.api_key() or ""
+    return display_value(name, settings)
+
+
+def _shown_settings(settings: Settings, key_masked: bool) -> dict[str, Any]:
+    """The settings as JSON, the API key masked."""
+    if key_masked:
+        return {**settings.model_dump(mode="json"), "llm_api_key": settings.api_key()}
+    return masked(settings)
 
 
 def cmd_doctor(arguments: argparse.Namespace) -> int:
@@ -559,21 +568,12 @@ def cmd_serve(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _loop_backend(service: Any, arguments: argparse.Namespace, start: bool) -> Any:
-    """The data directory's server (started when `start` and none runs),
-    or loops in this process (--no-server, or the `server` setting off)."""
-    from .backend.connect import open_backend
-
-    return await open_backend(service.data_dir.root, no_server=arguments.no_server, start=start, service=service)
-
-
-async def _run_loop(backend: Any, conversation_id: str, arguments: argparse.Namespace, quiet: bool = False) -> int:
+async def _run_loop(backend: Backend, conversation_id: str, arguments: argparse.Namespace, quiet: bool = False) -> int:
     """Run a loop until the agent waits for the user, finishes, fails or is
     stopped, printing its events and asking for approvals here. Ctrl-C
     leaves a server's loop running (--stop-on-exit stops it); a loop in
     this process always stops with it."""
     from .backend.client import RemoteBackend
-    from .backend.interface import LocalBackend
     from .backend.updates import EventAdded, StatusChanged
 
     approve_all = arguments.yes
@@ -619,8 +619,7 @@ async def _run_loop(backend: Any, conversation_id: str, arguments: argparse.Name
             await backend.stop(full_id)
             print(f"\n-- stopped {full_id[:8]}")
         return 130
-    if isinstance(backend, LocalBackend):
-        await backend.manager.wait(full_id)  # it records how it ended before this process ends it
+    await backend.wait(full_id)  # a loop here records how it ended before this process ends it
     if final is not None and final.status.value == "ERROR":
         print(f"convtui: {one_line(final.message or 'the loop failed')}", file=sys.stderr)
         return EXIT_FAILED
@@ -635,7 +634,7 @@ APPROVAL_MAX_LINES = 40
 APPROVAL_MAX_WIDTH = 200
 
 
-async def _approval_details(backend: Any, conversation_id: str) -> list[str]:
+async def _approval_details(backend: Backend, conversation_id: str) -> list[str]:
     """What a file write asking for approval would do: the new file's
     content, or a unified diff of the change. Inert, at most
     APPROVAL_MAX_LINES lines of at most APPROVAL_MAX_WIDTH characters, with a
@@ -659,50 +658,28 @@ async def _approval_details(backend: Any, conversation_id: str) -> list[str]:
     return shown
 
 
-async def cmd_run(service: Any, arguments: argparse.Namespace) -> int:
-    backend = await _loop_backend(service, arguments, start=True)
-    try:
-        return await _run_loop(backend, arguments.id, arguments)
-    finally:
-        await backend.close()
+async def cmd_run(backend: Backend, arguments: argparse.Namespace) -> int:
+    return await _run_loop(backend, arguments.id, arguments)
 
 
-async def cmd_stop(service: Any, arguments: argparse.Namespace) -> int:
-    from .backend.interface import LocalBackend
-
-    backend = await _loop_backend(service, arguments, start=False)
-    try:
-        if isinstance(backend, LocalBackend):  # says which process it stopped
-            result = await backend.manager.stop(arguments.id)
-            print(f"{result.conversation_id[:8]}: {result.message}")
-        else:
-            response = await backend.stop(arguments.id)
-            print(f"{response.conversation_id[:8]}: {response.message}")
-    finally:
-        await backend.close()
+async def cmd_stop(backend: Backend, arguments: argparse.Namespace) -> int:
+    response = await backend.stop_explained(arguments.id)  # says which process it stopped
+    print(f"{response.conversation_id[:8]}: {response.message}")
     return EXIT_OK
 
 
-async def cmd_send(service: Any, arguments: argparse.Namespace) -> int:
-    backend = await _loop_backend(service, arguments, start=False)
-    try:
-        event = await backend.send_message(arguments.id, arguments.message)
-    finally:
-        await backend.close()
+async def cmd_send(backend: Backend, arguments: argparse.Namespace) -> int:
+    event = await backend.send_message(arguments.id, arguments.message)
     print(f"sent as event {event['id']}")
     return EXIT_OK
 
 
-async def cmd_remember(service: Any, arguments: argparse.Namespace) -> int:
-    backend = await _loop_backend(service, arguments, start=False)
-    try:
-        print(inert(await backend.remember_prompt(arguments.id, arguments.event_id)))
-    finally:
-        await backend.close()
+async def cmd_remember(backend: Backend, arguments: argparse.Namespace) -> int:
+    print(inert(await backend.remember_prompt(arguments.id, arguments.event_id)))
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[Backend, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "show": cmd_show,
     "new": cmd_new,
@@ -722,11 +699,19 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
 
 
 async def _run(arguments: argparse.Namespace) -> int:
-    service = await _open_service(arguments)
+    """A conversation command, through the data directory's server when one
+    runs (it owns the data directory) or else in this process. Only a command
+    that runs a loop starts a server (unless --no-server or the `server`
+    setting says not to)."""
+    from .backend.connect import open_backend
+
+    root = (arguments.data_dir or default_data_dir()).expanduser()
+    runs_a_loop = arguments.command == "run" or (arguments.command == "new" and arguments.start)
+    backend = await open_backend(root, no_server=arguments.no_server, start=runs_a_loop)
     try:
-        return await COMMANDS[arguments.command](service, arguments)
+        return await COMMANDS[arguments.command](backend, arguments)
     finally:
-        service.close()
+        await backend.close()
 
 
 def run_ui(arguments: argparse.Namespace) -> int:

@@ -94,8 +94,8 @@ class WriteLog:
 
 class Driver:
     def __init__(self, app: ConvtuiApp, log: WriteLog, seed: int) -> None:
-        self.service: ConversationService = app.service
-        self.manager: ConversationManager = app.manager
+        self.service: ConversationService = app.backend.service
+        self.manager: ConversationManager = app.backend.manager
         self.log = log
         self.seed = seed
         self.rng = random.Random(seed)
@@ -293,8 +293,8 @@ class Driver:
 
 async def drive(app: ConvtuiApp, log: WriteLog, seed: int, chat: bool) -> None:
     driver = Driver(app, log, seed)
-    app.manager.replay_delay = REPLAY_DELAY
-    app.manager.subscribe(driver.on_update)
+    app.backend.manager.replay_delay = REPLAY_DELAY
+    app.backend.manager.subscribe(driver.on_update)
     try:
         await driver.resume()
         tasks = [

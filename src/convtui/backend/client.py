@@ -211,6 +211,13 @@ class RemoteBackend:
         full_id = await self.resolve(conversation_id)
         return ConversationResponse.model_validate(await self._call("POST", f"/api/conversations/{full_id}/stop"))
 
+    async def stop_explained(self, conversation_id: str) -> ConversationResponse:
+        """The server answers in the reference's words."""
+        return await self.stop(conversation_id)
+
+    async def wait(self, conversation_id: str) -> None:
+        """Nothing to wait for: the server's loop records its own end."""
+
     async def send_message(self, conversation_id: str, text: str) -> EventDict:
         full_id = await self.resolve(conversation_id)
         return await self._call("POST", f"/api/conversations/{full_id}/messages", json={"content": text})

@@ -9,13 +9,15 @@ import asyncio
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .data_dir import DataDirectory
 from .errors import ConvtuiError
-from .interface import Backend, LocalBackend
-from .manager import ConversationManager
 from .server import ensure_server, server_status, socket_path
-from .service import ConversationService
 from .settings import SettingsStore
+
+if TYPE_CHECKING:  # imported where used: a command that talks to a server needs neither
+    from .interface import Backend, LocalBackend
 
 
 SERVER_VARIABLE = "CONVTUI_SERVER"
@@ -32,22 +34,23 @@ def server_wanted(root: Path, no_server: bool = False) -> bool:
         return True
 
 
-async def open_backend(
-    root: Path, *, no_server: bool = False, start: bool = True, service: ConversationService | None = None
-) -> Backend:
+async def open_backend(root: Path, *, no_server: bool = False, start: bool = True) -> Backend:
     """The server's backend when a server is wanted and runs (or, with
-    `start`, once one has been started); else the in-process one (over
-    `service` when given: closing the backend closes it too)."""
-    from .client import RemoteBackend
-
+    `start`, once one has been started); else the in-process one."""
     if server_wanted(root, no_server):
         if start:
-            return RemoteBackend.over_socket(await asyncio.to_thread(ensure_server, root))
+            return _over_socket(await asyncio.to_thread(ensure_server, root))
         if await asyncio.to_thread(server_status, root) is not None:
-            return RemoteBackend.over_socket(socket_path(DataDirectory(root)))
-    if service is not None:
-        return LocalBackend(service, ConversationManager(service))
+            return _over_socket(socket_path(DataDirectory(root)))
+    from .interface import LocalBackend
+
     return await LocalBackend.open(root)
+
+
+def _over_socket(path: Path) -> Backend:
+    from .client import RemoteBackend  # (httpx: ~80 ms to import, for commands that talk to a server)
+
+    return RemoteBackend.over_socket(path)
 
 
 async def open_ui_backend(root: Path, *, user_id: str | None = None, no_server: bool = False) -> LocalBackend:
@@ -55,7 +58,10 @@ async def open_ui_backend(root: Path, *, user_id: str | None = None, no_server: 
     fast as in-process), the loops run by the server when one is wanted (it
     is started, in the background, on `connect()`) or else here. Raises
     ConvtuiError when the data directory cannot be opened."""
+    from .interface import LocalBackend
+    from .manager import ConversationManager
     from .server_loops import ServerLoops
+    from .service import ConversationService
 
     service = await ConversationService.open(root, user_id=user_id)
     if await asyncio.to_thread(server_wanted, root, no_server):

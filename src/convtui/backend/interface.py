@@ -145,6 +145,16 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
+    async def stop_explained(self, conversation_id: str) -> ConversationResponse:
+        """Like `stop`, the message in a person's words where they say more
+        than the reference's (which other process ran the loop)."""
+        ...
+
+    async def wait(self, conversation_id: str) -> None:
+        """Until this process's loop of the conversation (a full id) has
+        recorded how it ended: closing the backend would stop it first."""
+        ...
+
 
 class UIBackend(Backend, Protocol):
     """A Backend as a terminal UI holds it: what a screen reads without
@@ -457,3 +467,15 @@ class LocalBackend:
             from .llm import start_model_worker
 
             await asyncio.to_thread(start_model_worker)
+
+    # -- what the CLI also asks (Backend) -----------------------------------------------
+
+    async def stop_explained(self, conversation_id: str) -> ConversationResponse:
+        result = await self.manager.stop(conversation_id)
+        return ConversationResponse(
+            status="ok", conversation_id=result.conversation_id, message=result.message, conversation_status=result.status
+        )
+
+    async def wait(self, conversation_id: str) -> None:
+        if not self.manager.outlives_the_ui:  # else the server's loop records its own end
+            await self.manager.wait(conversation_id)

@@ -18,16 +18,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .agent import AgentLoop, Decision
+from typing import TYPE_CHECKING
+
 from .errors import ConvtuiError, InvalidInput, MissingSettings
 from .events import EventDict
-from .llm import LLMConfig
 from .redaction import provider_keys_in_environment
 from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
 from .models import AgentState, ConversationInfo, ConversationStatus, check_message
-from .runtime import Workspace
 from .service import ConversationService, LiveState, user_message
 from .updates import EventAdded, Subscriber, UpdateHub
+
+if TYPE_CHECKING:  # imported when a loop starts: a command that runs none starts sooner
+    from .agent import AgentLoop, Decision
+    from .llm import LLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,10 @@ class ConversationManager:
         LoopLimitReached or RunningElsewhere. With `until_idle` the loop ends
         once the agent waits for the user. `confirm` overrides the
         confirmation_mode setting for this run."""
+        from .agent import AgentLoop
+        from .llm import LLMConfig
+        from .runtime import Workspace
+
         full_id = (await self.service.get(conversation_id)).conversation_id
         if full_id in self._running:
             return self.live_states()[full_id]
@@ -276,7 +283,7 @@ class ConversationManager:
         this conversation too, across stops and restarts, until
         `set_always_approve(..., False)`."""
         full_id = await self.service.resolve(conversation_id)
-        self._awaiting(full_id).decide(Decision(approved=True, always=always))
+        self._awaiting(full_id).decide(_decision(approved=True, always=always))
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         """Turn "always approve" on or off for a conversation; its loop (here
@@ -286,5 +293,11 @@ class ConversationManager:
 
     async def reject(self, conversation_id: str) -> None:
         full_id = await self.service.resolve(conversation_id)
-        self._awaiting(full_id).decide(Decision(approved=False))
+        self._awaiting(full_id).decide(_decision(approved=False))
 
+
+
+def _decision(approved: bool, always: bool = False) -> Decision:
+    from .agent import Decision  # noqa: F811 (the TYPE_CHECKING import is only a name)
+
+    return Decision(approved=approved, always=always)

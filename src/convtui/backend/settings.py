@@ -203,11 +203,16 @@ def display_value(name: str, settings: Settings) -> str:
     return str(value)
 
 
-def _parse_value(name: str, raw: str) -> Any:
-    """Turn a command-line string into the setting's value ('' clears it)."""
+def parse_setting(name: str, raw: str) -> Any:
+    """A setting's value from its text form on the command line ('' resets
+    it to the default), ready to validate or to send to a server as JSON.
+    Raises InvalidInput for an unknown name or unreadable text; the limits
+    are Settings' to check."""
+    if name not in Settings.model_fields:
+        raise InvalidInput(f"unknown setting {name!r}; known: {', '.join(SETTING_NAMES)}")
     field = Settings.model_fields[name]
     if raw.strip() == "" and not field.is_required():
-        return field.default
+        return field.get_default(call_default_factory=True)
     if field.annotation is bool:
         lowered = raw.strip().lower()
         if lowered in ("on", "true", "yes", "1"):
@@ -280,11 +285,10 @@ class SettingsStore:
     def set(self, name: str, raw: str) -> Settings:
         """Validate and save one setting from its text form. Raises InvalidInput
         naming the setting; the file is unchanged then."""
-        if name not in Settings.model_fields:
-            raise InvalidInput(f"unknown setting {name!r}; known: {', '.join(SETTING_NAMES)}")
+        value = parse_setting(name, raw)
         settings = self.load_file()
         try:
-            updated = Settings.model_validate({**settings.model_dump(), name: _parse_value(name, raw)})
+            updated = Settings.model_validate({**settings.model_dump(), name: value})
         except ValidationError as error:
             raise InvalidInput(describe_settings_error(error)) from None
         self.save(updated)
