@@ -101,8 +101,8 @@ async def test_unknown_and_malformed_ids_are_refused_in_one_line(backend: Backen
 async def test_renaming_checks_the_title_and_keeps_the_old_one_on_refusal(backend: Backend) -> None:
     conversation_id = await new(backend)
     assert (await backend.rename(conversation_id, "  Better name  ")).title == "Better name"
-    for bad in ("", "   ", "tab\there", "x" * 201):
-        with pytest.raises(InvalidInput):
+    for bad, why in (("", "empty"), ("   ", "empty"), ("tab\there", "control"), ("x" * 201, "200")):
+        with pytest.raises(InvalidInput, match=why):  # the same words in and out of the server
             await backend.rename(conversation_id, bad)
     assert (await backend.get(conversation_id)).title == "Better name"
 
@@ -120,8 +120,10 @@ async def test_pages_cover_every_match_once_and_the_limit_is_checked(backend: Ba
         page_id = page.next_page_id
     assert sorted(seen) == sorted(created)
     for limit in (0, 101):
-        with pytest.raises(InvalidInput, match="limit"):
+        with pytest.raises(InvalidInput, match=f"limit must be 1-100, got {limit}"):
             await backend.search(limit=limit)
+    with pytest.raises(InvalidInput, match="trigger 'x' is not one of"):
+        await backend.search(conversation_trigger="x")
 
 
 async def test_archived_conversations_leave_the_default_list_and_come_back(backend: Backend) -> None:

@@ -246,7 +246,8 @@ def test_errors_keep_openhands_shape_and_codes(data_dir: Path, server: subproces
         assert empty_title.status_code == 400 and empty_title.json()["status"] == "error"
         nowhere = client.get("/api/nowhere")
         assert nowhere.status_code == 404 and nowhere.json()["status"] == "error"
-        assert client.get("/api/conversations", params={"limit": 101}).status_code == 422
+        too_many = client.get("/api/conversations", params={"limit": 101})
+        assert too_many.status_code == 400 and too_many.json()["message"] == "limit must be 1-100, got 101"
         assert client.get("/api/conversations", params={"page_id": "garbage"}).status_code == 400
         no_model = client.post(f"/api/conversations/{created}/start", json={})
         assert no_model.status_code == 400 and no_model.json()["msg_id"] == "CONFIGURATION$SETTINGS_NOT_FOUND"

@@ -45,7 +45,6 @@ from .models import (
     ConversationInfo,
     ConversationInfoResultSet,
     ConversationResponse,
-    ConversationTrigger,
     ExperimentConfig,
     NewConversationRequest,
     ProviderType,
@@ -70,7 +69,7 @@ class ProvidersSet(_Strict):
 
 
 class UpdateConversation(_Strict):
-    title: str = Field(min_length=1, max_length=1000)
+    title: str = Field(max_length=1000)  # the backend's title rules say what is wrong with one
 
 
 class Message(_Strict):
@@ -233,9 +232,10 @@ def create_app(
     @app.get("/api/conversations")
     async def search_conversations(
         page_id: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+        # limit (1-100) and the trigger are checked by the backend: one wording in and out of the server
+        limit: Annotated[int, Query(description=f"1-{PAGE_SIZE_MAX}")] = PAGE_SIZE_DEFAULT,
         selected_repository: str | None = None,
-        conversation_trigger: ConversationTrigger | None = None,
+        conversation_trigger: Annotated[str | None, Query(max_length=100)] = None,
         status: str | None = None,
         q: Annotated[str | None, Query(max_length=1000, description="words in the title, repository or id")] = None,
         archived: Annotated[
