@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from convtui.backend.agent import METRICS_WRITE_SECONDS
 from convtui.backend.errors import InvalidInput, MissingSettings
 from convtui.backend.events import event_kind
 from convtui.backend.manager import ConversationManager, LoopLimitReached
@@ -19,7 +20,7 @@ from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
 from convtui.backend.remember import NoPromptFound, remember_prompt
 from convtui.backend.llm import LLMConfig
 from convtui.backend.service import ConversationService
-from convtui.backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed, TitleChanged
+from convtui.backend.updates import EventAdded, LoopUpdate, MetricsChanged, StatusChanged, TextStreamed, TitleChanged
 
 from .conftest import TRAJECTORIES
 from .fake_llm import (
@@ -669,4 +670,29 @@ async def test_a_message_sent_while_the_model_answers_is_answered_too(
     await until(lambda: manager.live_state(conversation_id).agent_state is AgentState.AWAITING_USER_INPUT)
     events = await configured.search_events(conversation_id)
     assert [e.get("message") for e in events if e.get("action") == "message"][-1] == "second answer"
+    await manager.stop(conversation_id)
+
+
+async def test_metrics_reach_the_stream_at_once_and_the_store_within_seconds(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """Fast model calls are written together (one store write, not one per
+    call); a command that runs long after them does not keep them unwritten."""
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": "true"}),
+        ToolCall("execute_bash", {"command": "sleep 6"}),
+        ToolCall("finish", {"message": "done"}),
+    )
+    conversation_id = await new(configured)
+    recorder = Recorder(manager)
+    await manager.start(conversation_id, confirm=False)
+    await until(lambda: len(recorder.of(MetricsChanged)) >= 2 and manager.is_running(conversation_id))
+    live = recorder.of(MetricsChanged)[-1]
+    stored = 0
+    for _ in range(int(METRICS_WRITE_SECONDS / 0.05) + 40):
+        stored = (await configured.get(conversation_id)).prompt_tokens
+        if stored >= live.prompt_tokens:
+            break
+        await asyncio.sleep(0.05)
+    assert stored >= live.prompt_tokens and manager.is_running(conversation_id)  # the command still runs
     await manager.stop(conversation_id)

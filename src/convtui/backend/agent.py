@@ -59,6 +59,10 @@ TITLE_PROMPT = (
 RATE_LIMIT_RETRIES = 3
 TRANSIENT_RETRIES = 2
 POLL_SECONDS = 0.25
+# Cost and tokens go on the live stream after every model call, and to the
+# store at most this often (a state change, and the end, write them at once):
+# fast iterations of many loops would otherwise rewrite a store shard each.
+METRICS_WRITE_SECONDS = 2.0
 
 
 class LoopEnded(Exception):
@@ -126,6 +130,10 @@ class AgentLoop:
         self._title_task: asyncio.Task[None] | None = None
         self._default_title = False
         self._metadata_write: asyncio.Future[None] | None = None
+        self._unsaved_metrics: dict[str, Any] | None = None
+        self._metrics_written_at = float("-inf")  # loop.time()
+        self._metrics_timer: asyncio.TimerHandle | None = None
+        self._metrics_flush: asyncio.Future[None] | None = None
         self._system_prompt: str | None = None
         self._cost: float | None = 0.0
         # events a replay recorded: not something the user is waiting on
@@ -165,6 +173,7 @@ class AgentLoop:
             StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message)
         )
         await self._write_metadata(
+            **self._take_unsaved_metrics(),
             status=self.status,
             runtime_status=self.runtime_status,
             agent_state=self.agent_state,
@@ -172,6 +181,25 @@ class AgentLoop:
             runner_pid=os.getpid(),
             runner_host=socket.gethostname(),
         )
+
+    def _take_unsaved_metrics(self) -> dict[str, Any]:
+        """The metrics not written yet (none: {}); the timer for them is off."""
+        if self._metrics_timer is not None:
+            self._metrics_timer.cancel()
+            self._metrics_timer = None
+        unsaved, self._unsaved_metrics = self._unsaved_metrics or {}, None
+        if unsaved:
+            self._metrics_written_at = asyncio.get_running_loop().time()
+        return unsaved
+
+    def _write_metrics_soon(self) -> None:
+        self._metrics_timer = None
+        self._metrics_flush = asyncio.ensure_future(self._write_metrics())  # kept: a task nobody holds may vanish
+
+    async def _write_metrics(self) -> None:
+        unsaved = self._take_unsaved_metrics()
+        if unsaved:
+            await self._write_metadata(**unsaved)
 
     async def _write_metadata(self, **changes: Any) -> None:
         """Store metadata changes strictly in the order they were made. A
@@ -455,13 +483,19 @@ class AgentLoop:
             self._cost += response.cost
         total = prompt_tokens + completion_tokens
         self.hub.publish(MetricsChanged(self.conversation_id, self._cost, prompt_tokens, completion_tokens, total))
-        await self._write_metadata(
-            accumulated_cost=self._cost,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=total,
-            llm_model=self.llm_config.model if self.llm_config else None,
-        )
+        self._unsaved_metrics = {
+            "accumulated_cost": self._cost,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": total,
+            "llm_model": self.llm_config.model if self.llm_config else None,
+        }
+        loop = asyncio.get_running_loop()
+        wait = self._metrics_written_at + METRICS_WRITE_SECONDS - loop.time()
+        if wait <= 0:
+            await self._write_metrics()
+        elif self._metrics_timer is None:
+            self._metrics_timer = loop.call_later(wait, self._write_metrics_soon)
 
     async def _carry_out(self, response: LLMResponse) -> bool:
         """Log and execute each tool call of one reply. True if the agent finished."""
