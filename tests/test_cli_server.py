@@ -194,3 +194,28 @@ def test_trash_through_a_server(convtui, data_dir: Path) -> None:
     assert convtui("trash", "empty", "--yes")[0] == "deleted 1 conversation(s) for good\n"
     assert orjson.loads(convtui("trash", "list", "--json")[0]) == []
     assert [info["conversation_id"] for info in orjson.loads(convtui("list", "--json")[0])["results"]] == [restored]
+
+
+def test_run_attaching_to_a_waiting_loop_shows_its_last_events_and_answers_it(
+    convtui, llm: FakeLLMServer, data_dir: Path
+) -> None:
+    """A loop another client started waits for approval: `run --yes`
+    attaches, shows what the loop did so far, and approves the action (no
+    new status arrives to prompt it)."""
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo approved > a.txt"}), Text("all done"))
+    conversation_id = orjson.loads(convtui("new", "write a.txt", "--json")[0])["conversation_id"]
+    process = spawn_server(data_dir)
+    wait_until_serving(data_dir, process)
+    with http(data_dir) as client:
+        assert client.post(f"/api/conversations/{conversation_id}/start", json={}).status_code == 200
+        wait_for(lambda: client.get(f"/api/conversations/{conversation_id}/pending-action").json() is not None)
+    runner = spawn(data_dir, "run", conversation_id, "--yes")
+    workspace = data_dir / "conversations" / conversation_id / "workspace"
+    wait_for(lambda: (workspace / "a.txt").exists())
+    wait_for(lambda: "all done" in str(convtui("show", conversation_id, "--events")[0]))
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=20)
+    assert "attached to the server's loop" in out and "its last events" in out
+    history = out.split("its last events:")[1]
+    assert "write a.txt" in history and "run: echo approved > a.txt" in history  # from before it attached
+    assert out.count("run: echo approved > a.txt") == 1 and "all done" in out

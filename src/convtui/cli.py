@@ -582,13 +582,21 @@ async def _run_loop(backend: Backend, conversation_id: str, arguments: argparse.
     final: StatusChanged | None = None
     position = await backend.position()
     status = await backend.start(full_id, confirm=False if approve_all else None, until_idle=True)
-    if status.value == "RUNNING" and isinstance(backend, RemoteBackend) and not quiet:
-        print(f"-- attached to the server's loop of {full_id[:8]} (Ctrl-C detaches)", flush=True)
+    shown_up_to = -1  # the newest event printed: one arriving on the stream too is not printed twice
     try:
+        if status.value == "RUNNING" and isinstance(backend, RemoteBackend):
+            if not quiet:
+                history = await backend.search_events(full_id, reverse=True, limit=ATTACH_HISTORY)
+                print(f"-- attached to the server's loop of {full_id[:8]} (Ctrl-C detaches); its last events:", flush=True)
+                for event in reversed(history):
+                    print(describe_event(event), flush=True)
+                shown_up_to = max((event.get("id", -1) for event in history), default=-1)
+            if not await _decide_here(backend, full_id, interactive, approve_all):  # it may be waiting already
+                return EXIT_FAILED
         async for update in backend.updates(position):
             if getattr(update, "conversation_id", None) != full_id:
                 continue
-            if isinstance(update, EventAdded) and not quiet:
+            if isinstance(update, EventAdded) and not quiet and update.event.get("id", -1) > shown_up_to:
                 print(describe_event(update.event), flush=True)
             if not isinstance(update, StatusChanged):
                 continue
@@ -597,21 +605,8 @@ async def _run_loop(backend: Backend, conversation_id: str, arguments: argparse.
                 break
             if update.agent_state is None or update.agent_state.value != "awaiting_user_confirmation":
                 continue
-            action = await backend.pending_action(full_id)
-            if action is None:
-                continue
-            if not interactive:
-                print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
-                await backend.stop(full_id)
+            if not await _decide_here(backend, full_id, interactive, approve_all):
                 return EXIT_FAILED
-            for line in await _approval_details(backend, full_id):
-                print(line)
-            answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
-            choice = answer.strip().lower()[:1]
-            if choice in ("y", "a"):
-                await backend.approve(full_id, always=choice == "a")
-            else:
-                await backend.reject(full_id)
     except asyncio.CancelledError:  # Ctrl-C
         if isinstance(backend, RemoteBackend) and not arguments.stop_on_exit:
             print(f"\n-- detached: the loop keeps running in the server (convtui stop {full_id[:8]} ends it)")
@@ -630,6 +625,32 @@ async def _run_loop(backend: Backend, conversation_id: str, arguments: argparse.
     return EXIT_OK
 
 
+async def _decide_here(backend: Backend, full_id: str, interactive: bool, approve_all: bool) -> bool:
+    """Answer the action awaiting approval, if one does: yes with --yes (a
+    loop attached to asks even so), else ask at the terminal. False when
+    none can be asked (no terminal, no --yes): the loop is stopped."""
+    action = await backend.pending_action(full_id)
+    if action is None:
+        return True
+    if approve_all:
+        await backend.approve(full_id)
+        return True
+    if not interactive:
+        print("convtui: an action needs approval: run in a terminal, or pass --yes", file=sys.stderr)
+        await backend.stop(full_id)
+        return False
+    for line in await _approval_details(backend, full_id):
+        print(line)
+    answer = await asyncio.to_thread(input, f"approve {one_line(describe_event(action), 120)}? [y/n/a(lways)] ")
+    choice = answer.strip().lower()[:1]
+    if choice in ("y", "a"):
+        await backend.approve(full_id, always=choice == "a")
+    else:
+        await backend.reject(full_id)
+    return True
+
+
+ATTACH_HISTORY = 10  # events shown when `run` attaches to a loop already running
 APPROVAL_MAX_LINES = 40
 APPROVAL_MAX_WIDTH = 200
 
