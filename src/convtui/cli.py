@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run a conversation's loop, showing it here until it waits for you (Ctrl-C detaches from the server's loop)",
+        help="run a conversation's loop, showing it here until it waits for you (Ctrl-C detaches from the server's loop); "
+        "a loop already running is attached to, its last 10 events shown first",
     )
     run.add_argument("id")
     run.add_argument("--yes", "-y", action="store_true", help="approve every command and file write")
