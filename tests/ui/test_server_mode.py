@@ -22,7 +22,7 @@ from convtui.screens.confirm import ConfirmScreen
 from convtui.screens.main import MainScreen
 
 from ..fake_llm import FakeLLMServer, Hang, Script, Text, ToolCall
-from ..server_process import spawn_server, stop_if_running, wait_gone, wait_until_serving
+from ..server_process import kill_hard, spawn_server, stop_if_running, wait_gone, wait_until_serving
 from .seed import settle, still_app
 from .test_tmux import TMUX, TmuxSession
 
@@ -95,6 +95,35 @@ async def test_two_uis_answer_the_same_loop(data_dir: Path, llm: FakeLLMServer, 
         await one.press("q")
         await settle(one, lambda: not first.is_running)
     assert server_status(data_dir)["running"] == [conversation_id]  # quitting left it running
+
+
+async def test_a_killed_server_shows_its_loop_stopped_and_the_next_action_brings_one_back(
+    data_dir: Path, llm: FakeLLMServer, served: subprocess.Popen
+) -> None:
+    """SIGKILL the server while its loop waits for approval: the UI stops
+    offering to approve a loop that no longer runs; `s` starts a server
+    again (like tmux), which resumes the loop, and the approval comes back."""
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": "echo first"}),
+        ToolCall("execute_bash", {"command": "echo after > resumed.txt"}),
+        Text("done"),
+    )
+    conversation_id = new_conversation(data_dir, "survive the kill")
+    app = still_app(data_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await started_in_the_ui(pilot, app, conversation_id)
+        screen = main_screen(app)
+        bar = screen.detail.query_one("#approval-bar")
+        await settle(pilot, lambda: bar.display, timeout=20)
+        kill_hard(served.pid)
+        await settle(pilot, lambda: not app.backend.is_running(conversation_id) and not bar.display, timeout=10)
+        assert screen.check_action("decide", ("approve",)) is False
+        await pilot.press("s")
+        await settle(pilot, lambda: server_status(data_dir) is not None, timeout=30)
+        await settle(pilot, lambda: bar.display, timeout=30)  # the resumed loop asks (the model's next step)
+        await pilot.press("y")
+        workspace = data_dir / "conversations" / conversation_id / "workspace"
+        await settle(pilot, lambda: (workspace / "resumed.txt").exists(), timeout=20)
 
 
 async def test_quitting_leaves_loops_running_and_says_so(

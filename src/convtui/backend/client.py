@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,17 @@ class RemoteBackend:
     """One server's conversations. Open with `RemoteBackend.over_socket(path)`
     or `RemoteBackend.over_tcp(url, token)`; close with `await close()`."""
 
-    def __init__(self, client: httpx.AsyncClient, where: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, where: str, revive: Callable[[], object] | None = None) -> None:
+        """`revive()` (run in a thread) starts a server when none answers: a
+        request that found nobody listening is then sent once more."""
         self._client = client
         self.where = where
+        self._revive = revive
 
     @classmethod
-    def over_socket(cls, path: Path) -> RemoteBackend:
-        return cls(httpx.AsyncClient(transport=socket_transport(path), base_url="http://convtui", timeout=60.0), str(path))
+    def over_socket(cls, path: Path, revive: Callable[[], object] | None = None) -> RemoteBackend:
+        client = httpx.AsyncClient(transport=socket_transport(path), base_url="http://convtui", timeout=60.0)
+        return cls(client, str(path), revive)
 
     @classmethod
     def over_tcp(cls, url: str, token: str | None) -> RemoteBackend:
@@ -102,10 +106,16 @@ class RemoteBackend:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, raw: bool = False, **kwargs: Any) -> Any:
+    async def _call(self, method: str, path: str, raw: bool = False, revive: bool = True, **kwargs: Any) -> Any:
         """The answer's JSON (`raw`: its bytes); errors as ConvtuiError."""
         try:
-            response = await self._client.request(method, path, **kwargs)
+            try:
+                response = await self._client.request(method, path, **kwargs)
+            except httpx.ConnectError:  # nobody listens: the request was not received
+                if self._revive is None or not revive:
+                    raise
+                await asyncio.to_thread(self._revive)
+                response = await self._client.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise ServerGone(f"the convtui server at {self.where} did not answer: {error or type(error).__name__}") from None
         _raise_for(response)
@@ -303,8 +313,9 @@ class RemoteBackend:
     async def settings_overrides(self) -> dict[str, str]:
         return await self._call("GET", "/api/settings/overrides")
 
-    async def server_info(self) -> dict[str, Any]:
-        return await self._call("GET", "/api/server")
+    async def server_info(self, revive: bool = True) -> dict[str, Any]:
+        """`revive` False: ask without starting a server when none answers."""
+        return await self._call("GET", "/api/server", revive=revive)
 
     async def position(self) -> str:
         return (await self.server_info())["position"]
@@ -317,11 +328,13 @@ class RemoteBackend:
         updates may have been missed: reload, then keep reading."""
         from httpx_sse import aconnect_sse
 
+        connected = False
         while True:
             headers = {"Last-Event-ID": position} if position else {}
             try:
                 async with aconnect_sse(self._client, "GET", "/api/updates", headers=headers, timeout=None) as source:
                     _raise_for(source.response)
+                    connected = True
                     async for message in source.aiter_sse():
                         if message.event == "update":
                             position = message.id
@@ -333,5 +346,8 @@ class RemoteBackend:
                             position = orjson.loads(message.data)["position"]
             except httpx.TransportError as error:
                 log.info("live stream dropped (%s); reconnecting", error)
+                if connected and position is not None:
+                    connected = False
+                    yield StreamReset(position)  # the server may be gone, its loops with it: look again
             await asyncio.sleep(RECONNECT_DELAY)
 

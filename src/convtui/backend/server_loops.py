@@ -55,7 +55,7 @@ class ServerLoops:
         later call then raises it too."""
         try:
             path = await asyncio.to_thread(self._connect)
-            self._remote = RemoteBackend.over_socket(path)
+            self._remote = RemoteBackend.over_socket(path, revive=self._connect)  # a server gone is started again
             info = await self._remote.server_info()
             await self._reload(info["running"])
         except ConvtuiError as error:
@@ -98,17 +98,30 @@ class ServerLoops:
         async for update in self._remote.updates(position):
             try:
                 if isinstance(update, StreamReset):
-                    await self._reload((await self._remote.server_info())["running"])
-                    for conversation_id, state in list(self._live.items()):
-                        self.hub.publish(
-                            StatusChanged(conversation_id, state.status, state.runtime_status, state.agent_state)
-                        )
+                    await self._look_again()
                     continue
                 await self._take(update)
             except ConvtuiError as error:
                 log.warning("server stream: %s", error)
                 continue
             self.hub.publish(update)
+
+    async def _look_again(self) -> None:
+        """After a reset or a dropped stream: what runs now. A server that is
+        gone ran nothing any more: its loops show stopped (they are resumed
+        by the next server, which the next action starts)."""
+        assert self._remote is not None
+        before = dict(self._live)
+        try:
+            # Asked without reviving a server: only an action starts one.
+            running = (await self._remote.server_info(revive=False))["running"]
+        except ConvtuiError:
+            running = []
+        await self._reload(running)
+        for conversation_id in before.keys() - self._live.keys():
+            self.hub.publish(StatusChanged(conversation_id, ConversationStatus.STOPPED, None, None))
+        for conversation_id, state in list(self._live.items()):
+            self.hub.publish(StatusChanged(conversation_id, state.status, state.runtime_status, state.agent_state))
 
     async def _take(self, update: LoopUpdate) -> None:
         if not isinstance(update, StatusChanged):
