@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from convtui.backend.client import RemoteBackend, socket_transport
+from convtui.backend.errors import InvalidInput
 from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
 from convtui.backend.server import ensure_server, server_status, stop_server
 from convtui.backend.service import ConversationService
@@ -117,6 +118,36 @@ def test_auto_start_detaches_and_racing_starts_yield_one_server(data_dir: Path) 
     finally:
         stop_server(data_dir)
     wait_gone(pid)
+
+
+def test_a_server_started_in_the_background_exits_when_idle_and_stays_while_followed(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auto-started server does not stay for good: with no loop, no
+    client and no request for CONVTUI_SERVER_IDLE_SECONDS it exits. A client
+    following the stream (an open UI) keeps it."""
+    monkeypatch.setenv("CONVTUI_SERVER_IDLE_SECONDS", "1")
+    ensure_server(data_dir)
+    pid = server_status(data_dir)["pid"]
+    try:
+        with httpx.Client(transport=socket_transport(the_socket(data_dir), asynchronous=False), base_url="http://convtui") as client:
+            with client.stream("GET", "/api/updates", timeout=None) as stream:
+                lines = stream.iter_lines()  # kept: a dropped iterator closes the stream
+                assert next(lines) == "event: hello"  # following now
+                time.sleep(3.5)
+                assert server_status(data_dir) is not None and server_status(data_dir)["pid"] == pid
+    finally:
+        wait_gone(pid, timeout=20)  # the client gone: idle, it exits
+    assert server_status(data_dir) is None
+
+
+def test_a_bad_idle_time_is_refused_in_one_line(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(data_dir), "serve", "--exit-when-idle", "soon"]) == 1
+    assert capsys.readouterr().err.strip() == "convtui: the idle time must be a number of seconds (0: never), not 'soon'"
+    monkeypatch.setenv("CONVTUI_SERVER_IDLE_SECONDS", "-5")
+    with pytest.raises(InvalidInput, match="CONVTUI_SERVER_IDLE_SECONDS must be a number"):
+        ensure_server(data_dir)
+    assert server_status(data_dir) is None
 
 
 def test_a_server_killed_outright_shows_its_loops_stopped_and_the_next_resumes_them(

@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="also listen on TCP at this address (e.g. 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
     serve.add_argument("--no-token", action="store_true", help="no bearer token on TCP (loopback addresses only)")
+    serve.add_argument(
+        "--exit-when-idle",
+        metavar="SECONDS",
+        default="0",
+        help="exit after this long with no loop running, no client following and no request (default 0: never; "
+        "a server the UI or run starts in the background uses $CONVTUI_SERVER_IDLE_SECONDS, default 1800)",
+    )
     serve_commands = serve.add_subparsers(dest="serve_command", metavar="ACTION")
     serve_status = serve_commands.add_parser("status", help="whether a server runs, its process and its loops")
     serve_status.add_argument("--json", action="store_true")
@@ -559,7 +566,12 @@ def cmd_serve(arguments: argparse.Namespace) -> int:
         count = len(stopped.get("stopping", []))
         print(f"stopped server {stopped['pid']}" + (f" and {count} loop(s)" if count else ""))
         return EXIT_OK
-    options = server.ServeOptions(host=arguments.host, port=arguments.port, token=not arguments.no_token)
+    options = server.ServeOptions(
+        host=arguments.host,
+        port=arguments.port,
+        token=not arguments.no_token,
+        exit_when_idle=server.idle_seconds(arguments.exit_when_idle),
+    )
     logging.getLogger().setLevel(logging.INFO)
     try:
         asyncio.run(server.serve(root, options, announce=lambda line: print(line, flush=True)))

@@ -48,6 +48,11 @@ INFO_NAME = "server.json"
 LOG_NAME = "server.log"
 LOCK_NAME = "server.lock"
 START_TIMEOUT = 20.0
+# A server started in the background exits after this long idle (no loop,
+# no client, no request); CONVTUI_SERVER_IDLE_SECONDS changes it (0: never).
+IDLE_VARIABLE = "CONVTUI_SERVER_IDLE_SECONDS"
+IDLE_DEFAULT_SECONDS = 1800
+IDLE_CHECK_SECONDS = 5.0
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
@@ -148,6 +153,7 @@ class ServeOptions:
     host: str | None = None
     port: int = 8765
     token: bool = True  # False: TCP without a token (loopback only)
+    exit_when_idle: float = 0  # seconds with no loop, no client and no request; 0: never
 
 
 async def serve(root: Path, options: ServeOptions | None = None, announce: Any = print) -> None:
@@ -190,7 +196,7 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
         def shutdown() -> None:
             server.should_exit = True  # uvicorn finishes the requests under way, then serve() returns
 
-        app = create_app(backend, token=token, shutdown=shutdown, docs=options.host is not None)
+        app = _Activity(create_app(backend, token=token, shutdown=shutdown, docs=options.host is not None))
         sockets.append(_unix_socket(path))
         if options.host is not None:
             sockets.append(_tcp_socket(options.host, options.port))
@@ -215,12 +221,17 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
         resumer = asyncio.create_task(_settle_in(backend), name="settle-in")
         where = f"{path}" + (f" and http://{options.host}:{options.port}" if options.host is not None else "")
         announce(f"convtui server {os.getpid()} serving {data_dir.root} on {where}")
+        idle_watch = None
+        if options.exit_when_idle > 0:
+            idle_watch = asyncio.create_task(_exit_when_idle(backend, app, options.exit_when_idle, shutdown))
         try:
             await server.serve(sockets=sockets)
         finally:
-            resumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await resumer
+            for task in (resumer, idle_watch):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     finally:
         for listener in sockets:
             listener.close()
@@ -245,6 +256,33 @@ def _redact_logs(service: Any) -> None:
 
     for handler in logging.getLogger().handlers:
         handler.setFormatter(Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+class _Activity:
+    """When the last request came (for the idle exit)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.last = time.monotonic()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.last = time.monotonic()
+        await self.app(scope, receive, send)
+
+
+async def _exit_when_idle(backend: Any, activity: _Activity, seconds: float, shutdown: Any) -> None:
+    """Exit once nothing has happened for `seconds`: no loop running, no
+    client following the stream (an open UI follows it) and no request.
+    An auto-started server does not stay in the background for good."""
+    while True:
+        await asyncio.sleep(min(seconds, IDLE_CHECK_SECONDS))
+        busy = backend.manager.running_ids() or backend.journal.followers
+        if busy:
+            activity.last = time.monotonic()
+        elif time.monotonic() - activity.last >= seconds:
+            log.info("exiting: idle for %g s (no loop, no client)", seconds)
+            shutdown()
+            return
 
 
 async def _settle_in(backend: Any) -> None:
@@ -296,6 +334,19 @@ def server_status(root: Path) -> dict[str, Any] | None:
     return answer
 
 
+def idle_seconds(raw: str | None = None) -> float:
+    """How long a server started in the background may stay idle (0: for
+    ever): `raw`, else $CONVTUI_SERVER_IDLE_SECONDS, else 30 minutes."""
+    text = raw if raw is not None else os.environ.get(IDLE_VARIABLE, str(IDLE_DEFAULT_SECONDS))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise InvalidInput(f"{IDLE_VARIABLE if raw is None else 'the idle time'} must be a number of seconds (0: never), not {text[:40]!r}")
+    return seconds
+
+
 def ensure_server(root: Path) -> Path:
     """The socket of the server of `root`, starting one in the background
     when none answers (detached from this terminal: it outlives it). Raises
@@ -304,6 +355,7 @@ def ensure_server(root: Path) -> Path:
     path = socket_path(data_dir)
     if _answers(path) is not None:
         return path
+    idle = idle_seconds()
     try:
         data_dir.root.mkdir(parents=True, exist_ok=True)
         log_file = open(data_dir.root / LOG_NAME, "ab")  # noqa: SIM115 (the child keeps it)
@@ -311,7 +363,7 @@ def ensure_server(root: Path) -> Path:
         raise ServerUnavailable(describe_os_error(error, "start a server in")) from None
     with log_file:
         child = subprocess.Popen(
-            [sys.executable, "-m", "convtui", "--data-dir", str(data_dir.root), "serve"],
+            [sys.executable, "-m", "convtui", "--data-dir", str(data_dir.root), "serve", "--exit-when-idle", str(idle)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

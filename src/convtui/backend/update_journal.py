@@ -59,6 +59,11 @@ class UpdateJournal:
         self._followers: set[_Follower] = set()
         self.unsubscribe = hub.subscribe(self.record)
 
+    @property
+    def followers(self) -> int:
+        """How many clients follow the stream now."""
+        return len(self._followers)
+
     def position(self, number: int | None = None) -> str:
         return f"{self.epoch}:{self._last if number is None else number}"
 
