@@ -6,13 +6,23 @@ the spot, skipping every `finally`."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Protocol
 
 TERMINATING_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+# After a terminating signal the app has this long to end cleanly; then the
+# clean-ups registered run and the process ends anyway. A closed terminal
+# must never leave convtui hung (seen once in a loaded test run: the demo
+# still running 20 s after its terminal closed).
+FORCED_EXIT_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class _Exitable(Protocol):
@@ -26,10 +36,21 @@ class Termination:
     """Set `app` once it exists. `exit_code` is 128 + the number of the first
     terminating signal received (the shell's convention), else None."""
 
-    def __init__(self) -> None:
+    def __init__(self, forced_exit_seconds: float = FORCED_EXIT_SECONDS) -> None:
         self.app: _Exitable | None = None
         self.signals: list[int] = []
+        self.cleanups: list[Callable[[], None]] = []  # what must run even when the exit is forced
         self._holding = False
+        self._forced_exit_seconds = forced_exit_seconds
+
+    def _force_exit(self) -> None:
+        """The app did not end in time: run the clean-ups, then end."""
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception:  # the others still run
+                log.exception("clean-up failed")
+        os._exit(self.exit_code or 1)
 
     @property
     def exit_code(self) -> int | None:
@@ -42,7 +63,12 @@ class Termination:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = not self.signals
         self.signals.append(signum)
-        if not first or self._holding:
+        if not first:
+            return
+        watchdog = threading.Timer(self._forced_exit_seconds, self._force_exit)
+        watchdog.daemon = True  # a process that ends in time does not wait for it
+        watchdog.start()
+        if self._holding:
             return
         try:
             loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside it
@@ -61,13 +87,15 @@ class Termination:
 
 
 @contextmanager
-def ends_cleanly_on_termination() -> Iterator[Termination]:
+def ends_cleanly_on_termination(forced_exit_seconds: float = FORCED_EXIT_SECONDS) -> Iterator[Termination]:
     """While the block runs, the first SIGHUP or SIGTERM asks the app to
     exit if its event loop runs, else raises SystemExit (e.g. while the demo
     is being seeded), so that `finally` blocks run either way. Later signals
     are recorded and otherwise ignored, so that a clean-up under way is not
-    cut short. The previous handlers are restored on the way out."""
-    termination = Termination()
+    cut short, unless the process has not ended FORCED_EXIT_SECONDS after
+    the first: then `termination.cleanups` run and it ends. The previous
+    handlers are restored on the way out."""
+    termination = Termination(forced_exit_seconds)
     previous = {number: signal.signal(number, termination._handle) for number in TERMINATING_SIGNALS}
     try:
         yield termination

@@ -61,6 +61,7 @@ def demo_app(mouse: bool = True) -> int:
         root: Path | None = None
         try:
             root = Path(tempfile.mkdtemp(prefix="convtui-demo-"))
+            termination.cleanups.append(lambda: shutil.rmtree(root, ignore_errors=True))
             replays = asyncio.run(seed(root))
 
             def start_replays(app: ConvtuiApp) -> None:
