@@ -18,8 +18,9 @@ from typing import Protocol
 TERMINATING_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 # After a terminating signal the app has this long to end cleanly; then the
 # clean-ups registered run and the process ends anyway. A closed terminal
-# must never leave convtui hung (seen once in a loaded test run: the demo
-# still running 20 s after its terminal closed).
+# must never leave convtui hung (seen twice in loaded test runs: the main
+# thread stuck in Textual's shutdown, WriterThread.stop waiting on a queue
+# whose writer thread waited on it too).
 FORCED_EXIT_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
