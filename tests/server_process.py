@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,21 @@ def spawn_server(data_dir: Path, *arguments: str) -> subprocess.Popen:
             stdout=output,
             stderr=output,
         )
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[Path]:
+    """`convtui serve` on `data_dir` while the block runs, then stopped."""
+    process = spawn_server(data_dir)
+    wait_until_serving(data_dir, process)
+    try:
+        yield data_dir
+    finally:
+        stop_server(data_dir)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def wait_until_serving(data_dir: Path, process: subprocess.Popen | None = None, timeout: float = 30.0) -> dict:

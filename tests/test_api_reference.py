@@ -10,7 +10,6 @@ fail apart from the write)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,23 +18,15 @@ import pytest
 from convtui.backend.client import RemoteBackend
 from convtui.backend.interface import LocalBackend
 from convtui.backend.models import NewConversationRequest
-from convtui.backend.server import stop_server
 from convtui.backend.updates import TitleChanged
 
-from .server_process import http, spawn_server, the_socket, wait_until_serving
+from .server_process import http, serving, the_socket
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("reference") / "data"
-    process = spawn_server(data_dir)
-    wait_until_serving(data_dir, process)
-    yield data_dir
-    stop_server(data_dir)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with serving(tmp_path_factory.mktemp("reference") / "data") as data_dir:
+        yield data_dir
 
 
 def create(data_dir: Path, message: str = "Fix the build", **fields: object) -> str:

@@ -5,7 +5,6 @@ its unix socket). What a user can do, and how it fails, is the same."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,12 +17,11 @@ from convtui.backend.client import RemoteBackend
 from convtui.backend.errors import InvalidInput, NotFound
 from convtui.backend.interface import Backend, LocalBackend
 from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
-from convtui.backend.server import stop_server
 from convtui.backend.updates import EventAdded, StatusChanged
 
 from .conftest import FIXTURES
 from .fake_llm import FakeLLMServer, Script, Text, ToolCall
-from .server_process import spawn_server, the_socket, wait_until_serving
+from .server_process import serving, the_socket
 
 API_KEY = "sk-contract-0123456789abcdef"
 TRAJECTORIES_DIR = FIXTURES / "openhands-trajectories"
@@ -32,15 +30,8 @@ TRAJECTORIES_DIR = FIXTURES / "openhands-trajectories"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One `convtui serve` for the module (each test makes its own conversations)."""
-    data_dir = tmp_path_factory.mktemp("served") / "data"
-    process = spawn_server(data_dir)
-    wait_until_serving(data_dir, process)
-    yield data_dir
-    stop_server(data_dir)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with serving(tmp_path_factory.mktemp("served") / "data") as data_dir:
+        yield data_dir
 
 
 @pytest.fixture(params=["local", "remote"])
