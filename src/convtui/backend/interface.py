@@ -244,7 +244,15 @@ class LocalBackend:
     def __init__(self, service: ConversationService, manager: ConversationManager | Any) -> None:
         self.service = service
         self.manager = manager
-        self.journal = UpdateJournal(manager.hub)
+        self._journal: UpdateJournal | None = None
+
+    @property
+    def journal(self) -> UpdateJournal:
+        """The numbered record behind `updates`, kept from its first use on
+        (a UI never asks for it: its updates come from `subscribe`)."""
+        if self._journal is None:
+            self._journal = UpdateJournal(self.manager.hub)
+        return self._journal
 
     @classmethod
     async def open(cls, root: Path, user_id: str | None = None, lean: bool = False) -> LocalBackend:
@@ -253,7 +261,8 @@ class LocalBackend:
 
     async def close(self) -> None:
         await self.manager.shutdown()
-        self.journal.unsubscribe()
+        if self._journal is not None:
+            self._journal.unsubscribe()
         self.service.close()
 
     async def resolve(self, id_or_prefix: str) -> str:
