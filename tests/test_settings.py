@@ -70,6 +70,8 @@ def test_masking() -> None:
     assert mask_secret("sk-abcdefghijklmnopqrstuvwxyz") == "sk-...wxyz"
     assert mask_secret("short") == "********"
     assert mask_secret(None) == ""
+    for shown in ("sk-...wxyz", "********"):  # masked already (as a server sends it): shown as it came
+        assert mask_secret(shown) == shown
     settings = Settings(llm_api_key="sk-abcdefghijklmnopqrstuvwxyz")
     assert display_value("llm_api_key", settings) == "sk-...wxyz"
 

@@ -482,46 +482,22 @@ async def cmd_import(backend: Backend, arguments: argparse.Namespace) -> int:
 
 async def cmd_config(backend: Backend, arguments: argparse.Namespace) -> int:
     action = arguments.config_command
-    key_masked = _sends_the_key_masked(backend)
     if action == "set":
         settings = await backend.update_settings({arguments.key: parse_setting(arguments.key, arguments.value)})
-        print(f"{arguments.key} = {_shown_value(arguments.key, settings, key_masked)}")
+        print(f"{arguments.key} = {display_value(arguments.key, settings)}")
         return EXIT_OK
     settings = await backend.load_settings()
     if action == "get":
-        print(_shown_value(arguments.key, settings, key_masked))
+        print(display_value(arguments.key, settings))
         return EXIT_OK
     overridden = await backend.settings_overrides()
     if arguments.json:
-        _print_json({"settings": _shown_settings(settings, key_masked), "environment_overrides": overridden})
+        _print_json({"settings": masked(settings), "environment_overrides": overridden})
         return EXIT_OK
     for name in SETTING_NAMES:
         source = f"   (from ${overridden[name]})" if name in overridden else ""
-        print(f"{name} = {_shown_value(name, settings, key_masked)}{source}")
+        print(f"{name} = {display_value(name, settings)}{source}")
     return EXIT_OK
-
-
-def _sends_the_key_masked(backend: Backend) -> bool:
-    """Whether `backend`'s settings carry the API key masked already: only
-    the in-process backend has the key itself (a server never sends it), so
-    any other's is shown as sent, not masked twice."""
-    from .backend.interface import LocalBackend
-
-    return not isinstance(backend, LocalBackend)
-
-
-def _shown_value(name: str, settings: Settings, key_masked: bool) -> str:
-    """A setting as `config` prints it, the API key masked."""
-    if name == "llm_api_key" and key_masked:
-        return settings.api_key() or ""
-    return display_value(name, settings)
-
-
-def _shown_settings(settings: Settings, key_masked: bool) -> dict[str, Any]:
-    """The settings as JSON, the API key masked."""
-    if key_masked:
-        return {**settings.model_dump(mode="json"), "llm_api_key": settings.api_key()}
-    return masked(settings)
 
 
 def cmd_doctor(arguments: argparse.Namespace) -> int:

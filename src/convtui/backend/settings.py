@@ -174,10 +174,16 @@ def describe_settings_error(error: ValidationError) -> str:
     return f"{where}: {plain_words(detail)}" if where else plain_words(detail)
 
 
+_MASKED = re.compile(r"\*{8}|.{3}\.\.\..{4}", re.DOTALL)
+
+
 def mask_secret(secret: str | None) -> str:
-    """'sk-...wxyz' style: enough to tell two keys apart, never the key."""
+    """'sk-...wxyz' style: enough to tell two keys apart, never the key. A
+    value masked already (a server's settings arrive so) stays as it is."""
     if not secret:
         return ""
+    if _MASKED.fullmatch(secret):
+        return secret
     if len(secret) < 12:
         return "*" * 8
     return f"{secret[:3]}...{secret[-4:]}"
