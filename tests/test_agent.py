@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from convtui.backend.agent import METRICS_WRITE_SECONDS
+from convtui.backend import agent
 from convtui.backend.errors import InvalidInput, MissingSettings
 from convtui.backend.events import event_kind
 from convtui.backend.manager import ConversationManager, LoopLimitReached
@@ -673,11 +673,13 @@ async def test_a_message_sent_while_the_model_answers_is_answered_too(
     await manager.stop(conversation_id)
 
 
-async def test_metrics_reach_the_stream_at_once_and_the_store_within_seconds(
-    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+async def test_metrics_reach_the_stream_and_answers_at_once_and_the_store_within_seconds(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fast model calls are written together (one store write, not one per
-    call); a command that runs long after them does not keep them unwritten."""
+    call); a command that runs long after them does not keep them unwritten.
+    Meanwhile the process running the loop answers with the newest."""
+    monkeypatch.setattr(agent, "METRICS_WRITE_SECONDS", 2.0)
     llm.responder = Script(
         ToolCall("execute_bash", {"command": "true"}),
         ToolCall("execute_bash", {"command": "sleep 6"}),
@@ -688,9 +690,11 @@ async def test_metrics_reach_the_stream_at_once_and_the_store_within_seconds(
     await manager.start(conversation_id, confirm=False)
     await until(lambda: len(recorder.of(MetricsChanged)) >= 2 and manager.is_running(conversation_id))
     live = recorder.of(MetricsChanged)[-1]
+    assert (await configured.get(conversation_id)).prompt_tokens == live.prompt_tokens
+    assert configured.row(conversation_id).total_tokens == live.total_tokens
     stored = 0
-    for _ in range(int(METRICS_WRITE_SECONDS / 0.05) + 40):
-        stored = (await configured.get(conversation_id)).prompt_tokens
+    for _ in range(int(2.0 / 0.05) + 40):
+        stored = configured.store.peek(conversation_id)["prompt_tokens"]
         if stored >= live.prompt_tokens:
             break
         await asyncio.sleep(0.05)

@@ -18,6 +18,8 @@ from convtui.backend.models import AgentState
 from convtui.backend.server import server_status
 from convtui.backend.server_loops import ServerLoops
 from convtui.backend.settings import SettingsStore
+from convtui.backend.store import ConversationStore
+from convtui.backend.updates import MetricsChanged
 from convtui.screens.confirm import ConfirmScreen
 from convtui.screens.main import MainScreen
 
@@ -59,6 +61,14 @@ async def started_in_the_ui(pilot, app, conversation_id: str) -> None:  # noqa: 
     await up_with(pilot, app, conversation_id)
     await pilot.press("s")
     await settle(pilot, lambda: app.backend.manager.is_running(conversation_id), timeout=20)
+
+
+def stored_total_tokens(data_dir: Path, conversation_id: str) -> int:
+    store = ConversationStore(data_dir / "store")
+    try:
+        return store.get(conversation_id)["total_tokens"]
+    finally:
+        store.close()
 
 
 def new_conversation(data_dir: Path, message: str) -> str:
@@ -124,6 +134,33 @@ async def test_a_killed_server_shows_its_loop_stopped_and_the_next_action_brings
         await pilot.press("y")
         workspace = data_dir / "conversations" / conversation_id / "workspace"
         await settle(pilot, lambda: (workspace / "resumed.txt").exists(), timeout=20)
+
+
+async def test_a_rows_cost_and_tokens_follow_each_model_call_before_the_store_has_them(
+    data_dir: Path, llm: FakeLLMServer, served: subprocess.Popen
+) -> None:
+    """The server writes metrics to the store at most every 10 s; the UI's
+    row shows the newest from the stream (the title and a second step within
+    10 s of the first, then a long command: the store is behind)."""
+    SettingsStore(data_dir / "settings.json").update({"confirmation_mode": False})
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": "true"}, usage=(100, 10)),
+        ToolCall("execute_bash", {"command": "sleep 30"}, usage=(200, 20)),
+    )
+    conversation_id = new_conversation(data_dir, "count the tokens")
+    app = still_app(data_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await up_with(pilot, app, conversation_id)
+        seen: list[MetricsChanged] = []
+        app.backend.subscribe(lambda update: seen.append(update) if isinstance(update, MetricsChanged) else None)
+        await started_in_the_ui(pilot, app, conversation_id)
+        await settle(pilot, lambda: len(seen) == 3, timeout=20)  # two steps and the title
+        row = app.backend.row(conversation_id)
+        assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (310, 35, 345)
+        assert stored_total_tokens(data_dir, conversation_id) < 345  # not written yet
+        await pilot.press("x")
+        await settle(pilot, lambda: not app.backend.is_running(conversation_id), timeout=20)
+    assert stored_total_tokens(data_dir, conversation_id) == 345  # written at the stop
 
 
 async def test_quitting_leaves_loops_running_and_says_so(

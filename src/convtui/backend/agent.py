@@ -62,7 +62,9 @@ POLL_SECONDS = 0.25
 # Cost and tokens go on the live stream after every model call, and to the
 # store at most this often (a state change, and the end, write them at once):
 # fast iterations of many loops would otherwise rewrite a store shard each.
-METRICS_WRITE_SECONDS = 2.0
+# Rows and answers of the process running the loop (the server) show the
+# newest at once: they join the loop's LiveState.metrics.
+METRICS_WRITE_SECONDS = 10.0
 
 
 class LoopEnded(Exception):
@@ -131,6 +133,7 @@ class AgentLoop:
         self._default_title = False
         self._metadata_write: asyncio.Future[None] | None = None
         self._unsaved_metrics: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = {}  # after the last model call; the store gets them within METRICS_WRITE_SECONDS
         self._metrics_written_at = float("-inf")  # loop.time()
         self._metrics_timer: asyncio.TimerHandle | None = None
         self._metrics_flush: asyncio.Future[None] | None = None
@@ -482,14 +485,14 @@ class AgentLoop:
         elif self._cost is not None:
             self._cost += response.cost
         total = prompt_tokens + completion_tokens
-        self.hub.publish(MetricsChanged(self.conversation_id, self._cost, prompt_tokens, completion_tokens, total))
-        self._unsaved_metrics = {
+        self.metrics = self._unsaved_metrics = {
             "accumulated_cost": self._cost,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": total,
             "llm_model": self.llm_config.model if self.llm_config else None,
         }
+        self.hub.publish(MetricsChanged(self.conversation_id, self._cost, prompt_tokens, completion_tokens, total))
         loop = asyncio.get_running_loop()
         wait = self._metrics_written_at + METRICS_WRITE_SECONDS - loop.time()
         if wait <= 0:

@@ -101,6 +101,7 @@ class ConversationManager:
             agent_state=running.loop.agent_state,
             num_connections=1,
             status_message=running.loop.status_message,
+            metrics=running.loop.metrics,
         )
 
     def is_running(self, conversation_id: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +24,12 @@ from .manager import StopResult
 from .models import AgentState, ConversationInfo, ConversationStatus
 from .service import ConversationService, LiveState
 from .update_journal import StreamReset
-from .updates import LoopUpdate, StatusChanged, Subscriber, UpdateHub
+from .updates import LoopUpdate, MetricsChanged, StatusChanged, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
 
 _ENDED = (ConversationStatus.STOPPED, ConversationStatus.ERROR)
+_METRICS = {"accumulated_cost", "prompt_tokens", "completion_tokens", "total_tokens"}  # what MetricsChanged carries
 
 
 class ServerLoops:
@@ -87,8 +89,9 @@ class ServerLoops:
             except ConvtuiError:
                 continue
             live[conversation_id] = LiveState(
-                info.status, info.runtime_status, info.agent_state, info.num_connections, info.status_message
-            )
+                info.status, info.runtime_status, info.agent_state, info.num_connections, info.status_message,
+                info.model_dump(include=_METRICS),
+            )  # fmt: skip
             if action is not None:
                 pending[conversation_id] = action
         self._live, self._pending = live, pending
@@ -124,15 +127,19 @@ class ServerLoops:
             self.hub.publish(StatusChanged(conversation_id, state.status, state.runtime_status, state.agent_state))
 
     async def _take(self, update: LoopUpdate) -> None:
+        conversation_id = update.conversation_id
+        known = self._live.get(conversation_id)
+        if isinstance(update, MetricsChanged) and known is not None:
+            metrics = {name: getattr(update, name) for name in _METRICS}
+            self._live[conversation_id] = dataclasses.replace(known, metrics={**(known.metrics or {}), **metrics})
         if not isinstance(update, StatusChanged):
             return
-        conversation_id = update.conversation_id
         if update.status in _ENDED:
             self._live.pop(conversation_id, None)
             self._pending.pop(conversation_id, None)
             return
         self._live[conversation_id] = LiveState(
-            update.status, update.runtime_status, update.agent_state, 1, update.message
+            update.status, update.runtime_status, update.agent_state, 1, update.message, known.metrics if known else None
         )
         if update.agent_state is AgentState.AWAITING_USER_CONFIRMATION:
             action = await self._remote.pending_action(conversation_id) if self._remote else None

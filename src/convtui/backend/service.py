@@ -83,6 +83,9 @@ class LiveState:
     agent_state: AgentState | None = None
     num_connections: int = 0
     status_message: str | None = None
+    # cost and tokens after the loop's last model call (written to the store
+    # at most every few seconds): rows and answers show these at once
+    metrics: dict[str, Any] | None = None
 
 
 class LiveLoops(Protocol):
@@ -257,6 +260,8 @@ class ConversationService:
                 num_connections=state.num_connections,
                 status_message=state.status_message,
             )
+            if state.metrics:
+                info.update(state.metrics)
         else:
             if document.get("status") in ("STARTING", "RUNNING") and _runner_is_gone(self.data_dir, document):
                 info.update(status="STOPPED", runtime_status=RuntimeStatus.STOPPED, agent_state=AgentState.STOPPED)
