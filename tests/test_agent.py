@@ -20,6 +20,7 @@ from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
 from convtui.backend.remember import NoPromptFound, remember_prompt
 from convtui.backend.llm import LLMConfig
 from convtui.backend.service import ConversationService
+from convtui.backend.store import display_state
 from convtui.backend.updates import EventAdded, LoopUpdate, MetricsChanged, StatusChanged, TextStreamed, TitleChanged
 
 from .conftest import TRAJECTORIES
@@ -244,6 +245,7 @@ async def test_llm_errors_end_in_a_labelled_state(
     assert (info.status, info.runtime_status, info.agent_state) == (ConversationStatus.ERROR, runtime_status, agent_state)
     assert info.status_message and "Traceback" not in info.status_message
     assert API_KEY not in info.status_message
+    assert info.attention == "error"  # in the inbox until started again or dismissed
     last = (await configured.search_events(conversation_id))[-1]
     assert last["observation"] == "agent_state_changed" and last["content"] == info.status_message
 
@@ -379,6 +381,7 @@ async def test_iteration_and_budget_limits_stop_the_loop(
     await run_to_idle(manager, conversation_id)
     info = await configured.get(conversation_id)
     assert info.status is ConversationStatus.STOPPED and "max_iterations" in (info.status_message or "")
+    assert info.attention == "limit" and display_state(configured.store.peek(conversation_id)) == "WAITING"
 
     await configured.set_setting("max_iterations", "50")
     await configured.set_setting("max_budget_per_conversation", "0.5")
@@ -387,6 +390,29 @@ async def test_iteration_and_budget_limits_stop_the_loop(
     await run_to_idle(manager, conversation_id)
     info = await configured.get(conversation_id)
     assert info.status is ConversationStatus.STOPPED and "budget" in (info.status_message or "")
+    assert info.attention == "limit"
+    before = info.last_updated_at
+    info = await configured.dismiss(conversation_id)
+    assert info.attention is None and info.last_updated_at == before  # out of the inbox, in its place in the list
+    assert display_state(configured.store.peek(conversation_id)) == "STOPPED"
+
+
+async def test_a_restarted_loop_is_out_of_the_inbox_and_a_user_stop_never_puts_it_there(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    await configured.set_setting("max_iterations", "1")
+    llm.responder = Script(ToolCall("think", {"thought": "one"}), Hang())
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id)
+    assert (await configured.get(conversation_id)).attention == "limit"
+    await configured.set_setting("max_iterations", "5")
+    await manager.send_message(conversation_id, "go on")
+    await manager.start(conversation_id)
+    await until(lambda: manager.is_running(conversation_id) and configured.store.peek(conversation_id)["status"] == "RUNNING")
+    assert configured.store.peek(conversation_id)["attention"] is None
+    await manager.stop(conversation_id)
+    info = await configured.get(conversation_id)
+    assert info.status is ConversationStatus.STOPPED and info.attention is None
 
 
 async def test_start_needs_a_model_and_respects_the_loop_limit(

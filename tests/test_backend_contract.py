@@ -306,3 +306,70 @@ async def test_the_api_key_never_comes_back_over_the_server(backend: Backend) ->
         assert settings.api_key() != API_KEY and API_KEY[-4:] in (settings.api_key() or "")
     else:
         assert settings.api_key() == API_KEY
+
+
+# -- the inbox -------------------------------------------------------------------------
+
+
+async def test_the_inbox_holds_what_waits_for_a_person_oldest_first(backend: Backend, llm: FakeLLMServer) -> None:
+    """A question, a loop ended at its step limit and an action to approve,
+    in the order they began to wait; a rejection's reason reaches the agent;
+    dismissing takes the ended one out, and only it."""
+    default_steps = (await backend.load_settings()).max_iterations
+    await backend.update_settings({"max_iterations": 1})
+    try:
+        llm.responder = Script(Text("Which file should I change?"))
+        question = await new(backend, "Change a file")
+        await backend.start(question)
+
+        async def asks() -> bool:
+            return (await backend.get(question)).agent_state is AgentState.AWAITING_USER_INPUT
+
+        await until(asks)
+        llm.responder = Script(ToolCall("execute_bash", {"command": "true"}), title="Limit")
+        limited = await new(backend, "Take many steps")
+        await backend.set_always_approve(limited, True)
+        await backend.start(limited)
+
+        async def ended_at_the_limit() -> bool:
+            return (await backend.get(limited)).attention == "limit"
+
+        await until(ended_at_the_limit)
+        llm.responder = Script(ToolCall("execute_bash", {"command": "rm -rf build"}))
+        approval = await new(backend, "Clean up")
+        await backend.start(approval)
+        await until(lambda: backend.pending_action(approval))
+
+        mine = {question, limited, approval}
+        items = [item for item in await backend.inbox() if item.conversation_id in mine]
+        assert [(item.conversation_id, item.kind.value) for item in items] == [
+            (question, "reply"), (limited, "limit"), (approval, "approve"),
+        ]  # fmt: skip
+        assert items[0].message == "Which file should I change?"
+        assert "max_iterations" in items[1].message
+        assert items[2].action["args"]["command"] == "rm -rf build"
+        assert items[0].since <= items[1].since <= items[2].since
+        waiting = await backend.search(status="waiting", limit=100)
+        assert mine <= {info.conversation_id for info in waiting.results}  # the filter holds the same
+
+        with pytest.raises(InvalidInput, match="at most 2,000"):
+            await backend.reject(approval, reason="x" * 2_001)
+        assert await backend.pending_action(approval) is not None  # a refused reason decides nothing
+        await backend.reject(approval, reason="  keep the build directory  ")
+
+        async def rejected() -> list[dict]:
+            events = await backend.search_events(approval)
+            return [e for e in events if e.get("observation") == "user_rejected"]
+
+        [rejection] = await until(rejected)
+        assert rejection["content"] == "The user rejected this action. Their reason: keep the build directory"
+
+        assert (await backend.dismiss(limited)).attention is None
+        left = {item.conversation_id for item in await backend.inbox()}
+        assert limited not in left and question in left
+        with pytest.raises(NotFound):
+            await backend.dismiss("0" * 32)
+    finally:
+        await backend.update_settings({"max_iterations": default_steps})
+        for conversation_id in (question, approval):
+            await backend.stop(conversation_id)

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--query", "-q", metavar="Q", help="words to find in title, repository, branch or id prefix")
     listing.add_argument("--limit", type=int, default=20, metavar="N", help="page size, 1-100 (default 20)")
     listing.add_argument("--page", metavar="TOKEN", help="the next_page_id a previous page gave")
+
+    inbox = commands.add_parser("inbox", help="every conversation waiting for you, oldest wait first, and what it waits on")
+    inbox.add_argument("--json", action="store_true", help="print JSON: kind, since, action, message and the conversation")
+    dismiss = commands.add_parser("dismiss", help="take conversations whose loop ended (an error, a limit) out of the inbox")
+    dismiss.add_argument("ids", nargs="+", metavar="id", help="conversation ids or unique prefixes")
 
     show = commands.add_parser("show", help="show one conversation")
     show.add_argument("id", help="conversation id or a unique prefix")
@@ -285,6 +291,36 @@ async def cmd_list(backend: Backend, arguments: argparse.Namespace) -> int:
     _print_table(result.results)
     if result.next_page_id:
         print(f"more: convtui list --page {result.next_page_id}")
+    return EXIT_OK
+
+
+async def cmd_inbox(backend: Backend, arguments: argparse.Namespace) -> int:
+    from .backend.inbox import KIND_WORDS, InboxKind
+    from .formatting import format_duration
+
+    items = await backend.inbox()
+    if arguments.json:
+        _print_json([item.model_dump(mode="json") for item in items])
+        return EXIT_OK
+    if not items:
+        print("nothing waits for you")
+        return EXIT_OK
+    now = datetime.now(timezone.utc)
+    for item in items:
+        waited = format_duration((now - item.since).total_seconds())
+        print(f"{item.conversation_id[:8]}  {item.kind.value:<8}  {waited:>7}  {one_line(item.conversation.title, 60)}")
+        if item.kind is InboxKind.APPROVE:
+            what = describe_event(item.action) if item.action else "an action (its loop runs in another process)"
+        else:
+            what = item.message or KIND_WORDS[item.kind]
+        print(f"{'':10}{one_line(what, 110)}")
+    return EXIT_OK
+
+
+async def cmd_dismiss(backend: Backend, arguments: argparse.Namespace) -> int:
+    for conversation_id in arguments.ids:
+        info = await backend.dismiss(conversation_id)
+        print(f"dismissed {info.conversation_id[:8]}: {one_line(info.title, 60)}")
     return EXIT_OK
 
 
@@ -692,6 +728,8 @@ async def cmd_remember(backend: Backend, arguments: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Backend, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "show": cmd_show,
+    "inbox": cmd_inbox,
+    "dismiss": cmd_dismiss,
     "new": cmd_new,
     "rename": cmd_rename,
     "delete": cmd_delete,

@@ -22,6 +22,20 @@ def relative_time(moment: datetime, now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
+def format_duration(seconds: float) -> str:
+    """How long, to the two largest units: '40s', '5m', '2h 5m', '3d 4h'
+    (a negative span, a clock that went back, reads '0s')."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours == 0:
+        return f"{minutes}m"
+    if days == 0:
+        return f"{hours}h {minutes % 60}m" if minutes % 60 else f"{hours}h"
+    return f"{days}d {hours % 24}h" if hours % 24 else f"{days}d"
+
+
 def format_cost(cost: float | None) -> str:
     if cost is None:
         return "n/a"  # the model's price is unknown

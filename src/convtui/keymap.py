@@ -23,8 +23,10 @@ def remappable_bindings() -> dict[str, Binding]:
     from .screens.confirm import ConfirmScreen
     from .screens.confirm_delete import ConfirmDeleteScreen
     from .screens.help import HelpScreen
+    from .screens.inbox import InboxScreen
     from .screens.main import MainScreen
     from .screens.new_conversation import NewConversationScreen
+    from .screens.reject_reason import RejectReasonScreen
     from .screens.remember import RememberPromptScreen
     from .screens.rename import RenameScreen
     from .screens.settings import SettingsScreen
@@ -42,6 +44,8 @@ def remappable_bindings() -> dict[str, Binding]:
         SettingsScreen,
         HelpScreen,
         RememberPromptScreen,
+        InboxScreen,
+        RejectReasonScreen,
     )
     return {
         binding.id: binding

@@ -81,7 +81,7 @@ async def open_main_screen(pilot: Pilot, data_dir: Path, ids: list[str]) -> Conv
     await settle(pilot, lambda: any(isinstance(screen, MainScreen) for screen in app.screen_stack))
     screen = main_screen(app)
     listed = screen.query_one(ConversationList)
-    await settle(pilot, lambda: len(listed.ids) == len(SAMPLES) - 1 and screen.selected_id is not None)
+    await settle(pilot, lambda: len(listed.ids) == len(ids) - 1 and screen.selected_id is not None)  # one is archived
     states = {conversation_id: ROW_STATES[index % len(ROW_STATES)] for index, conversation_id in enumerate(ids)}
     row = listed.row_source
     listed.row_source = lambda conversation_id: (
@@ -134,7 +134,7 @@ async def every_state(pilot: Pilot, data_dir: Path, ids: list[str], systems: dic
             where = f"cursor on row {row}, {focused.id} focused"
             problems += problems_now(app, where, systems)
             problems += cursor_unseen(app, listed, where, systems)
-    for key in ("n", "r", "d", "f2", "question_mark", "ctrl+p"):
+    for key in ("n", "r", "d", "f2", "question_mark", "ctrl+p", "i"):
         listed.focus()
         await pilot.pause()
         await pilot.press(key)
@@ -156,7 +156,8 @@ def unique(problems: list[str]) -> list[str]:
 
 
 def seed(data_dir: Path) -> list[str]:
-    ids = seed_store(data_dir)
+    # The conversation that failed waits in the inbox (`i` shows it).
+    ids = seed_store(data_dir, [{**sample, "attention": "error"} if sample.get("status") == "ERROR" else sample for sample in SAMPLES])
     StoredEventLog(data_dir / "conversations" / ids[0]).append(EVENTS)
     return ids
 

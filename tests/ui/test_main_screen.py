@@ -524,3 +524,22 @@ async def test_the_log_shows_the_last_selected_conversation_however_selections_i
             )
             screen._select(first)
             await settle(pilot, lambda: screen.query_one(EventLog).events == [])
+
+
+@pytest.mark.parametrize("rows", [0, 3], ids=["empty", "listed"])
+async def test_a_key_after_a_dialog_closes_acts_and_never_lands_in_the_filter(data_dir: Path, rows: int) -> None:
+    """Back from a dialog, nothing was focused: Textual focused the first
+    focusable widget, the filter box, which took the next key (`n`) as text."""
+    if rows:
+        seed_store(data_dir, count=rows)
+    app = still_app(data_dir)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        for dialog in ("f2", "question_mark"):
+            await pilot.press(dialog)
+            await settle(pilot, lambda: not isinstance(app.screen, MainScreen))
+            await pilot.press("escape")
+            await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+            assert app.screen.query_one(FilterBox).value == "" and not app.screen.query_one(FilterBox).has_focus
+        await pilot.press("n")
+        await settle(pilot, lambda: type(app.screen).__name__ == "NewConversationScreen")

@@ -22,6 +22,7 @@ from .durable_files import atomic_write
 from .errors import ConvtuiError
 from .events import EventDict, event_kind
 from .history import build_messages, system_prompt
+from .inbox import ATTENTION_ERROR, ATTENTION_LIMIT
 from .llm import (
     STARTING_MODEL_WORKER,
     LLMConfig,
@@ -68,13 +69,24 @@ METRICS_WRITE_SECONDS = 10.0
 
 
 class LoopEnded(Exception):
-    """The loop stops on purpose (a limit); the reason is recorded."""
+    """The loop stops on purpose (a limit); the reason is recorded, and
+    `attention` ("limit", "error") puts the conversation in the inbox."""
+
+    def __init__(self, reason: str, attention: str = ATTENTION_LIMIT) -> None:
+        super().__init__(reason)
+        self.attention = attention
 
 
 @dataclass
 class Decision:
     approved: bool
     always: bool = False
+    reason: str | None = None  # why it was rejected, for the agent
+
+
+def _rejection(reason: str | None) -> str:
+    """What the agent reads when the user rejects its action."""
+    return f"The user rejected this action. Their reason: {reason}" if reason else "The user rejected this action."
 
 
 def _printable(text: str) -> str:
@@ -166,7 +178,11 @@ class AgentLoop:
         runtime_status: RuntimeStatus | None = None,
         agent_state: AgentState | None = None,
         message: str | None = None,
+        attention: str | None = None,
     ) -> None:
+        """A state change: on the stream, and stored with the metrics not
+        stored yet. `attention` is stored with every change: only the end of
+        a loop sets it, and any later change (a restart) clears it."""
         self.status = status or self.status
         self.runtime_status = runtime_status or self.runtime_status
         self.agent_state = agent_state or self.agent_state
@@ -183,6 +199,7 @@ class AgentLoop:
             status_message=message,
             runner_pid=os.getpid(),
             runner_host=socket.gethostname(),
+            attention=attention,
         )
 
     def _take_unsaved_metrics(self) -> dict[str, Any]:
@@ -256,24 +273,38 @@ class AgentLoop:
             await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, "stopped")
             raise
         except LoopEnded as ended:
-            await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, str(ended))
+            await self._record_end(
+                ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, str(ended), ended.attention
+            )
         except LLMFailure as failure:
-            await self._record_end(ConversationStatus.ERROR, failure.runtime_status, failure.agent_state, str(failure))
+            await self._record_end(
+                ConversationStatus.ERROR, failure.runtime_status, failure.agent_state, str(failure), ATTENTION_ERROR
+            )
         except ConvtuiError as error:
-            await self._record_end(ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, str(error))
+            await self._record_end(
+                ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, str(error), ATTENTION_ERROR
+            )
         except Exception as error:  # a bug must not take other loops down
             log.exception("loop %s failed", self.conversation_id)
             message = f"internal error: {type(error).__name__}: {error}"
-            await self._record_end(ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, message)
+            await self._record_end(
+                ConversationStatus.ERROR, RuntimeStatus.ERROR, AgentState.ERROR, message, ATTENTION_ERROR
+            )
         finally:
             if self._title_task is not None and not self._title_task.done():
                 self._title_task.cancel()
 
     async def _record_end(
-        self, status: ConversationStatus, runtime_status: RuntimeStatus, agent_state: AgentState, reason: str
+        self,
+        status: ConversationStatus,
+        runtime_status: RuntimeStatus,
+        agent_state: AgentState,
+        reason: str,
+        attention: str | None = None,
     ) -> None:
-        """Record why the loop ended, as an event and in the metadata. Runs
-        even while the task is being cancelled."""
+        """Record why the loop ended, as an event and in the metadata (with
+        `attention`: why a person must decide what next). Runs even while
+        the task is being cancelled."""
         try:
             await self._append(
                 {
@@ -283,7 +314,7 @@ class AgentLoop:
                     "extras": {"agent_state": agent_state.value, "reason": reason},
                 }
             )
-            await self._set(status, runtime_status, agent_state, reason)
+            await self._set(status, runtime_status, agent_state, reason, attention=attention)
         except Exception:
             log.exception("could not record the end of loop %s", self.conversation_id)
 
@@ -378,7 +409,8 @@ class AgentLoop:
             if self._needs_answer(events):
                 if self.llm_config is None:
                     raise LoopEnded(
-                        "no model is configured: set llm_model (convtui config set llm_model ...) to go on"
+                        "no model is configured: set llm_model (convtui config set llm_model ...) to go on",
+                        attention=ATTENTION_ERROR,
                     )
                 await self._set(agent_state=AgentState.RUNNING)
                 await self._answer(metadata)
@@ -521,21 +553,21 @@ class AgentLoop:
             if stored["action"] == "finish":
                 finished = True
                 continue
-            if stored["action"] in CONFIRMED_ACTIONS and not await self._confirmed(stored):
-                await self._append(
-                    observation("user_rejected", "The user rejected this action.", stored["id"])
-                )
-                continue
+            if stored["action"] in CONFIRMED_ACTIONS:
+                decision = await self._confirmed(stored)
+                if not decision.approved:
+                    await self._append(observation("user_rejected", _rejection(decision.reason), stored["id"]))
+                    continue
             await self._append(await execute(self.workspace, stored, self.settings.command_timeout))
         return finished
 
-    async def _confirmed(self, action: EventDict) -> bool:
+    async def _confirmed(self, action: EventDict) -> Decision:
         if not self.confirmation_mode:
-            return True
+            return Decision(approved=True)
         # Read each time: "always approve" may have been turned on or off
         # meanwhile, by this process or another.
         if (await self.service.metadata(self.conversation_id)).always_approve:
-            return True
+            return Decision(approved=True)
         self.pending_action = action
         self._decision = asyncio.get_running_loop().create_future()
         await self._set(agent_state=AgentState.AWAITING_USER_CONFIRMATION, message=action.get("message"))
@@ -547,7 +579,7 @@ class AgentLoop:
         if decision.always:
             await self._write_metadata(always_approve=True)  # before the state change that shows it
         await self._set(agent_state=AgentState.RUNNING if decision.approved else AgentState.REJECTED)
-        return decision.approved
+        return decision
 
     # -- title ---------------------------------------------------------------------
 

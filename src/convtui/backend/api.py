@@ -39,6 +39,7 @@ from .errors import (
     first_validation_error,
 )
 from .events import EventFilter
+from .inbox import InboxItem
 from .interface import LocalBackend
 from .manager import LoopLimitReached, RunningElsewhere
 from .models import (
@@ -77,10 +78,12 @@ class Message(_Strict):
 
 
 class Decision(_Strict):
-    """approve (`always`: every later action of this conversation too) or reject."""
+    """approve (`always`: every later action of this conversation too) or
+    reject (`reason`: what the agent reads with the rejection)."""
 
     approve: bool
     always: bool = False
+    reason: str | None = None
 
 
 class AlwaysApprove(_Strict):
@@ -379,8 +382,18 @@ def create_app(
         if decision.approve:
             await backend.approve(conversation_id, always=decision.always)
         else:
-            await backend.reject(conversation_id)
+            await backend.reject(conversation_id, reason=decision.reason)
         return True
+
+    @app.get("/api/inbox")
+    async def inbox() -> list[InboxItem]:
+        """Every conversation waiting for a person, oldest wait first."""
+        return await backend.inbox()
+
+    @app.post("/api/conversations/{conversation_id}/dismiss")
+    async def dismiss(conversation_id: ConversationId) -> ConversationInfo:
+        """Take a conversation whose loop ended out of the inbox."""
+        return await backend.dismiss(conversation_id)
 
     @app.put("/api/conversations/{conversation_id}/always-approve")
     async def always_approve(conversation_id: ConversationId, data: AlwaysApprove) -> ConversationInfo:

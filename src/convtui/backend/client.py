@@ -17,6 +17,7 @@ import orjson
 
 from .errors import ConvtuiError, InvalidInput, MissingSettings, NotFound, PermissionDenied
 from .events import EventDict, EventFilter
+from .inbox import InboxItem
 from .update_journal import StreamReset
 from .models import (
     ConversationInfo,
@@ -244,9 +245,16 @@ class RemoteBackend:
         full_id = await self.resolve(conversation_id)
         await self._call("POST", f"/api/conversations/{full_id}/decision", json={"approve": True, "always": always})
 
-    async def reject(self, conversation_id: str) -> None:
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
         full_id = await self.resolve(conversation_id)
-        await self._call("POST", f"/api/conversations/{full_id}/decision", json={"approve": False})
+        await self._call("POST", f"/api/conversations/{full_id}/decision", json={"approve": False, "reason": reason})
+
+    async def inbox(self) -> list[InboxItem]:
+        return [InboxItem.model_validate(item) for item in await self._call("GET", "/api/inbox")]
+
+    async def dismiss(self, conversation_id: str) -> ConversationInfo:
+        full_id = await self.resolve(conversation_id)
+        return ConversationInfo.model_validate(await self._call("POST", f"/api/conversations/{full_id}/dismiss"))
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         full_id = await self.resolve(conversation_id)

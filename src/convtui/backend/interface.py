@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from .durable_files import atomic_write
 from .errors import ConvtuiError
 from .events import EventDict, EventFilter
+from .inbox import InboxItem, InboxKind, inbox_item, inbox_kind, oldest_first
 from .manager import ConversationManager
 from .models import (
     ConversationInfo,
@@ -36,10 +37,13 @@ from .models import (
 )
 from .service import ConversationService
 from .settings import Settings
-from .store import ConversationFilter
+from .store import WAITING, ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset, UpdateJournal
 from .updates import LoopUpdate, Subscriber, TitleChanged
+
+
+INBOX_EVENTS_LOOKED_AT = 20  # the newest events searched for the agent's last words
 
 
 class Backend(Protocol):
@@ -104,7 +108,18 @@ class Backend(Protocol):
 
     async def approve(self, conversation_id: str, always: bool = False) -> None: ...
 
-    async def reject(self, conversation_id: str) -> None: ...
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        """Reject the action awaiting approval; the agent reads `reason` with it."""
+        ...
+
+    async def inbox(self) -> list[InboxItem]:
+        """Every conversation waiting for a person, oldest wait first, with
+        what it waits on (see inbox.py)."""
+        ...
+
+    async def dismiss(self, conversation_id: str) -> ConversationInfo:
+        """Take a conversation whose loop ended out of the inbox. Raises NotFound."""
+        ...
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo: ...
 
@@ -202,6 +217,11 @@ class UIBackend(Backend, Protocol):
     def running_ids(self) -> list[str]: ...
 
     def pending_action_now(self, conversation_id: str) -> EventDict | None: ...
+
+    def waiting_count_now(self) -> int | None:
+        """How many conversations the inbox holds, from memory (None: that
+        cannot be quick now; ask again later)."""
+        ...
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` on this event loop with every loop update; returns the unsubscribe."""
@@ -359,8 +379,26 @@ class LocalBackend:
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         await self.manager.approve(conversation_id, always=always)
 
-    async def reject(self, conversation_id: str) -> None:
-        await self.manager.reject(conversation_id)
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        await self.manager.reject(conversation_id, reason=reason)
+
+    async def inbox(self) -> list[InboxItem]:
+        ids = await self.service.list_ids(ConversationFilter(status=WAITING), "updated", False)
+        items = []
+        for conversation_id in ids:
+            info = self.service.row(conversation_id)
+            kind = inbox_kind(info) if info is not None else None
+            if kind is None:
+                continue
+            action = self.manager.pending_action(conversation_id) if kind is InboxKind.APPROVE else None
+            recent = []
+            if kind is not InboxKind.APPROVE:
+                recent = await self.search_events(conversation_id, reverse=True, limit=INBOX_EVENTS_LOOKED_AT)
+            items.append(inbox_item(info, kind, action, recent))
+        return oldest_first(items)
+
+    async def dismiss(self, conversation_id: str) -> ConversationInfo:
+        return await self.service.dismiss(conversation_id)
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         return await self.manager.set_always_approve(conversation_id, on)
@@ -450,6 +488,10 @@ class LocalBackend:
 
     def pending_action_now(self, conversation_id: str) -> EventDict | None:
         return self.manager.pending_action(conversation_id)
+
+    def waiting_count_now(self) -> int | None:
+        ids = self.service.list_ids_now(ConversationFilter(status=WAITING), "updated", False)
+        return None if ids is None else len(ids)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         return self.manager.subscribe(subscriber)

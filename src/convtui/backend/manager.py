@@ -24,7 +24,7 @@ from .errors import ConvtuiError, InvalidInput, MissingSettings
 from .events import EventDict
 from .redaction import provider_keys_in_environment
 from .loop_lock import STOP_REQUEST_NAME, LoopLock, runner_pid
-from .models import AgentState, ConversationInfo, ConversationStatus, check_message
+from .models import AgentState, ConversationInfo, ConversationStatus, check_message, validate_reason
 from .service import ConversationService, LiveState, user_message
 from .updates import EventAdded, Subscriber, UpdateHub
 
@@ -292,13 +292,14 @@ class ConversationManager:
         already waiting stays waiting. Raises NotFound."""
         return await self.service.update_metadata(conversation_id, always_approve=on)
 
-    async def reject(self, conversation_id: str) -> None:
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        """Reject the pending action; the agent reads `reason` with the rejection."""
         full_id = await self.service.resolve(conversation_id)
-        self._awaiting(full_id).decide(_decision(approved=False))
+        self._awaiting(full_id).decide(_decision(approved=False, reason=validate_reason(reason)))
 
 
 
-def _decision(approved: bool, always: bool = False) -> Decision:
+def _decision(approved: bool, always: bool = False, reason: str | None = None) -> Decision:
     from .agent import Decision  # noqa: F811 (the TYPE_CHECKING import is only a name)
 
-    return Decision(approved=approved, always=always)
+    return Decision(approved=approved, always=always, reason=reason)

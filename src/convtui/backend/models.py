@@ -12,7 +12,7 @@ import unicodedata
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +37,7 @@ def id_prefix(raw: str) -> str:
     return candidate
 
 TITLE_MAX_LENGTH = 200
+REJECT_REASON_MAX = 2_000  # characters of the reason given with a rejection
 MESSAGE_MAX_LENGTH = 200_000
 
 
@@ -217,6 +218,10 @@ class ConversationMetadata(BaseModel):
     # The title was taken from the first message: a model's title replaces
     # it, as it replaces the default one; a rename never is.
     title_derived: bool = False
+    # Why a loop that ended waits for a person ("error", "limit": a budget,
+    # the steps of one message): in the inbox until started again or
+    # dismissed. None: nothing to decide.
+    attention: Literal["error", "limit"] | None = None
 
     @field_validator("conversation_id")
     @classmethod
@@ -261,6 +266,7 @@ class ConversationInfo(BaseModel):
     total_tokens: int = 0
     archived: bool = False
     always_approve: bool = False
+    attention: Literal["error", "limit"] | None = None  # see ConversationMetadata
 
 
 class ConversationInfoResultSet(BaseModel):
@@ -336,6 +342,22 @@ def check_message(raw: str) -> str:
     if "\x00" in raw:
         raise ValueError("message contains a NUL character")
     return check_encodable(raw, "message")
+
+
+def validate_reason(raw: str | None) -> str | None:
+    """The reason given with a rejection, stripped; None when none was
+    given. Raises InvalidInput."""
+    if raw is None:
+        return None
+    reason = raw.strip()
+    if len(reason) > REJECT_REASON_MAX:
+        raise InvalidInput(f"the reason is {len(reason):,} characters long: at most {REJECT_REASON_MAX:,}")
+    if "\x00" in reason:
+        raise InvalidInput("the reason contains a NUL character")
+    try:
+        return check_encodable(reason, "reason") or None
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
 
 
 class NewConversationRequest(BaseModel):

@@ -191,8 +191,8 @@ class ServerLoops:
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         await (await self._server()).approve(conversation_id, always=always)
 
-    async def reject(self, conversation_id: str) -> None:
-        await (await self._server()).reject(conversation_id)
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        await (await self._server()).reject(conversation_id, reason=reason)
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         return await (await self._server()).set_always_approve(conversation_id, on)

@@ -626,6 +626,16 @@ class ConversationService:
         detail = str(getattr(result, "message", "")).removeprefix("stopped").strip()
         return "its loop was stopped first" + (f" {detail}" if detail else "")
 
+    async def dismiss(self, conversation_id: str) -> ConversationInfo:
+        """Take a conversation whose loop ended out of the inbox: nobody
+        has to decide anything about it any more (its place in the list
+        stays). Raises NotFound."""
+
+        def change(document: Document) -> Document | None:
+            return {**document, "attention": None} if document.get("attention") else None
+
+        return await self._update(conversation_id, change)
+
     async def archive(self, conversation_id: str) -> ConversationInfo:
         return await self.set_archived(conversation_id, True)
 

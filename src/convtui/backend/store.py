@@ -106,11 +106,14 @@ _WAITING_AGENT_STATES = frozenset({"awaiting_user_input", "awaiting_user_confirm
 def display_state(document: Document) -> str:
     """display_status, told finer where people look for it: WAITING when a
     loop runs but waits for the person (an answer, or the confirmation of
-    an action), FINISHED when no loop runs and the agent had finished its
-    task. What the list's badges show."""
+    an action) or ended and waits for a decision (an error, a limit: the
+    inbox's set), FINISHED when no loop runs and the agent had finished its
+    task. What `status:` filters and the status sort look at."""
     status = display_status(document)
     agent_state = document.get("agent_state")
     if status in _ACTIVE and agent_state in _WAITING_AGENT_STATES:
+        return WAITING
+    if document.get("attention") and status not in _ACTIVE and status != "ARCHIVED":
         return WAITING
     if status == "STOPPED" and agent_state == "finished":
         return FINISHED

@@ -34,6 +34,7 @@ from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
 from .confirm_delete import ConfirmDeleteScreen
 from .help import HelpScreen
+from .inbox import InboxScreen
 from .new_conversation import NewConversationResult, NewConversationScreen
 from .remember import RememberPromptScreen
 from .rename import RenameScreen
@@ -65,6 +66,10 @@ POLL_SECONDS = 0.5
 
 class MainScreen(Screen[None]):
     CSS_PATH = "main.tcss"
+    # Back from a dialog with nothing focused: the list, never the filter box
+    # (Textual's default, the first focusable widget, took the next key as
+    # filter text; with an empty list nothing is focused and keys act).
+    AUTO_FOCUS = "#conversations"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new", "New", id="new"),
@@ -73,6 +78,7 @@ class MainScreen(Screen[None]):
         Binding("y", "decide('approve')", "Approve", id="approve"),
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
+        Binding("i", "inbox", "Inbox", id="inbox"),
         Binding("A", "toggle_always_approve", "Always approve on/off", id="always_approve", show=False),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("escape", "back", "Back", id="back"),
@@ -112,6 +118,7 @@ class MainScreen(Screen[None]):
         self._filters_on_status = False  # status changes then change the rows shown
         self._select_when_listed: str | None = None  # a conversation just created: the cursor goes to it
         self._undo: _Undoable | None = None
+        self._waiting_count = 0  # what the inbox holds: "3 need you" in the status line
 
     # -- layout --------------------------------------------------------------------
 
@@ -211,14 +218,31 @@ class MainScreen(Screen[None]):
                 self._select_when_listed = None
                 self.conversation_list.cursor = position
         total = self.backend.total()
+        self._count_waiting()
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total, parsed)
         self._select(self.conversation_list.current_id)
+
+    def _count_waiting(self) -> bool:
+        """Take in how many conversations need the person; True if it changed."""
+        count = self.backend.waiting_count_now()
+        if count is None or count == self._waiting_count:
+            return False
+        self._waiting_count = count
+        return True
+
+    def _inbox_key(self) -> str:
+        from ..keymap import shown_keys
+
+        return shown_keys(self.app, "inbox")
 
     def _show_status(self, shown: int, total: int, problems: tuple[str, ...]) -> None:
         # What changes as you type comes first: a narrow list column cuts
         # the end of the line, and the sort is the thing least looked at.
         parts = [f"{shown:,} of {total:,}"]
+        waiting = self._waiting_count
+        if waiting:
+            parts.insert(0, f"{waiting} need{'s' if waiting == 1 else ''} you ({self._inbox_key()})")
         if self.query_text:
             parts.append(f"filter: {one_line(self.query_text, 40)}")
         marked = len(self.conversation_list.marked)
@@ -351,6 +375,8 @@ class MainScreen(Screen[None]):
                 self.detail.event_log.add_event(update.event)
         if isinstance(update, StatusChanged) and self._filters_on_status:
             self.reload_now()
+        elif isinstance(update, StatusChanged) and self._count_waiting():
+            self._show_status(len(self.conversation_list.ids), self.backend.total(), parse_query(self.query_text).problems)
         if is_selected:
             self._show_info(self.backend.row(conversation_id))
             self.detail.show_pending(self.backend.pending_action_now(conversation_id))
@@ -691,6 +717,22 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(RememberPromptScreen(partial(self.backend.remember_prompt, conversation_id, event_id), Path.cwd()))
 
+    def action_inbox(self) -> None:
+        self.app.push_screen(InboxScreen(self.backend, self.clock), self._inbox_closed)
+
+    def _inbox_closed(self, conversation_id: str | None) -> None:
+        """Enter in the inbox: show that conversation, its detail open."""
+        if conversation_id is None:
+            return
+        self._select_when_listed = conversation_id  # the cursor goes to it when the list is shown
+        if self.query_text:
+            self.query_one("#filter", Input).value = ""  # (reloads) it may not match the filter
+        else:
+            self.reload()
+        if self.narrow:
+            self.add_class("detail-open")
+        self.detail.event_log.focus()
+
     def action_help(self) -> None:
         from ..keymap import shown_keys
 
@@ -783,6 +825,7 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                 (keys("delete"), "delete: to the trash (asks first; convtui trash restores)"),
                 (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
                 (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
+                (keys("inbox"), "inbox: every conversation waiting for you, oldest first; answer each there"),
                 (keys("filter"), "filter: words, status:waiting|running|error|finished, repo:owner/name, trigger:cli"),
                 ("", "is:archived only archived, is:all archived too (hidden by default)"),
                 (f"{keys('sort')} / {keys('reverse_sort')}", "cycle the sort: updated, created, title, status, cost / reverse it"),
@@ -804,6 +847,17 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                 ),
                 (keys("always_approve"), "turn always approve on or off for the conversation (kept across stop and start)"),
                 ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
+            ],
+        ),
+        (
+            "Inbox",
+            [
+                (f"{keys('inbox.approve')} / {keys('inbox.always')}", "approve the action / always approve this conversation's actions"),
+                (keys("inbox.reject"), "reject the action, with a reason for the agent if you like"),
+                (keys("inbox.reply"), "to the reply field: Enter sends (a loop that ended starts again)"),
+                (keys("inbox.stop"), "stop a waiting loop; dismiss one that ended (an error, a limit)"),
+                (keys("inbox.open"), "open the conversation in the list"),
+                (keys("inbox.close"), "back to the list"),
             ],
         ),
         (
