@@ -219,3 +219,38 @@ def test_run_attaching_to_a_waiting_loop_shows_its_last_events_and_answers_it(
     history = out.split("its last events:")[1]
     assert "write a.txt" in history and "run: echo approved > a.txt" in history  # from before it attached
     assert out.count("run: echo approved > a.txt") == 1 and "all done" in out
+
+
+def test_watch_prints_a_line_per_alert_and_runs_the_command_with_the_alert_in_its_environment(
+    convtui, llm: FakeLLMServer, data_dir: Path, tmp_path: Path
+) -> None:
+    """Into a pipe: lines only, never an escape sequence. The title reaches
+    the command through its environment, never through its command line."""
+    record = tmp_path / "alerts.txt"
+    command = f'printf "%s|%s|%s|%s\\n" "$CONVTUI_ALERT_KIND" "$CONVTUI_CONVERSATION_ID" "$CONVTUI_TITLE" "$CONVTUI_DETAIL" >> {record}'
+    watcher = spawn(data_dir, "watch", "--on", "waiting,error", "--exec", command)
+    wait_for(lambda: server_status(data_dir) is not None, timeout=30)  # watch starts the server it watches
+    time.sleep(0.5)  # following the stream
+    llm.responder = Script(ToolCall("execute_bash", {"command": "rm -rf build"}), Hang())
+    conversation_id = orjson.loads(convtui("new", "clean up", "--json")[0])["conversation_id"]
+    convtui("rename", conversation_id, "Clean; $(touch pwned) up")  # (a model's title could land after the alert)
+    with http(data_dir) as client:
+        client.post(f"/api/conversations/{conversation_id}/start", json={}).raise_for_status()
+    wait_for(lambda: record.exists() and record.read_text().count("\n") >= 1, timeout=30)
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=20)
+    assert watcher.returncode == 130
+    assert "watching for waiting, error (Ctrl-C ends)" in err
+    [line] = out.splitlines()
+    assert line.split()[2:] == ["waiting", conversation_id[:8], "Clean;", "$(touch", "pwned)", "up", "(approve:", "rm", "-rf", "build)"]
+    assert "\x1b" not in out and "\a" not in out
+    assert record.read_text() == f"waiting|{conversation_id}|Clean; $(touch pwned) up|approve: rm -rf build\n"
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    convtui("stop", conversation_id)
+
+
+def test_watch_without_a_server_says_there_is_nothing_to_watch(convtui) -> None:
+    _, err = convtui("--no-server", "watch", code=1)
+    assert err == "convtui: watch follows the loops of the convtui server: without one (--no-server, or server off) there is nothing to watch\n"
+    _, err = convtui("watch", "--on", "waiting,started", code=1)
+    assert err == "convtui: --on: unknown kind 'started'; known: waiting, finished, error, none\n"

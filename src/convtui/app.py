@@ -18,6 +18,7 @@ from .backend.errors import ConvtuiError
 from .backend.settings import THEME_NAMES
 from .commands import ConversationCommands
 from .keys_in_order import KeysInOrderApp
+from .terminal_alerts import TerminalAlerts
 from .terminal_text import one_line
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self.user_id = user_id
         self.on_ready = on_ready
         self.backend: UIBackend | None = None
+        self.alerts: TerminalAlerts | None = None
         self._saved_theme: str | None = None  # the theme settings.json holds, once read
         self.keymap: dict[str, str] = {}  # binding id -> keys, from settings.json
 
@@ -93,6 +95,8 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.query_one("#loading", Static).update(f"convtui cannot open its data:\n\n{error}\n\nPress q to quit.")
             self.bind("q", "quit")
             return
+        self.alerts = TerminalAlerts(self.backend, self._looking_at, self.write_to_terminal, self._notify_alert)
+        self.backend.subscribe(self.alerts)
         self.run_worker(self._connect(), group="server")
         await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
@@ -129,10 +133,28 @@ class ConvtuiApp(KeysInOrderApp[None]):
             return
         self._saved_theme = settings.theme
         self.theme = settings.theme
+        if self.alerts is not None:
+            self.alerts.configure(settings.alert_kinds, settings.alert_methods)
         self.keymap, errors = checked_keymap(settings.keymap)
         self.set_keymap(self.keymap)
         for error in errors:
             self.notify(one_line(error, 300), title="Keymap entry ignored", severity="error", timeout=10)
+
+    def _looking_at(self) -> str | None:
+        """The conversation on screen (no alert for it): the topmost screen
+        that shows one says which."""
+        for screen in reversed(self.screen_stack):
+            if hasattr(screen, "looking_at"):
+                return screen.looking_at
+        return None
+
+    def write_to_terminal(self, text: str) -> None:
+        """Bytes for the terminal itself (an alert's bell and notification escapes)."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(text)
+
+    def _notify_alert(self, text: str, title: str) -> None:
+        self.notify(text, title=title, timeout=8)
 
     def watch_theme(self, theme: str) -> None:
         """A theme picked in the palette is kept in settings.json."""

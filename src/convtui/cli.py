@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     dismiss = commands.add_parser("dismiss", help="take conversations whose loop ended (an error, a limit) out of the inbox")
     dismiss.add_argument("ids", nargs="+", metavar="id", help="conversation ids or unique prefixes")
 
+    watch = commands.add_parser(
+        "watch",
+        help="print a line whenever a conversation starts waiting for you, finishes or fails (the server's loops; Ctrl-C ends)",
+    )
+    watch.add_argument("--on", metavar="KINDS", help="which: waiting, finished, error, comma-separated (default: the notify_on setting)")
+    watch.add_argument(
+        "--exec", metavar="CMD", dest="exec_command",
+        help="run CMD with sh for each, given CONVTUI_ALERT_KIND, CONVTUI_CONVERSATION_ID, CONVTUI_TITLE and CONVTUI_DETAIL",
+    )  # fmt: skip
+
     show = commands.add_parser("show", help="show one conversation")
     show.add_argument("id", help="conversation id or a unique prefix")
     show.add_argument("--json", action="store_true")
@@ -315,6 +325,76 @@ async def cmd_inbox(backend: Backend, arguments: argparse.Namespace) -> int:
             what = item.message or KIND_WORDS[item.kind]
         print(f"{'':10}{one_line(what, 110)}")
     return EXIT_OK
+
+
+async def cmd_watch(backend: Backend, arguments: argparse.Namespace) -> int:
+    """One line per conversation that starts waiting, finishes or fails, as
+    the UI alerts; on a terminal its bell and notifications too (never
+    escapes into a pipe or a file)."""
+    from .backend.alerts import ALERT_KINDS, AlertGate, parse_kinds, terminal_alert
+    from .backend.client import RemoteBackend
+    from .backend.update_journal import StreamReset
+    from .backend.updates import StatusChanged
+
+    if not isinstance(backend, RemoteBackend):
+        raise InvalidInput("watch follows the loops of the convtui server: without one (--no-server, or server off) there is nothing to watch")
+    settings = await backend.load_settings()
+    try:
+        kinds = parse_kinds(arguments.on, ALERT_KINDS, "kind") if arguments.on is not None else settings.alert_kinds
+    except ValueError as error:
+        raise InvalidInput(f"--on: {error}") from None
+    methods = settings.alert_methods if sys.stdout.isatty() else ()
+    gate = AlertGate(kinds)
+    print(f"watching for {', '.join(kinds) or 'nothing'} (Ctrl-C ends)", file=sys.stderr, flush=True)
+    try:
+        async for update in backend.updates():
+            if isinstance(update, StreamReset) or not isinstance(update, StatusChanged):
+                continue
+            kind = gate.take(update)
+            if kind is None:
+                continue
+            alert = await _alert_for(backend, update, kind)
+            stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{stamp}  {kind:<8}  {update.conversation_id[:8]}  {alert.what}", flush=True)
+            if methods:
+                sys.stdout.write(terminal_alert(alert, methods, in_tmux=bool(os.environ.get("TMUX"))))
+                sys.stdout.flush()
+            if arguments.exec_command:
+                await _run_alert_command(arguments.exec_command, alert)
+    except asyncio.CancelledError:  # Ctrl-C
+        return 130
+    return EXIT_OK
+
+
+async def _alert_for(backend: Backend, update: Any, kind: str) -> Any:
+    from .backend.alerts import Alert, alert_detail
+
+    try:
+        title = (await backend.get(update.conversation_id)).title
+        pending = await backend.pending_action(update.conversation_id)
+    except ConvtuiError:
+        title, pending = update.conversation_id[:8], None
+    return Alert(kind, update.conversation_id, title, alert_detail(update, kind, pending))
+
+
+async def _run_alert_command(command: str, alert: Any) -> None:
+    """`command` through sh, the alert in its environment (never in the
+    command line: a title cannot inject anything). Its output is ours."""
+    environment = {
+        **os.environ,
+        "CONVTUI_ALERT_KIND": alert.kind,
+        "CONVTUI_CONVERSATION_ID": alert.conversation_id,
+        "CONVTUI_TITLE": alert.title,
+        "CONVTUI_DETAIL": alert.detail,
+    }
+    try:
+        process = await asyncio.create_subprocess_shell(command, env=environment)
+        status = await process.wait()
+    except OSError as error:
+        print(f"convtui: --exec: {one_line(describe_os_error(error, 'run the command'))}", file=sys.stderr)
+        return
+    if status != 0:
+        print(f"convtui: --exec: the command ended with status {status}", file=sys.stderr, flush=True)
 
 
 async def cmd_dismiss(backend: Backend, arguments: argparse.Namespace) -> int:
@@ -730,6 +810,7 @@ COMMANDS: dict[str, Callable[[Backend, argparse.Namespace], Awaitable[int]]] = {
     "show": cmd_show,
     "inbox": cmd_inbox,
     "dismiss": cmd_dismiss,
+    "watch": cmd_watch,
     "new": cmd_new,
     "rename": cmd_rename,
     "delete": cmd_delete,
@@ -754,7 +835,8 @@ async def _run(arguments: argparse.Namespace) -> int:
     from .backend.connect import open_backend
 
     root = (arguments.data_dir or default_data_dir()).expanduser()
-    runs_a_loop = arguments.command == "run" or (arguments.command == "new" and arguments.start)
+    # (watch follows the server's loops: it starts one like `run`, and keeps it from idling out)
+    runs_a_loop = arguments.command in ("run", "watch") or (arguments.command == "new" and arguments.start)
     backend = await open_backend(root, no_server=arguments.no_server, start=runs_a_loop)
     try:
         return await COMMANDS[arguments.command](backend, arguments)

@@ -5,10 +5,11 @@ and show a notification inside the UI too."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable
 
-from .backend.alerts import ALERT_KINDS, Alert, AlertGate, terminal_alert
+from .backend.alerts import ALERT_KINDS, Alert, AlertGate, alert_detail, terminal_alert
 from .backend.interface import UIBackend
 from .backend.updates import LoopUpdate, StatusChanged
 
@@ -34,6 +35,7 @@ class TerminalAlerts:
         self.gate = AlertGate(ALERT_KINDS)
         self.methods: tuple[str, ...] = ("bell", "osc")
         self.in_tmux = bool(os.environ.get("TMUX"))
+        self._pending: set[asyncio.Future[None]] = set()  # alerts waiting for the store to know their conversation
 
     def configure(self, kinds: Iterable[str], methods: Iterable[str]) -> None:
         self.gate.kinds = frozenset(kinds)
@@ -45,18 +47,25 @@ class TerminalAlerts:
         kind = self.gate.take(update)
         if kind is None or update.conversation_id == self.looking_at():
             return
+        if self.backend.row(update.conversation_id) is not None:
+            self._alert(update, kind)
+            return
+        # Created elsewhere a moment ago (another UI, the CLI, over the API):
+        # not in this process's copy of the store yet.
+        task = asyncio.ensure_future(self._alert_when_known(update, kind))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _alert_when_known(self, update: StatusChanged, kind: str) -> None:
+        await self.backend.refresh()
+        self._alert(update, kind)
+
+    def _alert(self, update: StatusChanged, kind: str) -> None:
         info = self.backend.row(update.conversation_id)
         title = info.title if info is not None else update.conversation_id[:8]
-        alert = Alert(kind, update.conversation_id, title, self._detail(update))
+        pending = self.backend.pending_action_now(update.conversation_id)
+        alert = Alert(kind, update.conversation_id, title, alert_detail(update, kind, pending))
         sequence = terminal_alert(alert, self.methods, self.in_tmux)
         if sequence:
             self.write(sequence)
         self.notify(alert.summary, "needs you" if kind == "waiting" else kind)
-
-    def _detail(self, update: StatusChanged) -> str:
-        pending = self.backend.pending_action_now(update.conversation_id)
-        if pending is not None:
-            args = pending.get("args") or {}
-            what = args.get("command") or args.get("code") or args.get("path") or pending.get("action")
-            return f"approve: {what}"
-        return update.message or ""

@@ -72,7 +72,8 @@ def test_the_inbox_with_a_command_a_diff_and_a_question(
             service = await ConversationService.open(data_dir, user_id="tester")
             try:
                 await service.update_settings(
-                    {"llm_model": "openai/fake-model", "llm_api_key": "sk-snap-0123456789", "llm_base_url": llm.base_url}
+                    {"llm_model": "openai/fake-model", "llm_api_key": "sk-snap-0123456789", "llm_base_url": llm.base_url,
+                     "notify_on": "none"}  # no alert toasts over the inbox
                 )
             finally:
                 service.close()

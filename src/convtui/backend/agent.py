@@ -189,7 +189,7 @@ class AgentLoop:
         self.status_message = self._redactor(message) if message else message
         message = self.status_message
         self.hub.publish(
-            StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message)
+            StatusChanged(self.conversation_id, self.status, self.runtime_status, self.agent_state, message, attention)
         )
         await self._write_metadata(
             **self._take_unsaved_metrics(),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..terminal_text import one_line
+from .events import EventDict
 from .models import AgentState, ConversationStatus
 from .updates import StatusChanged
 
@@ -94,10 +95,24 @@ class Alert:
     detail: str  # what it waits on, why it failed; may be ""
 
     @property
+    def what(self) -> str:
+        """'Fix the tests (approve: run pytest)'."""
+        detail = f" ({self.detail})" if self.detail else ""
+        return one_line(f"{self.title}{detail}", _TEXT_MAX)
+
+    @property
     def summary(self) -> str:
         """One line for a person: 'waiting: Fix the tests (approve: run pytest)'."""
-        detail = f" ({self.detail})" if self.detail else ""
-        return one_line(f"{self.kind}: {self.title}{detail}", _TEXT_MAX)
+        return one_line(f"{self.kind}: {self.what}", _TEXT_MAX)
+
+
+def alert_detail(update: StatusChanged, kind: str, pending: EventDict | None) -> str:
+    """What the alert adds to the title: the action to approve, why the loop
+    failed or stopped at a limit; nothing for the rest."""
+    if pending is not None:
+        args = pending.get("args") or {}
+        return f"approve: {args.get('command') or args.get('code') or args.get('path') or pending.get('action')}"
+    return (update.message or "") if kind == ERROR or update.attention else ""
 
 
 def _osc_text(text: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .alerts import ALERT_KINDS, ALERT_METHODS, parse_kinds
 from .durable_files import atomic_write
 from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error
 from .models import find_control_character
@@ -76,11 +77,38 @@ class Settings(BaseModel):
         description="loops run in a background convtui server and outlive the terminal (off: in the UI or command)",
     )
 
+    notify_on: str = Field(
+        default="waiting,finished,error",
+        description="alert when a conversation you are not looking at starts waiting, finishes, fails (comma list; none)",
+    )
+    notify_method: str = Field(
+        default="bell,osc",
+        description="how alerts reach the terminal: bell, osc (OSC 9 and 777 notifications), osc9, osc777 (comma list; none)",
+    )
+
     theme: str = Field(default=DEFAULT_THEME, description="colour theme of the UI: " + ", ".join(THEME_NAMES))
     mouse: bool = Field(default=True, description="the UI takes the mouse (off: the terminal selects text)")
     keymap: dict[str, str] = Field(
         default_factory=dict, description='keys for binding ids, as JSON: {"new": "ctrl+n", "quit": "q,ctrl+q"}'
     )
+
+    @field_validator("notify_on")
+    @classmethod
+    def _notify_on(cls, value: str) -> str:
+        return ",".join(parse_kinds(value, ALERT_KINDS, "alert kind")) or "none"
+
+    @field_validator("notify_method")
+    @classmethod
+    def _notify_method(cls, value: str) -> str:
+        return ",".join(parse_kinds(value, ALERT_METHODS, "alert method")) or "none"
+
+    @property
+    def alert_kinds(self) -> tuple[str, ...]:
+        return parse_kinds(self.notify_on, ALERT_KINDS, "alert kind")
+
+    @property
+    def alert_methods(self) -> tuple[str, ...]:
+        return parse_kinds(self.notify_method, ALERT_METHODS, "alert method")
 
     @field_validator("theme")
     @classmethod

@@ -29,6 +29,7 @@ class StatusChanged:
     runtime_status: RuntimeStatus | None
     agent_state: AgentState | None
     message: str | None = None
+    attention: str | None = None  # a loop that ended waits for a person: "error", "limit"
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,11 @@ class InboxScreen(Screen[str | None]):
         return self.query_one("#inbox-items", OptionList)
 
     @property
+    def looking_at(self) -> str | None:
+        """The conversation the person sees (alerts spare it)."""
+        return self.current.conversation_id if self.current is not None else None
+
+    @property
     def current(self) -> InboxItem | None:
         if not self.items:
             return None  # (and before compose: check_action asks then too)

@@ -144,6 +144,11 @@ class MainScreen(Screen[None]):
     def detail(self) -> DetailPane:
         return self.query_one(DetailPane)
 
+    @property
+    def looking_at(self) -> str | None:
+        """The conversation the person sees (alerts spare it)."""
+        return self.selected_id
+
     def _row(self, conversation_id: str):  # noqa: ANN202 (ConversationInfo | None)
         return self.backend.row(conversation_id)
 

@@ -37,6 +37,8 @@ TEXT_FIELDS: dict[str, str] = {
     "command_timeout": "Cmd timeout (s)",
     "llm_timeout": "LLM timeout (s)",
     "conversation_max_age_days": "Hide idle (days)",
+    "notify_on": "Alert on",
+    "notify_method": "Alert by",
 }
 # Below the text fields: the look and the keys of the UI.
 KEYMAP_FIELD = {"keymap": "Keymap (JSON)"}
