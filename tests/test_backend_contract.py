@@ -373,3 +373,37 @@ async def test_the_inbox_holds_what_waits_for_a_person_oldest_first(backend: Bac
         await backend.update_settings({"max_iterations": default_steps})
         for conversation_id in (question, approval):
             await backend.stop(conversation_id)
+
+
+# -- search by what a conversation did ---------------------------------------------------
+
+
+async def test_conversations_are_found_by_the_words_paths_and_commands_of_their_events(
+    backend: Backend, llm: FakeLLMServer
+) -> None:
+    """OpenHands trajectories (real data) imported, and a loop that ran a
+    command: each found by what it did, not by its title."""
+    game = (await backend.import_trajectory((TRAJECTORIES_DIR / "basic.json").read_bytes())).conversation_id
+    chat = (await backend.import_trajectory((TRAJECTORIES_DIR / "basic_interactions.json").read_bytes())).conversation_id
+    await backend.set_always_approve(ran := await new(backend, "Count the lines"), True)
+    llm.responder = Script(ToolCall("execute_bash", {"command": "wc -l quokka_report.txt"}), Text("Done."))
+    await backend.start(ran)
+
+    async def answered() -> bool:
+        return (await backend.get(ran)).agent_state is AgentState.AWAITING_USER_INPUT
+
+    await until(answered)
+    await backend.stop(ran)
+
+    async def found(**what: str) -> set[str]:
+        page = await backend.search(limit=100, all_ages=True, **what)
+        return {info.conversation_id for info in page.results} & {game, chat, ran}
+
+    assert await found(event_words="Goldbach conjecture") == {chat}
+    assert await found(event_words="conjecture goldb") == {chat}  # the last word may be a start
+    assert await found(event_path="game_2048.py") == {game}
+    assert await found(event_command="wc -l") == {ran}
+    assert await found(event_words="quokka") == {ran}  # the command's words are words too
+    assert await found(event_words="2048", event_path="game_2048") == {game}
+    assert await found(event_words='" NEAR( * ^') == set()  # query syntax is only text
+    assert await found(event_words="Goldbach", query="no such title") == set()  # with the metadata filters

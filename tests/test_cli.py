@@ -273,3 +273,12 @@ def test_an_empty_trajectory_is_refused(
     cli("new", "--replay", str(empty), code=1)
     assert "trajectory is empty" in cli.err and cli.err.count("\n") == 1
     assert cli.json("list", "--json", "--all")["results"] == []
+
+
+def test_list_finds_conversations_by_what_they_did(cli: Cli) -> None:
+    ids = {path.name: cli.json("import", str(path), "--json")["conversation_id"] for path in TRAJECTORIES}
+    listed = cli.json("list", "--all", "--json", "--text", "Goldbach")
+    assert [row["conversation_id"] for row in listed["results"]] == [ids["basic_interactions.json"]]
+    listed = cli.json("list", "--all", "--json", "--file", "/workspace/game_2048.py", "--text", "2048")
+    assert [row["conversation_id"] for row in listed["results"]] == [ids["basic.json"]]
+    assert cli.json("list", "--all", "--json", "--cmd", '" NEAR( *')["results"] == []

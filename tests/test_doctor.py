@@ -11,6 +11,8 @@ import pytest
 from convtui.backend.doctor import run_doctor
 from convtui.backend.errors import NotFound, StorageError
 from convtui.backend.events import EventLog
+from convtui.backend.models import NewConversationRequest
+from convtui.backend.search_index import INDEX_FILE
 from convtui.backend.service import ConversationService
 
 
@@ -80,3 +82,28 @@ async def test_a_deletion_cut_short_is_finished_not_revived(
             await reopened.get(conversation_id)
     finally:
         reopened.close()
+
+
+async def test_repair_rebuilds_the_search_index_and_moves_a_damaged_one_aside(
+    service: ConversationService, data_dir: Path
+) -> None:
+    conversation_id = (await service.new_conversation(NewConversationRequest(initial_user_msg="find the wombat"))).conversation_id
+    assert service.search_index.matching(words="wombat") == {conversation_id}
+    service.close()
+    index = data_dir / INDEX_FILE
+    for suffix in ("-wal", "-shm"):
+        index.with_name(index.name + suffix).unlink(missing_ok=True)
+    index.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)  # garbage after a valid header
+
+    report = run_doctor(data_dir)
+    [finding] = report.findings
+    assert finding.path == index and finding.problem.startswith("the search index is damaged") and not report.healthy
+    report = run_doctor(data_dir, repair=True)
+    assert report.findings[0].repaired.endswith("rebuilt from the event logs") and report.indexed_events == 1
+    assert list(data_dir.glob(f"{INDEX_FILE}.damaged-*"))  # kept, not deleted
+    reopened = await ConversationService.open(data_dir)
+    try:
+        assert reopened.search_index.matching(words="wombat") == {conversation_id}
+    finally:
+        reopened.close()
+    assert run_doctor(data_dir).healthy

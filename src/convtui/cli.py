@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--trigger", metavar="T", help="only this trigger: " + ", ".join(t.value for t in ConversationTrigger))
     listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error, waiting (for you: a reply or an approval), finished")
     listing.add_argument("--query", "-q", metavar="Q", help="words to find in title, repository, branch or id prefix")
+    listing.add_argument("--text", metavar="WORDS", help="what it did: words in any of its events (messages, commands, outputs)")
+    listing.add_argument("--file", metavar="PATH", help="what it did: a path it viewed or edited")
+    listing.add_argument("--cmd", metavar="COMMAND", help="what it did: a command it ran")
     listing.add_argument("--limit", type=int, default=20, metavar="N", help="page size, 1-100 (default 20)")
     listing.add_argument("--page", metavar="TOKEN", help="the next_page_id a previous page gave")
 
@@ -290,6 +293,9 @@ async def cmd_list(backend: Backend, arguments: argparse.Namespace) -> int:
         query=arguments.query,
         archived=True if arguments.archived else False,
         all_ages=arguments.all,
+        event_words=arguments.text,
+        event_path=arguments.file,
+        event_command=arguments.cmd,
     )
     if arguments.json:
         _print_json({"results": [_info_json(i) for i in result.results], "next_page_id": result.next_page_id})
@@ -628,6 +634,8 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
         for finding in report.findings:
             state = f" -> {finding.repaired}" if finding.repaired else ""
             print(f"  {inert(str(finding.path))}: {finding.problem}{state}")
+        if report.indexed_events is not None:
+            print(f"search index rebuilt from the event logs: {report.indexed_events:,} events")
         if report.healthy:
             print("no problems need attention")
         elif not arguments.repair:

@@ -25,6 +25,7 @@ from convtui.widgets.event_log import EventLog
 from convtui.widgets.filter_box import FilterBox
 
 from ..fake_llm import FakeLLMServer, Hang, Text, ToolCall
+from ..conftest import FIXTURES
 from .seed import SAMPLES, seed_store, settle, still_app
 
 
@@ -543,3 +544,21 @@ async def test_a_key_after_a_dialog_closes_acts_and_never_lands_in_the_filter(da
             assert app.screen.query_one(FilterBox).value == "" and not app.screen.query_one(FilterBox).has_focus
         await pilot.press("n")
         await settle(pilot, lambda: type(app.screen).__name__ == "NewConversationScreen")
+
+
+async def test_the_filter_finds_conversations_by_what_they_did(data_dir: Path) -> None:
+    """text:, file:, cmd: search the events (real OpenHands trajectories),
+    typed in one burst; a date that is none is named, the rest still filters."""
+    app = still_app(data_dir)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        trajectories = FIXTURES / "openhands-trajectories"
+        game = (await app.backend.import_trajectory((trajectories / "basic.json").read_bytes())).conversation_id
+        chat = (await app.backend.import_trajectory((trajectories / "basic_interactions.json").read_bytes())).conversation_id
+        listed = app.screen.query_one(ConversationList)
+        await settle(pilot, lambda: set(listed.ids) == {game, chat})
+        await pilot.press("slash", *"text:goldbach", "enter")
+        await settle(pilot, lambda: list(listed.ids) == [chat])
+        await pilot.press("escape", "slash", *"file:game_2048.py since:yesterday", "enter")
+        await settle(pilot, lambda: list(listed.ids) == [game])
+        assert "since:yesterday: not a date" in str(app.screen.query_one("#list-status").render())

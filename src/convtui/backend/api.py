@@ -245,6 +245,9 @@ def create_app(
             str, Query(pattern="^(false|true|all)$", description="false: hide archived (default); true: only them; all")
         ] = "false",
         all_ages: Annotated[bool, Query(description="also conversations older than conversation_max_age_days")] = False,
+        text: Annotated[str | None, Query(max_length=10_000, description="words in any of its events")] = None,
+        file: Annotated[str | None, Query(max_length=10_000, description="a path it viewed or edited")] = None,
+        cmd: Annotated[str | None, Query(max_length=10_000, description="a command it ran")] = None,
     ) -> ConversationInfoResultSet:
         return await backend.search(
             page_id=page_id,
@@ -255,6 +258,9 @@ def create_app(
             query=q,
             archived={"false": False, "true": True, "all": None}[archived],
             all_ages=all_ages,
+            event_words=text,
+            event_path=file,
+            event_command=cmd,
         )
 
     @app.get("/api/conversations/{conversation_id}")

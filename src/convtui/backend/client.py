@@ -137,6 +137,9 @@ class RemoteBackend:
         query: str | None = None,
         archived: bool | None = False,
         all_ages: bool = False,
+        event_words: str | None = None,
+        event_path: str | None = None,
+        event_command: str | None = None,
     ) -> ConversationInfoResultSet:
         params: dict[str, Any] = {"limit": limit, "all_ages": all_ages}
         optional = {
@@ -145,6 +148,9 @@ class RemoteBackend:
             "conversation_trigger": getattr(conversation_trigger, "value", conversation_trigger),
             "status": status,
             "q": query,
+            "text": event_words,
+            "file": event_path,
+            "cmd": event_command,
         }
         params.update({name: value for name, value in optional.items() if value is not None})
         params["archived"] = "all" if archived is None else str(archived).lower()

@@ -9,6 +9,7 @@ re-created from what their directories hold."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from .data_dir import DataDirectory
 from .errors import ConvtuiError
 from .events import EventLog
+from .search_index import INDEX_FILE, SearchIndex
 from .models import CONVERSATION_ID_PATTERN, ConversationMetadata, ConversationTrigger, default_title, utc_now
 from .service import DELETED_PREFIX, remove_tree
 from .trash import TRASH_PREFIX, TRASH_RECORD
@@ -39,6 +41,7 @@ class Finding:
 class DoctorReport:
     conversations: int = 0
     findings: list[Finding] = field(default_factory=list)
+    indexed_events: int | None = None  # the search index rebuilt (repair) with this many events
 
     @property
     def healthy(self) -> bool:
@@ -146,6 +149,42 @@ def _check_conversation_directories(
         store.close()
 
 
+def _check_search_index(data_dir: DataDirectory, report: DoctorReport, repair: bool) -> None:
+    """A damaged index is moved aside; `repair` rebuilds it from the event
+    logs of the conversations in the store (the logs are the truth)."""
+    path = data_dir.root / INDEX_FILE
+    problem = None
+    if path.exists():
+        try:
+            index = SearchIndex(path)
+            try:
+                problem = index.check()
+            finally:
+                index.close()
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+    if problem is not None:
+        finding = Finding(path, f"the search index is damaged: {problem}")
+        if repair:
+            finding.repaired = f"moved aside to {_move_aside(path).name}; rebuilt from the event logs"
+            for suffix in ("-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+        report.findings.append(finding)
+    if not repair or not data_dir.store.is_dir():
+        return
+    store = ConversationStore(data_dir.store)
+    index = SearchIndex(path)
+    try:
+        logs = (
+            (document["conversation_id"], EventLog(data_dir.conversation(document["conversation_id"])))
+            for document in store.iter_documents()
+        )
+        report.indexed_events = index.rebuild(logs)
+    finally:
+        index.close()
+        store.close()
+
+
 def run_doctor(root: Path, repair: bool = False) -> DoctorReport:
     """Check (and with `repair`, mend) the data directory at `root`."""
     data_dir = DataDirectory(root)
@@ -153,6 +192,7 @@ def run_doctor(root: Path, repair: bool = False) -> DoctorReport:
     known = _check_shards(data_dir, report, repair)
     report.conversations = len(known)
     _check_conversation_directories(data_dir, known, report, repair)
+    _check_search_index(data_dir, report, repair)
     if data_dir.settings.exists():
         try:
             SettingsStore(data_dir.settings).load_file()
@@ -176,6 +216,7 @@ def report_json(report: DoctorReport) -> bytes:
         {
             "conversations": report.conversations,
             "healthy": report.healthy,
+            "indexed_events": report.indexed_events,
             "findings": [
                 {"path": str(f.path), "problem": f.problem, "repaired": f.repaired} for f in report.findings
             ],

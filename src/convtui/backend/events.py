@@ -157,11 +157,19 @@ class EventLog:
     progress or one torn by a crash; readers skip it, the next writer
     truncates it away (with a warning) before appending."""
 
-    def __init__(self, directory: Path, redact: Callable[[EventDict], EventDict] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        redact: Callable[[EventDict], EventDict] | None = None,
+        appended: Callable[[list[EventDict]], None] | None = None,
+    ) -> None:
         """`redact`, if given, cleans every event before it is written (the
-        service passes one that removes the API keys in force)."""
+        service passes one that removes the API keys in force); `appended`
+        is told what each append stored, once it is durable (the search
+        index follows it)."""
         self.directory = Path(directory)
         self._redact = redact
+        self._appended = appended
         self.path = self.directory / "events.jsonl"
         self._lock = InterProcessLock(self.directory / "events.lock")
         self._read_lock = threading.Lock()
@@ -310,5 +318,10 @@ class EventLog:
             finally:
                 os.close(fd)
             self._catch_up()
+            if self._appended is not None:
+                try:
+                    self._appended(stored)
+                except Exception:  # the events are stored: a follower's failure must not undo that
+                    log.exception("%s: a follower of the appended events failed", self.path)
             return [dict(event) for event in stored]
 

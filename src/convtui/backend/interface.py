@@ -59,6 +59,9 @@ class Backend(Protocol):
         query: str | None = None,
         archived: bool | None = False,
         all_ages: bool = False,
+        event_words: str | None = None,
+        event_path: str | None = None,
+        event_command: str | None = None,
     ) -> ConversationInfoResultSet: ...
 
     async def get(self, conversation_id: str) -> ConversationInfo: ...
@@ -298,6 +301,9 @@ class LocalBackend:
         query: str | None = None,
         archived: bool | None = False,
         all_ages: bool = False,
+        event_words: str | None = None,
+        event_path: str | None = None,
+        event_command: str | None = None,
     ) -> ConversationInfoResultSet:
         return await self.service.search(
             page_id=page_id,
@@ -308,6 +314,9 @@ class LocalBackend:
             query=query,
             archived=archived,
             max_age=timedelta.max if all_ages else None,
+            event_words=event_words,
+            event_path=event_path,
+            event_command=event_command,
         )
 
     async def get(self, conversation_id: str) -> ConversationInfo:
@@ -476,6 +485,8 @@ class LocalBackend:
 
     async def warm(self) -> None:
         await asyncio.to_thread(self.service.store.warm)
+        if not self.outlives_the_ui:  # (a server fills its own)
+            await asyncio.to_thread(self.service.fill_search_index)
 
     def workspace_path(self, conversation_id: str) -> Path:
         return self.service.data_dir.workspace(conversation_id)

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import getpass
 import logging
 import os
 import shutil
 import socket
+import sqlite3
 import stat
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +64,7 @@ from .models import (
     validate_title,
 )
 from .redaction import Redactor, provider_keys_in_environment
+from .search_index import INDEX_FILE, SearchIndex
 from .settings import Settings, SettingsStore
 from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
 from .trajectory import parse_trajectory, to_json, to_markdown
@@ -142,6 +147,8 @@ class ConversationService:
         self.settings_store = SettingsStore(data_dir.settings)
         self.loops: LiveLoops | None = None
         self._event_logs: OrderedDict[str, EventLog] = OrderedDict()
+        self._search_index: SearchIndex | None = None
+        self._search_index_lock = threading.Lock()
         self._listeners: list[Callable[[str], None]] = []
         self._redactor: tuple[object, Redactor] | None = None
 
@@ -157,6 +164,49 @@ class ConversationService:
 
     def close(self) -> None:
         self.store.close()
+        if self._search_index is not None:
+            self._search_index.close()
+
+    # -- the search index (what conversations did) ---------------------------------
+
+    @property
+    def search_index(self) -> SearchIndex:
+        """Opened on first use (blocking: call from a worker thread)."""
+        with self._search_index_lock:
+            if self._search_index is None:
+                self._search_index = SearchIndex(self.data_dir.root / INDEX_FILE)
+            return self._search_index
+
+    def _index_events(self, conversation_id: str, events: list[EventDict]) -> None:
+        try:
+            self.search_index.add(conversation_id, events)
+        except sqlite3.Error as error:  # the events are stored; `doctor --repair` rebuilds the index
+            log.warning("the search index missed events of %s: %s", conversation_id[:8], error)
+
+    def fill_search_index(self) -> int:
+        """Index every conversation's events the index lacks, once per index
+        (an index made after its conversations, e.g. by an upgrade); then
+        appends keep it current. How many events were added. Blocking."""
+        index = self.search_index
+        if index.is_built():
+            return 0
+        logs = (
+            (document["conversation_id"], EventLog(self.data_dir.conversation(document["conversation_id"])))
+            for document in self.store.iter_documents()
+        )
+        return index.fill(logs)
+
+    def _with_events_found(self, query: ConversationFilter) -> ConversationFilter:
+        """`query` with what the conversations did (event_words, event_path,
+        event_command) turned into the ids the search index finds."""
+        if not query.searches_events:
+            return query
+        try:
+            found = self.search_index.matching(query.event_words, query.event_path, query.event_command)
+        except sqlite3.Error as error:
+            raise StorageError(f"the search index cannot be read ({error}): convtui doctor --repair rebuilds it") from None
+        within = frozenset(found) if query.within is None else query.within & found
+        return dataclasses.replace(query, within=within, event_words=None, event_path=None, event_command=None)
 
     # -- change signals ----------------------------------------------------------
 
@@ -278,13 +328,17 @@ class ConversationService:
         query: str | None = None,
         archived: bool | None = False,
         max_age: timedelta | None = None,
+        event_words: str | None = None,
+        event_path: str | None = None,
+        event_command: str | None = None,
     ) -> ConversationInfoResultSet:
         """A page of conversations, newest activity first. Filters apply
         before paging, so every page but the last is full and `next_page_id`
         is None exactly on the last. `max_age` limits by last activity
         (default: the conversation_max_age_days setting; pass
         `timedelta.max` for all). `archived`: False hides archived ones,
-        True shows only them, None shows both."""
+        True shows only them, None shows both. `event_words`, `event_path`,
+        `event_command`: what the conversation did (see ConversationFilter)."""
         if not isinstance(limit, int) or not 1 <= limit <= PAGE_SIZE_MAX:
             raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
         after = _decode_page(page_id) if page_id else None
@@ -304,8 +358,12 @@ class ConversationService:
                 text=query or None,
                 archived=archived,
                 updated_since=None if age == timedelta.max else format_timestamp(utc_now() - age),
+                event_words=event_words,
+                event_path=event_path,
+                event_command=event_command,
             )
             self.store.refresh()
+            conversation_filter = self._with_events_found(conversation_filter)
             live = self._live_states()
             overrides = self._status_overrides(live, fine=wanted_status in STATE_FILTERS) if wanted_status else {}
             documents, next_key = self.store.search(conversation_filter, limit, after, overrides)
@@ -323,7 +381,8 @@ class ConversationService:
 
         def run() -> tuple[str, ...]:
             self.store.refresh()
-            ids = self.store.matching_ids(query, self._overrides_for(query, sort), sort)
+            found = self._with_events_found(query)
+            ids = self.store.matching_ids(found, self._overrides_for(found, sort), sort)
             return ids[::-1] if reverse else ids
 
         return await asyncio.to_thread(run)
@@ -333,8 +392,10 @@ class ConversationService:
     ) -> tuple[str, ...] | None:
         """list_ids from memory, at once, for a keystroke: without looking for
         other processes' changes (the UI's poll does) and None when that
-        cannot be quick (see ConversationStore.matching_ids_now): then call
-        list_ids."""
+        cannot be quick (see ConversationStore.matching_ids_now; a search of
+        what conversations did never is): then call list_ids."""
+        if query.searches_events:
+            return None
         ids = self.store.matching_ids_now(query, self._overrides_for(query, sort), sort)
         return ids[::-1] if reverse and ids is not None else ids
 
@@ -655,6 +716,7 @@ class ConversationService:
 
         def run() -> bool:
             removed = self.store.remove(full_id)
+            self.search_index.remove(full_id)
             self._event_logs.pop(full_id, None)
             remove_conversation_directory(self.data_dir.conversation(full_id))
             return removed
@@ -802,7 +864,11 @@ class ConversationService:
     def _event_log(self, conversation_id: str) -> EventLog:
         log_ = self._event_logs.get(conversation_id)
         if log_ is None:
-            log_ = EventLog(self.data_dir.conversation(conversation_id), redact=self._redact_event)
+            log_ = EventLog(
+                self.data_dir.conversation(conversation_id),
+                redact=self._redact_event,
+                appended=partial(self._index_events, conversation_id),
+            )
             self._event_logs[conversation_id] = log_
             while len(self._event_logs) > _EVENT_LOG_CACHE:
                 self._event_logs.popitem(last=False)

@@ -64,7 +64,14 @@ class ConversationFilter:
     of the title, repository or branch, or a prefix of the id.
     `archived`: True only archived, False only not archived, None both.
     `updated_since`: an ISO timestamp (the store's format); older activity is
-    left out.
+    left out. `updated_before`: the same; this and newer activity is left out.
+    `cost_above`, `cost_below`: accumulated cost (USD) strictly above, below
+    (an unknown cost matches neither).
+    `within`: only these conversations (what the search index found).
+    `event_words`, `event_path`, `event_command`: what the conversation did
+    (words of its events, a path it viewed or edited, a command it ran):
+    the service turns them into `within` with the search index; the store
+    itself never sees them.
     """
 
     repository: str | None = None
@@ -73,6 +80,17 @@ class ConversationFilter:
     text: str | None = None
     archived: bool | None = False
     updated_since: str | None = None
+    updated_before: str | None = None
+    cost_above: float | None = None
+    cost_below: float | None = None
+    within: frozenset[str] | None = None
+    event_words: str | None = None
+    event_path: str | None = None
+    event_command: str | None = None
+
+    @property
+    def searches_events(self) -> bool:
+        return self.event_words is not None or self.event_path is not None or self.event_command is not None
 
 
 _ACTIVE = frozenset({"STARTING", "RUNNING"})
@@ -133,7 +151,7 @@ _HEX = frozenset("0123456789abcdef")
 QUICK_SORT_ROWS = 10_000
 
 
-_COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status", "state")
+_COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status", "state", "cost")
 
 
 def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
@@ -146,10 +164,19 @@ def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
         bool(document.get("archived")),
         display_status(document),
         display_state(document),
+        document.get("accumulated_cost"),
     )
 
 
 _UNKNOWN = object()
+
+
+def _cost_above(cost: float | None, limit: float) -> bool:
+    return cost is not None and cost > limit
+
+
+def _cost_below(cost: float | None, limit: float) -> bool:
+    return cost is not None and cost < limit
 
 
 def _flags(values: Iterable[bool]) -> int:
@@ -173,6 +200,7 @@ class _Columns:
     archived: list[bool]
     status: list[str]
     state: list[str]  # display_state: for status:waiting and status:finished
+    cost: list[float | None]
     _recent: OrderedDict[_MatchKey, _Match] = field(default_factory=OrderedDict)
     _not_archived_flags: Any = _UNKNOWN
 
@@ -192,6 +220,7 @@ class _Columns:
             archived=[bool(document.get("archived")) for document in ordered],
             status=[display_status(document) for document in ordered],
             state=[display_state(document) for document in ordered],
+            cost=[document.get("accumulated_cost") for document in ordered],
         )
 
     def insert(self, position: int, row: tuple) -> None:
@@ -256,6 +285,14 @@ class _Columns:
             if _HEX.issuperset(word):  # a hex word also matches the ids it begins
                 found |= _flags(map(str.startswith, take(self.ids), repeat(word)))
             conditions.append(found)
+        if query.within is not None:
+            conditions.append(_flags(map(query.within.__contains__, take(self.ids))))
+        if query.updated_before is not None:
+            conditions.append(_flags(map(operator.lt, take(self.updated), repeat(query.updated_before))))
+        if query.cost_above is not None:
+            conditions.append(_flags(map(_cost_above, take(self.cost), repeat(query.cost_above))))
+        if query.cost_below is not None:
+            conditions.append(_flags(map(_cost_below, take(self.cost), repeat(query.cost_below))))
         if query.status is not None:
             status = take(self.state if query.status in STATE_FILTERS else self.status)
             shown = map(status_overrides.get, take(self.ids), status) if status_overrides else status
@@ -286,6 +323,7 @@ class _Columns:
             query.trigger,
             query.status,
             frozenset(status_overrides.items()) if query.status is not None else frozenset(),
+            (query.within, query.updated_before, query.cost_above, query.cost_below),
             tuple(words),
         )
         found = self._recent.get(key)
@@ -335,6 +373,7 @@ class _MatchKey(NamedTuple):
     trigger: str | None
     status: str | None
     status_overrides: frozenset
+    more: tuple  # within, updated_before, cost_above, cost_below
     words: tuple[str, ...]
 
     def narrows(self, earlier: _MatchKey) -> bool:
@@ -342,7 +381,7 @@ class _MatchKey(NamedTuple):
         matched: the same conditions, and each earlier word implied by one
         of ours (a word containing it, though a hex word also matches ids it
         begins, so it implies only its own prefixes)."""
-        return self[:6] == earlier[:6] and all(
+        return self[:7] == earlier[:7] and all(
             any(word.startswith(old) or (old in word and not _HEX.issuperset(word)) for word in self.words)
             for old in earlier.words
         )
