@@ -187,4 +187,5 @@ class ConvtuiApp(KeysInOrderApp[None]):
 
     async def on_unmount(self) -> None:
         if self.backend is not None:
+            self.backend.note_ui_closed()  # the next UI after a while says what happened meanwhile
             await self.backend.close()

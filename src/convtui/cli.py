@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--archived", action="store_true", help="list archived conversations instead")
     listing.add_argument("--repo", metavar="R", help="only this repository")
     listing.add_argument("--trigger", metavar="T", help="only this trigger: " + ", ".join(t.value for t in ConversationTrigger))
-    listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error, waiting (for you: a reply or an approval), finished")
+    listing.add_argument("--status", metavar="S", help="only this status: starting, running, stopped, archived, error, waiting (for you: a reply or an approval), unread (events you have not seen), finished")
     listing.add_argument("--query", "-q", metavar="Q", help="words to find in title, repository, branch or id prefix")
     listing.add_argument("--text", metavar="WORDS", help="what it did: words in any of its events (messages, commands, outputs)")
     listing.add_argument("--file", metavar="PATH", help="what it did: a path it viewed or edited")

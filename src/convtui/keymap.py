@@ -22,6 +22,7 @@ def remappable_bindings() -> dict[str, Binding]:
     each dialog's ("help.close", "settings.save", ...)."""
     from .screens.confirm import ConfirmScreen
     from .screens.confirm_delete import ConfirmDeleteScreen
+    from .screens.digest import DigestScreen
     from .screens.help import HelpScreen
     from .screens.inbox import InboxScreen
     from .screens.main import MainScreen
@@ -46,6 +47,7 @@ def remappable_bindings() -> dict[str, Binding]:
         RememberPromptScreen,
         InboxScreen,
         RejectReasonScreen,
+        DigestScreen,
     )
     return {
         binding.id: binding

@@ -447,6 +447,7 @@ class AgentLoop:
                         "action": "message",
                         "message": response.content,
                         "args": {"content": response.content, "image_urls": None, "wait_for_response": True},
+                        "llm_metrics": self._llm_metrics(),
                     }
                 )
                 await self._set(agent_state=AgentState.AWAITING_USER_INPUT)
@@ -532,6 +533,16 @@ class AgentLoop:
         elif self._metrics_timer is None:
             self._metrics_timer = loop.call_later(wait, self._write_metrics_soon)
 
+    def _llm_metrics(self) -> dict[str, Any]:
+        """The conversation's metrics as of this action, as OpenHands stamps
+        its actions (`llm_metrics`): what was spent between two events can
+        be told from the log alone."""
+        prompt_tokens, completion_tokens = self._tokens
+        return {
+            "accumulated_cost": self._cost,
+            "accumulated_token_usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        }
+
     async def _carry_out(self, response: LLMResponse) -> bool:
         """Log and execute each tool call of one reply. True if the agent finished."""
         finished = False
@@ -549,7 +560,7 @@ class AgentLoop:
             except ToolCallError as error:
                 await self._append({**error_observation(str(error)), "tool_call_metadata": metadata})
                 continue
-            stored = await self._append({**action, "tool_call_metadata": metadata})
+            stored = await self._append({**action, "tool_call_metadata": metadata, "llm_metrics": self._llm_metrics()})
             if stored["action"] == "finish":
                 finished = True
                 continue

@@ -86,6 +86,10 @@ class Decision(_Strict):
     reason: str | None = None
 
 
+class Seen(_Strict):
+    event_id: int
+
+
 class AlwaysApprove(_Strict):
     on: bool
 
@@ -395,6 +399,11 @@ def create_app(
     async def inbox() -> list[InboxItem]:
         """Every conversation waiting for a person, oldest wait first."""
         return await backend.inbox()
+
+    @app.post("/api/conversations/{conversation_id}/seen")
+    async def seen(conversation_id: ConversationId, seen: Seen) -> ConversationInfo:
+        """The caller's OS user has seen the events up to `event_id`."""
+        return await backend.mark_seen(conversation_id, seen.event_id)
 
     @app.post("/api/conversations/{conversation_id}/dismiss")
     async def dismiss(conversation_id: ConversationId) -> ConversationInfo:

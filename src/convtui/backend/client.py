@@ -258,6 +258,11 @@ class RemoteBackend:
     async def inbox(self) -> list[InboxItem]:
         return [InboxItem.model_validate(item) for item in await self._call("GET", "/api/inbox")]
 
+    async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
+        full_id = await self.resolve(conversation_id)
+        answer = await self._call("POST", f"/api/conversations/{full_id}/seen", json={"event_id": event_id})
+        return ConversationInfo.model_validate(answer)
+
     async def dismiss(self, conversation_id: str) -> ConversationInfo:
         full_id = await self.resolve(conversation_id)
         return ConversationInfo.model_validate(await self._call("POST", f"/api/conversations/{full_id}/dismiss"))

@@ -17,13 +17,15 @@ shared test suite (tests/test_backend_contract.py) runs against both."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from .durable_files import atomic_write
 from .errors import ConvtuiError
+from .digest import DigestEntry
 from .events import EventDict, EventFilter
 from .inbox import InboxItem, InboxKind, inbox_item, inbox_kind, oldest_first
 from .manager import ConversationManager
@@ -40,9 +42,10 @@ from .settings import Settings
 from .store import WAITING, ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset, UpdateJournal
-from .updates import LoopUpdate, Subscriber, TitleChanged
+from .updates import EventAdded, LoopUpdate, Subscriber, TitleChanged
 
 
+LATEST_EVENTS_SECONDS = 5.0  # how often the UI reads other processes' newest events again
 INBOX_EVENTS_LOOKED_AT = 20  # the newest events searched for the agent's last words
 
 
@@ -122,6 +125,11 @@ class Backend(Protocol):
 
     async def dismiss(self, conversation_id: str) -> ConversationInfo:
         """Take a conversation whose loop ended out of the inbox. Raises NotFound."""
+        ...
+
+    async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
+        """This OS user has seen the conversation's events up to `event_id`
+        (its newer events are unread). Raises NotFound, InvalidInput."""
         ...
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo: ...
@@ -226,6 +234,16 @@ class UIBackend(Backend, Protocol):
         cannot be quick now; ask again later)."""
         ...
 
+    def ui_closed_at(self) -> datetime | None:
+        """When this OS user last closed a UI here (None: never)."""
+        ...
+
+    def note_ui_closed(self) -> None: ...
+
+    async def digest(self, since: datetime) -> list[DigestEntry]:
+        """What happened in each conversation since `since` (see digest.py)."""
+        ...
+
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` on this event loop with every loop update; returns the unsubscribe."""
         ...
@@ -268,6 +286,13 @@ class LocalBackend:
         self.service = service
         self.manager = manager
         self._journal: UpdateJournal | None = None
+        self._latest_read_at = float("-inf")
+        manager.subscribe(self._note_event)
+
+    def _note_event(self, update: LoopUpdate) -> None:
+        """The server's appends reach this process's idea of the newest events (unread rows)."""
+        if isinstance(update, EventAdded) and isinstance(update.event.get("id"), int):
+            self.service.note_event(update.conversation_id, update.event["id"])
 
     @property
     def journal(self) -> UpdateJournal:
@@ -409,6 +434,9 @@ class LocalBackend:
     async def dismiss(self, conversation_id: str) -> ConversationInfo:
         return await self.service.dismiss(conversation_id)
 
+    async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
+        return await self.service.mark_seen(conversation_id, event_id)
+
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         return await self.manager.set_always_approve(conversation_id, on)
 
@@ -482,9 +510,16 @@ class LocalBackend:
 
     async def refresh(self) -> None:
         await self.service.refresh()
+        # Other processes' appends, for the unread rows (the server's come on
+        # its stream): read again at most every LATEST_EVENTS_SECONDS.
+        now = time.monotonic()
+        if now - self._latest_read_at >= LATEST_EVENTS_SECONDS:
+            self._latest_read_at = now
+            await asyncio.to_thread(self.service.reload_latest_events)
 
     async def warm(self) -> None:
         await asyncio.to_thread(self.service.store.warm)
+        await asyncio.to_thread(self.service.latest_events)  # which rows have unread events
         if not self.outlives_the_ui:  # (a server fills its own)
             await asyncio.to_thread(self.service.fill_search_index)
 
@@ -503,6 +538,15 @@ class LocalBackend:
     def waiting_count_now(self) -> int | None:
         ids = self.service.list_ids_now(ConversationFilter(status=WAITING), "updated", False)
         return None if ids is None else len(ids)
+
+    def ui_closed_at(self) -> datetime | None:
+        return self.service.ui_closed_at()
+
+    def note_ui_closed(self) -> None:
+        self.service.note_ui_closed()
+
+    async def digest(self, since: datetime) -> list[DigestEntry]:
+        return await self.service.digest(since)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         return self.manager.subscribe(subscriber)

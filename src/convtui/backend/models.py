@@ -222,6 +222,9 @@ class ConversationMetadata(BaseModel):
     # the steps of one message): in the inbox until started again or
     # dismissed. None: nothing to decide.
     attention: Literal["error", "limit"] | None = None
+    # The last event each OS user saw (user -> event id): newer events are
+    # unread for them. A user absent has no unread events here.
+    seen: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("conversation_id")
     @classmethod
@@ -267,6 +270,7 @@ class ConversationInfo(BaseModel):
     archived: bool = False
     always_approve: bool = False
     attention: Literal["error", "limit"] | None = None  # see ConversationMetadata
+    unread: bool = False  # events newer than the last one this OS user saw
 
 
 class ConversationInfoResultSet(BaseModel):

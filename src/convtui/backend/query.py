@@ -1,5 +1,6 @@
 """The filter language of the list: free words plus `status:`, `repo:`,
-`trigger:` and `is:` tokens, e.g. `status:waiting repo:acme/app fix`.
+`trigger:` and `is:` tokens, e.g. `status:waiting repo:acme/app fix`;
+`status:unread`: events you have not seen.
 
 What a conversation did: `text:` (words in any event: messages, commands,
 outputs), `file:` (a path it viewed or edited), `cmd:` (a command it ran),
@@ -39,7 +40,7 @@ def _enum_match(enum: type, text: str) -> str | None:
 
 
 # What `status:` takes, in the order help and errors list them.
-STATUS_WORDS = ("running", "waiting", "error", "finished", "stopped", "starting", "archived")
+STATUS_WORDS = ("running", "waiting", "unread", "error", "finished", "stopped", "starting", "archived")
 
 
 def _status_match(text: str) -> str | None:
@@ -94,6 +95,7 @@ def parse_query(text: str, now: datetime | None = None) -> ParsedQuery:
     done: dict[str, list[str]] = {name: [] for name in _EVENT_NAMES}
     since = before = None
     cost_above = cost_below = None
+    unread = False
     for token in _TOKEN.findall(text):
         cost = _cost(token, problems)
         if cost is not None:
@@ -124,6 +126,8 @@ def parse_query(text: str, now: datetime | None = None) -> ParsedQuery:
             continue
         if name == "repo":
             repository = value
+        elif name == "status" and value.lower() == "unread":
+            unread = True
         elif name == "status":
             status = _status_match(value)
             if status is None:
@@ -152,6 +156,7 @@ def parse_query(text: str, now: datetime | None = None) -> ParsedQuery:
             updated_before=before,
             cost_above=cost_above,
             cost_below=cost_below,
+            unread=unread,
             event_words=" ".join(done["text"]) or None,
             event_path=" ".join(done["file"]) or None,
             event_command=" ".join(done["cmd"]) or None,

@@ -147,6 +147,11 @@ class SearchIndex:
                 connection.execute("ROLLBACK")
                 raise
 
+    def latest_event_ids(self) -> dict[str, int]:
+        """Each indexed conversation's newest event id."""
+        with self._lock:
+            return dict(self._connection.execute("SELECT conversation_id, last_event_id FROM conversations").fetchall())
+
     def remove(self, conversation_id: str) -> None:
         """Forget a conversation: its rows stay in the posting lists (a
         contentless index cannot delete them) but name no conversation any

@@ -22,7 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +64,8 @@ from .models import (
     validate_title,
 )
 from .redaction import Redactor, provider_keys_in_environment
+from .digest import DIGEST_MAX, DigestEntry, digest_entry
+from .inbox import inbox_kind
 from .search_index import INDEX_FILE, SearchIndex
 from .settings import Settings, SettingsStore
 from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
@@ -77,6 +79,7 @@ PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
 _HOST = socket.gethostname()
 _ACTIVE_STATUSES = ("STARTING", "RUNNING")
+UNREAD = "unread"  # the status filter of conversations with events this user has not seen
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class ConversationService:
         self.loops: LiveLoops | None = None
         self._event_logs: OrderedDict[str, EventLog] = OrderedDict()
         self._search_index: SearchIndex | None = None
+        self._latest_events: dict[str, int] | None = None  # conversation -> newest event id
         self._search_index_lock = threading.Lock()
         self._listeners: list[Callable[[str], None]] = []
         self._redactor: tuple[object, Redactor] | None = None
@@ -177,7 +181,89 @@ class ConversationService:
                 self._search_index = SearchIndex(self.data_dir.root / INDEX_FILE)
             return self._search_index
 
+    # -- while you were away ---------------------------------------------------------
+
+    def _user_file(self) -> Path:
+        name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self.user_id)[:64] or "_"
+        return self.data_dir.root / "users" / f"{name}.json"
+
+    def ui_closed_at(self) -> datetime | None:
+        """When this OS user last closed a UI on this data directory (None: never)."""
+        try:
+            return datetime.fromisoformat(orjson.loads(self._user_file().read_bytes())["ui_closed_at"])
+        except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            return None
+
+    def note_ui_closed(self) -> None:
+        path = self._user_file()
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, orjson.dumps({"ui_closed_at": format_timestamp(utc_now())}))
+        except (OSError, StorageError) as error:
+            log.warning("could not note when the UI closed: %s", error)
+
+    async def digest(self, since: datetime) -> list[DigestEntry]:
+        """What happened in each conversation since `since`, the most recent
+        activity first (at most DIGEST_MAX)."""
+
+        def run() -> list[DigestEntry]:
+            self.store.refresh()
+            self.latest_events()
+            ids = self.store.matching_ids(ConversationFilter(updated_since=format_timestamp(since)))[:DIGEST_MAX]
+            entries = []
+            for conversation_id in ids:
+                info = self.row(conversation_id)
+                if info is None:
+                    continue
+                events = self._event_log(conversation_id).search_events()
+                entry = digest_entry(info, events, since, inbox_kind(info))
+                if entry is not None:
+                    entries.append(entry)
+            return entries
+
+        return await asyncio.to_thread(run)
+
+    def latest_events(self) -> dict[str, int]:
+        """Each conversation's newest event id, as far as this process knows
+        (kept current by this process's appends and `note_event`; read again
+        by `reload_latest_events`). Blocking the first time."""
+        if self._latest_events is None:
+            self._latest_events = self.search_index.latest_event_ids()
+        return self._latest_events
+
+    def reload_latest_events(self) -> None:
+        """Take in other processes' appends. Blocking."""
+        self._latest_events = self.search_index.latest_event_ids()
+
+    def note_event(self, conversation_id: str, event_id: int) -> None:
+        """An event another process appended (the server's stream)."""
+        latest = self._latest_events
+        if latest is not None and event_id > latest.get(conversation_id, -1):
+            latest[conversation_id] = event_id
+
+    def _unread(self, document: Document) -> bool:
+        seen = (document.get("seen") or {}).get(self.user_id)
+        latest = self._latest_events
+        return seen is not None and latest is not None and latest.get(document["conversation_id"], -1) > seen
+
+    async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
+        """This OS user has seen the conversation's events up to `event_id`
+        (never moves back; its place in the list stays). Raises NotFound."""
+        if not isinstance(event_id, int) or isinstance(event_id, bool) or event_id < -1:
+            raise InvalidInput(f"an event id is a number 0 or more, got {event_id!r}")
+
+        def change(document: Document) -> Document | None:
+            seen = dict(document.get("seen") or {})
+            if seen.get(self.user_id, -1) >= event_id:
+                return None
+            seen[self.user_id] = event_id
+            return {**document, "seen": seen}
+
+        return await self._update(conversation_id, change)
+
     def _index_events(self, conversation_id: str, events: list[EventDict]) -> None:
+        if events:
+            self.note_event(conversation_id, events[-1]["id"])
         try:
             self.search_index.add(conversation_id, events)
         except sqlite3.Error as error:  # the events are stored; `doctor --repair` rebuilds the index
@@ -201,12 +287,18 @@ class ConversationService:
         event_command) turned into the ids the search index finds."""
         if not query.searches_events:
             return query
+        within = query.within
         try:
-            found = self.search_index.matching(query.event_words, query.event_path, query.event_command)
+            if query.event_words is not None or query.event_path is not None or query.event_command is not None:
+                found = frozenset(self.search_index.matching(query.event_words, query.event_path, query.event_command))
+                within = found if within is None else within & found
+            if query.unread:
+                self.latest_events()
+                unread = frozenset(d["conversation_id"] for d in self.store.iter_documents() if self._unread(d))
+                within = unread if within is None else within & unread
         except sqlite3.Error as error:
             raise StorageError(f"the search index cannot be read ({error}): convtui doctor --repair rebuilds it") from None
-        within = frozenset(found) if query.within is None else query.within & found
-        return dataclasses.replace(query, within=within, event_words=None, event_path=None, event_command=None)
+        return dataclasses.replace(query, within=within, unread=False, event_words=None, event_path=None, event_command=None)
 
     # -- change signals ----------------------------------------------------------
 
@@ -302,6 +394,7 @@ class ConversationService:
         state = live.get(document["conversation_id"]) if isinstance(live, dict) else live
         info = dict(document)
         info["title"] = info.get("title") or default_title(document["conversation_id"])
+        info["unread"] = self._unread(document)
         if state is not None:
             info.update(
                 status=state.status,
@@ -343,7 +436,8 @@ class ConversationService:
             raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
         after = _decode_page(page_id) if page_id else None
         trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
-        wanted_status = _status_value(status)
+        unread = status is not None and str(status).strip().lower() == UNREAD
+        wanted_status = None if unread else _status_value(status)
 
         def run() -> ConversationInfoResultSet:
             # One thread hop for the settings and the search (the server's
@@ -358,6 +452,7 @@ class ConversationService:
                 text=query or None,
                 archived=archived,
                 updated_since=None if age == timedelta.max else format_timestamp(utc_now() - age),
+                unread=unread,
                 event_words=event_words,
                 event_path=event_path,
                 event_command=event_command,
@@ -477,6 +572,7 @@ class ConversationService:
                 trigger=request.trigger,
                 created_at=now,
                 last_updated_at=now,
+                seen={user_id or self.user_id: 0 if request.initial_user_msg else -1},  # their own message
             )
             directory = self.data_dir.conversation(conversation_id)
             try:
@@ -531,6 +627,7 @@ class ConversationService:
             raise
         if not await self._title_from_first_message(conversation_id, events):
             await self.touch(conversation_id)
+        await self.mark_seen(conversation_id, events[-1]["id"])  # what one imports, one has seen
         return response
 
     # -- changing ------------------------------------------------------------------
@@ -1021,7 +1118,8 @@ def _status_value(value: Any) -> str | None:
     try:
         return _enum_value(ConversationStatus, value, "status")
     except InvalidInput:
-        allowed = ", ".join([member.name.lower() for member in ConversationStatus] + sorted(s.lower() for s in STATE_FILTERS))
+        finer = sorted([*(s.lower() for s in STATE_FILTERS), UNREAD])
+        allowed = ", ".join([member.name.lower() for member in ConversationStatus] + finer)
         raise InvalidInput(f"status {str(value).strip()!r} is not one of: {allowed}") from None
 
 

@@ -86,6 +86,11 @@ class Settings(BaseModel):
         description="how alerts reach the terminal: bell, osc (OSC 9 and 777 notifications), osc9, osc777 (comma list; none)",
     )
 
+    away_minutes: float = Field(
+        default=10.0, ge=0, le=525_600,
+        description="opening the UI this long after the last one closed lists what happened meanwhile (0: never)",
+    )  # fmt: skip
+
     theme: str = Field(default=DEFAULT_THEME, description="colour theme of the UI: " + ", ".join(THEME_NAMES))
     mouse: bool = Field(default=True, description="the UI takes the mouse (off: the terminal selects text)")
     keymap: dict[str, str] = Field(

@@ -68,6 +68,8 @@ class ConversationFilter:
     `cost_above`, `cost_below`: accumulated cost (USD) strictly above, below
     (an unknown cost matches neither).
     `within`: only these conversations (what the search index found).
+    `unread`: only those with events their user has not seen: the service
+    turns it into `within`.
     `event_words`, `event_path`, `event_command`: what the conversation did
     (words of its events, a path it viewed or edited, a command it ran):
     the service turns them into `within` with the search index; the store
@@ -84,13 +86,19 @@ class ConversationFilter:
     cost_above: float | None = None
     cost_below: float | None = None
     within: frozenset[str] | None = None
+    unread: bool = False
     event_words: str | None = None
     event_path: str | None = None
     event_command: str | None = None
 
     @property
     def searches_events(self) -> bool:
-        return self.event_words is not None or self.event_path is not None or self.event_command is not None
+        return (
+            self.unread
+            or self.event_words is not None
+            or self.event_path is not None
+            or self.event_command is not None
+        )
 
 
 _ACTIVE = frozenset({"STARTING", "RUNNING"})

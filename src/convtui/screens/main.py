@@ -18,6 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from .. import clipboard
@@ -33,6 +34,7 @@ from ..widgets.filter_box import FilterBox
 from ..widgets.no_layout import KeysFooter
 from .confirm import ConfirmScreen
 from .confirm_delete import ConfirmDeleteScreen
+from .digest import DigestScreen
 from .help import HelpScreen
 from .inbox import InboxScreen
 from .new_conversation import NewConversationResult, NewConversationScreen
@@ -61,6 +63,7 @@ class _Undoable:
     ids: tuple[str, ...]
     until: float  # time.monotonic()
 WIDE_LAYOUT_COLUMNS = 110
+SEEN_AFTER_SECONDS = 0.8  # a conversation's events on screen this long are seen
 POLL_SECONDS = 0.5
 
 
@@ -119,6 +122,7 @@ class MainScreen(Screen[None]):
         self._select_when_listed: str | None = None  # a conversation just created: the cursor goes to it
         self._undo: _Undoable | None = None
         self._waiting_count = 0  # what the inbox holds: "3 need you" in the status line
+        self._seen_timer: Timer | None = None
 
     # -- layout --------------------------------------------------------------------
 
@@ -162,6 +166,24 @@ class MainScreen(Screen[None]):
         self.conversation_list.focus()
         self.reload()
         self.call_after_refresh(self._warm_model_worker)
+        self._while_away()
+
+    @work(group="digest")
+    async def _while_away(self) -> None:
+        """Opened a while after the last UI closed: what happened meanwhile."""
+        closed_at = self.backend.ui_closed_at()
+        if closed_at is None:
+            return
+        try:
+            away = (await self.backend.load_settings()).away_minutes
+            if not away or (self.clock() - closed_at).total_seconds() < away * 60:
+                return
+            entries = await self.backend.digest(closed_at)
+        except ConvtuiError as error:
+            self.notify(str(error), title="While you were away", severity="error")
+            return
+        if entries:
+            self.app.push_screen(DigestScreen(entries, closed_at, self.clock), self._show_chosen)
 
     @work(group="warm-model")
     async def _warm_model_worker(self) -> None:
@@ -345,6 +367,7 @@ class MainScreen(Screen[None]):
         if self.selected_id == conversation_id:
             event_log.set_events(events)
             event_log.set_streaming(self._streaming.get(conversation_id, ""))
+            self._seen_soon()
 
     async def _catch_up_events(self, conversation_id: str) -> None:
         event_log = self.detail.event_log
@@ -385,6 +408,8 @@ class MainScreen(Screen[None]):
         if is_selected:
             self._show_info(self.backend.row(conversation_id))
             self.detail.show_pending(self.backend.pending_action_now(conversation_id))
+            if isinstance(update, EventAdded):
+                self._seen_soon()
 
     # -- keys ----------------------------------------------------------------------
 
@@ -452,6 +477,30 @@ class MainScreen(Screen[None]):
         if self.narrow:
             self.add_class("detail-open")
         self.detail.event_log.focus()
+        self._seen_soon()
+
+    def _seen_soon(self) -> None:
+        """The selected conversation's events are on screen: once they have
+        stayed there SEEN_AFTER_SECONDS (not rows passed over on the way
+        down), they are seen: its row is no longer unread."""
+        if self._seen_timer is not None:
+            self._seen_timer.stop()
+        self._seen_timer = self.set_timer(SEEN_AFTER_SECONDS, self._mark_seen)
+
+    @work(group="seen", exclusive=True)
+    async def _mark_seen(self) -> None:
+        conversation_id = self.selected_id
+        events = self.detail.event_log.events
+        if conversation_id is None or not self._detail_shown() or self._shown_events_for != conversation_id or not events:
+            return
+        info = self.backend.row(conversation_id)
+        if info is None or not info.unread:
+            return
+        try:
+            await self.backend.mark_seen(conversation_id, events[-1].get("id", -1))
+        except ConvtuiError:
+            return  # (gone meanwhile) the row stays as it was
+        self.conversation_list.refresh_conversation(conversation_id)
 
     @on(ConversationList.MarksChanged)
     def _marks_changed(self) -> None:
@@ -723,10 +772,10 @@ class MainScreen(Screen[None]):
         self.app.push_screen(RememberPromptScreen(partial(self.backend.remember_prompt, conversation_id, event_id), Path.cwd()))
 
     def action_inbox(self) -> None:
-        self.app.push_screen(InboxScreen(self.backend, self.clock), self._inbox_closed)
+        self.app.push_screen(InboxScreen(self.backend, self.clock), self._show_chosen)
 
-    def _inbox_closed(self, conversation_id: str | None) -> None:
-        """Enter in the inbox: show that conversation, its detail open."""
+    def _show_chosen(self, conversation_id: str | None) -> None:
+        """Enter in the inbox or the digest: show that conversation, its detail open."""
         if conversation_id is None:
             return
         self._select_when_listed = conversation_id  # the cursor goes to it when the list is shown
@@ -831,7 +880,7 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                 (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
                 (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
                 (keys("inbox"), "inbox: every conversation waiting for you, oldest first; answer each there"),
-                (keys("filter"), "filter: words, status:waiting|running|error|finished, repo:owner/name, trigger:cli"),
+                (keys("filter"), "filter: words, status:waiting|unread|running|error|finished, repo:owner/name, trigger:cli"),
                 ("", "is:archived only archived, is:all archived too (hidden by default)"),
                 ("", 'what it did: text:words file:path cmd:"npm test"; since:3d before:2026-11-30 cost>0.5 cost<2'),
                 (f"{keys('sort')} / {keys('reverse_sort')}", "cycle the sort: updated, created, title, status, cost / reverse it"),

@@ -37,6 +37,7 @@ TEXT_FIELDS: dict[str, str] = {
     "command_timeout": "Cmd timeout (s)",
     "llm_timeout": "LLM timeout (s)",
     "conversation_max_age_days": "Hide idle (days)",
+    "away_minutes": "Away (minutes)",
     "notify_on": "Alert on",
     "notify_method": "Alert by",
 }

@@ -50,6 +50,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         "conversation-list--waiting",
         "conversation-list--error",
         "conversation-list--done",
+        "conversation-list--unread",
     }
 
     COMPONENT_PREFIX = "conversation-list"
@@ -69,6 +70,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
     ConversationList > .conversation-list--waiting { color: $warning; text-style: bold; }
     ConversationList > .conversation-list--error { color: $error; text-style: bold; }
     ConversationList > .conversation-list--done { color: $text-muted; }
+    ConversationList > .conversation-list--unread { text-style: bold; }
     /* NO_COLOR: greys alone cannot mark the cursor; reverse video can. */
     App:nocolor ConversationList > .conversation-list--cursor { background: transparent; text-style: reverse bold; }
     App:nocolor ConversationList:focus > .conversation-list--cursor { background: transparent; text-style: reverse bold; }
@@ -277,7 +279,10 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         if badge.animated:
             self._animated_rows.add(row)
         base = self._style(cursor)
-        mark = Segment("●" if info.conversation_id in self.marked else " ", self._style(cursor, "marked"))
+        if info.conversation_id in self.marked:
+            mark = Segment("●", self._style(cursor, "marked"))
+        else:  # events you have not seen: a dot, and the title in bold
+            mark = Segment("•" if info.unread else " ", self._style(cursor, "unread"))
         updated = relative_time(getattr(info, self.date_field), self.clock())
         cost = format_cost(info.accumulated_cost)
         repository = info.selected_repository or ""
@@ -292,7 +297,7 @@ class ConversationList(CachedComponentStyles, ContentSized, ScrollView, can_focu
         title = one_line(info.title, title_width)
         dim = self._style(cursor, "dim")
         segments = [mark, Segment(badge.glyph, self._style(cursor, badge.style)), Segment(" ", base)]
-        segments.extend(self._highlighted(title, cursor))
+        segments.extend(self._highlighted(title, cursor, *(("unread",) if info.unread else ())))
         used = cell_len(mark.text) + cell_len(badge.glyph) + 1 + cell_len(title) + right_width
         padding = max(1, width - used)
         segments.append(Segment(" " * padding, base))
