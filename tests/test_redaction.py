@@ -143,12 +143,16 @@ async def test_the_key_is_never_written_beside_the_settings(data_dir: Path, key:
                                                                "args": {"content": message}}])
         exports = [await service.export_json(imported.conversation_id),
                    (await service.export_markdown(created.conversation_id)).encode()]
+        # The search index (binary, tokens only) was given the redacted events.
+        assert service.search_index.matching(words="redacted keep") == {created.conversation_id, imported.conversation_id}
+        if len(key) > 3:
+            assert service.search_index.matching(words=key) == set()
     finally:
         service.close()
     written = _everything_written(data_dir)
     assert b"Exception: my key is <redacted>, keep it" in written
     for text in (written, *exports):
-        assert f" {key}," not in text.decode() and b"Exception" in text
+        assert f" {key}," not in text.decode(errors="replace") and b"Exception" in text
 
 
 async def test_a_key_set_in_the_environment_is_redacted_too(
