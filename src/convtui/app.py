@@ -103,8 +103,11 @@ class ConvtuiApp(KeysInOrderApp[None]):
         # walking it again and again (it caused the slowest keystrokes at 100k).
         gc.collect()
         gc.freeze()
-        await self.push_screen(MainScreen(self.backend, self.clock))
+        main = MainScreen(self.backend, self.clock)
+        await self.push_screen(main)
         self.run_worker(self._warm_search(), group="warm")
+        if self.backend.ui_closed_at() is not None:
+            self.run_worker(main.while_away(), group="digest")
         if self.on_ready is not None:
             self.on_ready(self)
 

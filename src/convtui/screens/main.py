@@ -166,11 +166,10 @@ class MainScreen(Screen[None]):
         self.conversation_list.focus()
         self.reload()
         self.call_after_refresh(self._warm_model_worker)
-        self._while_away()
 
-    @work(group="digest")
-    async def _while_away(self) -> None:
-        """Opened a while after the last UI closed: what happened meanwhile."""
+    async def while_away(self) -> None:
+        """Opened a while after the last UI closed: what happened meanwhile
+        (the app calls this once the list is up)."""
         closed_at = self.backend.ui_closed_at()
         if closed_at is None:
             return
