@@ -726,3 +726,15 @@ async def test_metrics_reach_the_stream_and_answers_at_once_and_the_store_within
         await asyncio.sleep(0.05)
     assert stored >= live.prompt_tokens and manager.is_running(conversation_id)  # the command still runs
     await manager.stop(conversation_id)
+
+
+async def test_two_starts_at_once_start_one_loop(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """A resume beside a key press: the second start finds the first's loop,
+    rather than failing on that loop's own lock as running elsewhere."""
+    llm.responder = Script(Hang())
+    conversation_id = await new(configured)
+    first, second = await asyncio.gather(manager.start(conversation_id), manager.start(conversation_id))
+    assert manager.running_ids() == [conversation_id] and first.status is second.status
+    await manager.stop(conversation_id)

@@ -272,3 +272,30 @@ async def test_four_processes_of_random_operations_end_as_a_serial_run_does(tmp_
     print(f"concurrent run {concurrent_seconds:.1f} s")
     assert concurrent_seconds < GIVE_UP_SECONDS
 
+
+
+def test_a_probe_of_the_loop_lock_never_makes_a_start_fail(tmp_path: Path) -> None:
+    """runner_pid holds a shared lock for an instant; a start at that instant
+    used to report the loop "running elsewhere" (seen in the crash harness)."""
+    import threading
+
+    from convtui.backend.loop_lock import LoopLock, runner_pid
+
+    directory = tmp_path / "conversation"
+    directory.mkdir()
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            runner_pid(directory)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(200):
+            lock = LoopLock(directory)
+            assert lock.acquire() is None
+            lock.release()
+    finally:
+        stop.set()
+        prober.join()

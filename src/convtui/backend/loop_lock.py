@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from .errors import StorageError, describe_os_error
 
 LOCK_NAME = "loop.lock"
+ACQUIRE_TRIES = 10
+ACQUIRE_PAUSE_SECONDS = 0.01
 STOP_REQUEST_NAME = "stop.request"
 
 
@@ -28,12 +31,18 @@ class LoopLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise StorageError(describe_os_error(error, "lock")) from error
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(fd)
-            os.close(fd)
-            return holder
+        for attempt in range(ACQUIRE_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # A probe (runner_pid) holds a shared lock for an instant: only
+                # a lock still held after a few tries is another process's loop.
+                if attempt == ACQUIRE_TRIES - 1:
+                    holder = _read_pid(fd)
+                    os.close(fd)
+                    return holder
+                time.sleep(ACQUIRE_PAUSE_SECONDS)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd

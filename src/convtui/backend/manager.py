@@ -72,6 +72,7 @@ class ConversationManager:
         self.retry_delay = retry_delay
         self.replay_delay = 0.0  # seconds between replayed steps (the demo slows them to be watched)
         self._running: dict[str, _Running] = {}
+        self._starting: dict[str, asyncio.Lock] = {}  # one start of a conversation at a time
         self._watcher: asyncio.Task[None] | None = None
         service.loops = self
 
@@ -122,11 +123,18 @@ class ConversationManager:
         LoopLimitReached or RunningElsewhere. With `until_idle` the loop ends
         once the agent waits for the user. `confirm` overrides the
         confirmation_mode setting for this run."""
+        full_id = (await self.service.get(conversation_id)).conversation_id
+        # Two starts of one conversation at once (a resume beside a key
+        # press): the second waits for the first, then finds it running,
+        # rather than failing on its own loop's lock as "running elsewhere".
+        async with self._starting.setdefault(full_id, asyncio.Lock()):
+            return await self._start(full_id, until_idle, confirm)
+
+    async def _start(self, full_id: str, until_idle: bool, confirm: bool | None) -> LiveState:
         from .agent import AgentLoop
         from .llm import LLMConfig
         from .runtime import Workspace
 
-        full_id = (await self.service.get(conversation_id)).conversation_id
         if full_id in self._running:
             return self.live_states()[full_id]
         settings = await self.service.load_settings()
