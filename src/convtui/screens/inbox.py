@@ -10,7 +10,7 @@ moves to the next."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -240,19 +240,24 @@ class InboxScreen(Screen[str | None]):
         self._show_items([other for other in self.items if other is not item], keep_index=index)
         self.item_list.focus()
 
-    def action_decide(self, decision: str) -> None:
-        item = self.current
-        if item is not None and item.kind is InboxKind.APPROVE:
-            self._answered_now(item)
-            self._approve(item, always=decision == "always")
+    def _answer(self, item: InboxItem, send: Callable[[], Awaitable[object]]) -> None:
+        """Take `item` off the list, move to the next, and send the answer
+        (a failure is said, and the list read again)."""
+        self._answered_now(item)
+        self._send_answer(send)
 
     @work(group="answers")
-    async def _approve(self, item: InboxItem, always: bool) -> None:
+    async def _send_answer(self, send: Callable[[], Awaitable[object]]) -> None:
         try:
-            await self.backend.approve(item.conversation_id, always=always)
+            await send()
         except ConvtuiError as error:
             self.notify(str(error), severity="error")
             self.reload()
+
+    def action_decide(self, decision: str) -> None:
+        item = self.current
+        if item is not None and item.kind is InboxKind.APPROVE:
+            self._answer(item, lambda: self.backend.approve(item.conversation_id, always=decision == "always"))
 
     def action_reject(self) -> None:
         item = self.current
@@ -260,18 +265,8 @@ class InboxScreen(Screen[str | None]):
             self.app.push_screen(RejectReasonScreen(item.conversation.title), lambda reason: self._rejected(item, reason))
 
     def _rejected(self, item: InboxItem, reason: str | None) -> None:
-        if reason is None:
-            return  # cancelled
-        self._answered_now(item)
-        self._reject(item, reason or None)
-
-    @work(group="answers")
-    async def _reject(self, item: InboxItem, reason: str | None) -> None:
-        try:
-            await self.backend.reject(item.conversation_id, reason=reason)
-        except ConvtuiError as error:
-            self.notify(str(error), severity="error")
-            self.reload()
+        if reason is not None:  # (None: cancelled)
+            self._answer(item, lambda: self.backend.reject(item.conversation_id, reason=reason or None))
 
     def action_reply(self) -> None:
         reply = self.query_one("#inbox-reply", Input)
@@ -286,36 +281,20 @@ class InboxScreen(Screen[str | None]):
         if item is None or not text:
             return
         event.input.value = ""
-        self._answered_now(item)
-        self._reply(item, text)
 
-    @work(group="answers")
-    async def _reply(self, item: InboxItem, text: str) -> None:
-        try:
+        async def reply() -> None:
             await self.backend.send_message(item.conversation_id, text)
             if item.kind in (InboxKind.ERROR, InboxKind.LIMIT):
-                await self.backend.start(item.conversation_id)
-        except ConvtuiError as error:
-            self.notify(str(error), severity="error")
-            self.reload()
+                await self.backend.start(item.conversation_id)  # a loop that ended goes on
+
+        self._answer(item, reply)
 
     def action_stop(self) -> None:
         item = self.current
         if item is None:
             return
-        self._answered_now(item)
-        self._stop(item)
-
-    @work(group="answers")
-    async def _stop(self, item: InboxItem) -> None:
-        try:
-            if item.kind in (InboxKind.ERROR, InboxKind.LIMIT):
-                await self.backend.dismiss(item.conversation_id)
-            else:
-                await self.backend.stop(item.conversation_id)
-        except ConvtuiError as error:
-            self.notify(str(error), severity="error")
-            self.reload()
+        ended = item.kind in (InboxKind.ERROR, InboxKind.LIMIT)
+        self._answer(item, lambda: (self.backend.dismiss if ended else self.backend.stop)(item.conversation_id))
 
     @on(OptionList.OptionSelected, "#inbox-items")
     def _selected(self) -> None:
