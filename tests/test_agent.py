@@ -24,6 +24,7 @@ from convtui.backend.store import display_state
 from convtui.backend.updates import EventAdded, LoopUpdate, MetricsChanged, StatusChanged, TextStreamed, TitleChanged
 
 from .conftest import TRAJECTORIES
+from .processes import processes_running
 from .fake_llm import (
     Drop,
     DropMidStream,
@@ -319,16 +320,17 @@ async def test_stop_in_the_middle_of_an_llm_call(
 async def test_stop_in_the_middle_of_a_command_kills_it(
     configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
 ) -> None:
-    llm.responder = Script(ToolCall("execute_bash", {"command": "echo $$ > pid; sleep 100"}))
+    # In a sandbox $$ is a pid of its own namespace: the sleep is found by its
+    # unusual argument among the host's processes instead.
+    marker = f"{time.time_ns() % 10**6 + 1000}.25"
+    llm.responder = Script(ToolCall("execute_bash", {"command": f"touch started; sleep {marker} & setsid sleep {marker}"}))
     conversation_id = await new(configured)
     await manager.start(conversation_id, confirm=False)
-    pid_file = configured.data_dir.workspace(conversation_id) / "pid"
-    await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
-    shell_pid = int(pid_file.read_text())
+    await until(lambda: len(processes_running(f"sleep {marker}")) == 2)
     started = time.monotonic()
     await manager.stop(conversation_id)
     assert time.monotonic() - started < 1.0
-    await until(lambda: not Path(f"/proc/{shell_pid}").exists(), timeout=1.0)
+    await until(lambda: not processes_running(f"sleep {marker}"), timeout=1.0)
     events = await configured.search_events(conversation_id)
     assert events[-1]["observation"] == "agent_state_changed"
     assert any(e.get("action") == "run" for e in events)

@@ -106,6 +106,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         main = MainScreen(self.backend, self.clock)
         await self.push_screen(main)
         self.run_worker(self._warm_search(), group="warm")
+        self.run_worker(main.check_sandbox(), group="sandbox")
         if self.backend.ui_closed_at() is not None:
             self.run_worker(main.while_away(), group="digest")
         if self.on_ready is not None:

@@ -634,6 +634,8 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
         for finding in report.findings:
             state = f" -> {finding.repaired}" if finding.repaired else ""
             print(f"  {inert(str(finding.path))}: {finding.problem}{state}")
+        if report.sandbox is not None:
+            print(f"commands: {report.sandbox.label}")
         if report.indexed_events is not None:
             print(f"search index rebuilt from the event logs: {report.indexed_events:,} events")
         if report.healthy:
@@ -694,6 +696,9 @@ async def _run_loop(backend: Backend, conversation_id: str, arguments: argparse.
     interactive = sys.stdin.isatty() and not approve_all
     final: StatusChanged | None = None
     position = await backend.position()
+    sandbox = await backend.sandbox_status()
+    if not sandbox.sandboxed:
+        print(f"convtui: commands are NOT sandboxed: {sandbox.description}", file=sys.stderr, flush=True)
     status = await backend.start(full_id, confirm=False if approve_all else None, until_idle=True)
     shown_up_to = -1  # the newest event printed: one arriving on the stream too is not printed twice
     try:

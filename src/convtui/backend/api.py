@@ -370,6 +370,12 @@ def create_app(
         """A new conversation holding an OpenHands trajectory (the body, as JSON)."""
         return await backend.import_trajectory(await request.body())
 
+    @app.get("/api/sandbox")
+    async def sandbox() -> dict[str, Any]:
+        """Whether the commands of loops started now run sandboxed, and how."""
+        status = await backend.sandbox_status()
+        return {"sandboxed": status.sandboxed, "description": status.description}
+
     @app.get("/api/conversations/{conversation_id}/workspace")
     async def workspace(conversation_id: ConversationId) -> dict[str, str]:
         return {"path": await backend.workspace(conversation_id)}

@@ -28,6 +28,7 @@ from .models import (
     NewConversationRequest,
     id_prefix,
 )
+from .sandbox import SandboxStatus
 from .settings import Settings
 from .trash import TrashedConversation
 from .updates import LoopUpdate, update_from_dict
@@ -208,6 +209,10 @@ class RemoteBackend:
     async def workspace(self, conversation_id: str) -> str:
         full_id = await self.resolve(conversation_id)
         return (await self._call("GET", f"/api/conversations/{full_id}/workspace"))["path"]
+
+    async def sandbox_status(self) -> SandboxStatus:
+        answer = await self._call("GET", "/api/sandbox")
+        return SandboxStatus(bool(answer["sandboxed"]), str(answer["description"]))
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         full_id = await self.resolve(conversation_id)

@@ -25,7 +25,9 @@ from .search_index import INDEX_FILE, SearchIndex
 from .models import CONVERSATION_ID_PATTERN, ConversationMetadata, ConversationTrigger, default_title, utc_now
 from .service import DELETED_PREFIX, remove_tree
 from .trash import TRASH_PREFIX, TRASH_RECORD
-from .settings import SettingsStore
+from .sandbox import SandboxPolicy, SandboxStatus
+from .sandbox import status as sandbox_status
+from .settings import Settings, SettingsStore
 from .shard_storage import load_json_file
 from .store import SHARD_PREFIX, TABLE, ConversationStore
 
@@ -42,6 +44,7 @@ class DoctorReport:
     conversations: int = 0
     findings: list[Finding] = field(default_factory=list)
     indexed_events: int | None = None  # the search index rebuilt (repair) with this many events
+    sandbox: SandboxStatus | None = None  # how commands would run now
 
     @property
     def healthy(self) -> bool:
@@ -208,7 +211,16 @@ def run_doctor(root: Path, repair: bool = False) -> DoctorReport:
                 os.chmod(data_dir.settings, 0o600)
                 finding.repaired = "mode set to 0600"
             report.findings.append(finding)
+    report.sandbox = _sandbox(data_dir)
     return report
+
+
+def _sandbox(data_dir: DataDirectory) -> SandboxStatus:
+    try:
+        settings = SettingsStore(data_dir.settings).load()
+    except ConvtuiError:
+        settings = Settings()  # damaged: the defaults are in force
+    return sandbox_status(SandboxPolicy.from_settings(settings), data_dir.root)
 
 
 def report_json(report: DoctorReport) -> bytes:
@@ -217,6 +229,9 @@ def report_json(report: DoctorReport) -> bytes:
             "conversations": report.conversations,
             "healthy": report.healthy,
             "indexed_events": report.indexed_events,
+            "sandbox": None if report.sandbox is None else {
+                "sandboxed": report.sandbox.sandboxed, "description": report.sandbox.description
+            },
             "findings": [
                 {"path": str(f.path), "problem": f.problem, "repaired": f.repaired} for f in report.findings
             ],

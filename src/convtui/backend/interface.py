@@ -38,6 +38,8 @@ from .models import (
     NewConversationRequest,
 )
 from .service import ConversationService
+from .sandbox import SandboxPolicy, SandboxStatus
+from .sandbox import status as sandbox_status
 from .settings import Settings
 from .store import WAITING, ConversationFilter
 from .trash import TrashedConversation
@@ -98,6 +100,10 @@ class Backend(Protocol):
         ...
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool: ...
+
+    async def sandbox_status(self) -> SandboxStatus:
+        """Whether commands started now run sandboxed (where the loops run)."""
+        ...
 
     async def start(self, conversation_id: str, confirm: bool | None = None, until_idle: bool = False) -> ConversationStatus: ...
 
@@ -382,6 +388,10 @@ class LocalBackend:
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
         return await self.service.set_experiment_config(conversation_id, config)
+
+    async def sandbox_status(self) -> SandboxStatus:
+        settings = await self.service.load_settings()
+        return await asyncio.to_thread(sandbox_status, SandboxPolicy.from_settings(settings), self.service.data_dir.root)
 
     async def start(self, conversation_id: str, confirm: bool | None = None, until_idle: bool = False) -> ConversationStatus:
         return (await self.manager.start(conversation_id, until_idle=until_idle, confirm=confirm)).status

@@ -134,6 +134,8 @@ class ConversationManager:
         from .agent import AgentLoop
         from .llm import LLMConfig
         from .runtime import Workspace
+        from .sandbox import SandboxPolicy
+        from .sandbox import for_conversation as sandbox_for_conversation
 
         if full_id in self._running:
             return self.live_states()[full_id]
@@ -158,7 +160,12 @@ class ConversationManager:
         if confirm is not None:
             settings = settings.model_copy(update={"confirmation_mode": confirm})
         secrets = [settings.api_key() or "", *provider_keys_in_environment()]
-        workspace = Workspace(self.service.data_dir.workspace(full_id), hidden_secrets=secrets)
+        policy = SandboxPolicy.from_settings(settings)
+        root = self.service.data_dir.workspace(full_id)
+        sandbox = await asyncio.to_thread(
+            sandbox_for_conversation, policy, self.service.data_dir.root, directory, root
+        )
+        workspace = Workspace(root, hidden_secrets=secrets, sandbox=sandbox, policy=policy)
         with contextlib.suppress(FileNotFoundError):
             (directory / STOP_REQUEST_NAME).unlink()
         loop = AgentLoop(

@@ -7,12 +7,14 @@ included. The file operations (`read`, `create`, `str_replace`, `insert`) are
 blocking and meant to be called through `asyncio.to_thread`; `run` and `clone`
 are coroutines whose subprocesses die with them (timeout or cancellation).
 
-What this is NOT: a sandbox. `run` executes arbitrary shell commands with the
-user's privileges, so a command can read or write anything the user can. The
-path rules keep the *file tools* of a confused or hostile model inside the
-workspace; the environment scrubbing and output redaction keep the LLM keys
-out of what the model is told. Only an OS-level sandbox (container, VM) would
-confine the commands themselves.
+Commands run in a bubblewrap sandbox when the Workspace is given one
+(sandbox.py: /workspace is the root, the rest of the machine read-only or
+hidden, each command in its own PID namespace). Without one they run with
+the user's privileges in the real root, `/workspace` in the command
+rewritten to it: a command can then read or write anything the user can.
+The path rules keep the *file tools* of a confused or hostile model inside
+the workspace either way; the environment scrubbing and output redaction
+keep the LLM keys out of what the model is told.
 
 Every argument the model controls is checked; a bad one raises InvalidInput
 (or a subclass) with a one-line message meant to be shown back to the model.
@@ -40,6 +42,8 @@ from typing import Any
 from .errors import ConvtuiError, InvalidInput
 from .models import check_branch, find_control_character
 from .redaction import PROVIDER_KEY_VARIABLES, Redactor, StreamRedactor
+from .sandbox import Sandbox, SandboxPolicy, limited, rewrite_workspace_paths
+from . import cgroup_limits
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +311,8 @@ class Workspace:
         root: Path,
         hidden_secrets: Iterable[str] = (),
         removed_variables: Iterable[str] = DEFAULT_REMOVED_VARIABLES,
+        sandbox: Sandbox | None = None,
+        policy: SandboxPolicy | None = None,
     ) -> None:
         Path(root).mkdir(parents=True, exist_ok=True)
         # Compared against resolved paths, so resolved itself.
@@ -315,6 +321,13 @@ class Workspace:
         self._redactor = Redactor(hidden_secrets)
         self._removed_variables = frozenset(removed_variables)
         self._shell = shutil.which("bash") or "/bin/sh"
+        self.sandbox = sandbox
+        # The limits apply sandboxed or not; the sandbox's own policy wins.
+        self.policy = sandbox.policy if sandbox is not None else (policy or SandboxPolicy(enabled=False))
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox is not None
 
     # -- paths ---------------------------------------------------------------------
 
@@ -666,9 +679,32 @@ class Workspace:
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < MIN_MAX_OUTPUT:
             raise InvalidInput(f"max_output must be an integer of at least {MIN_MAX_OUTPUT}")
         self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
-        return await self._execute([self._shell, "-c", command], self.environment(), timeout, max_output)
+        if self.sandbox is None:
+            command = rewrite_workspace_paths(command, self.root)
+            argv = limited(self._shell, command, self.policy)
+        else:
+            # The shell inside: the host's may live in a hidden directory.
+            shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+            argv = self.sandbox.argv(limited(shell, command, self.policy))
+        cgroup = cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
+        try:
+            return await self._execute(argv, self.environment(), timeout, max_output, cgroup)
+        finally:
+            if cgroup is not None:
+                # Killed processes leave the cgroup once reaped: a moment.
+                for _ in range(25):
+                    if cgroup.remove():
+                        break
+                    await asyncio.sleep(0.02)
 
-    async def _execute(self, argv: list[str], env: dict[str, str], timeout: float, max_output: int) -> CommandResult:
+    async def _execute(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        timeout: float,
+        max_output: int,
+        cgroup: cgroup_limits.CommandCgroup | None = None,
+    ) -> CommandResult:
         """Run `argv` in the root as described in run()."""
         loop = asyncio.get_running_loop()
         collector = _OutputCollector(max_output, self._redactor.stream())
@@ -689,6 +725,7 @@ class Workspace:
                     stdout=write_fd,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,  # its own process group, id = its pid
+                    preexec_fn=cgroup.join if cgroup is not None else None,
                 )
             finally:
                 os.close(write_fd)  # the child has its copy; EOF needs ours closed

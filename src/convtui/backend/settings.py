@@ -22,6 +22,7 @@ from .alerts import ALERT_KINDS, ALERT_METHODS, parse_kinds
 from .durable_files import atomic_write
 from .errors import CorruptFile, InvalidInput, StorageError, describe_os_error
 from .models import find_control_character
+from .sandbox import FILESYSTEM_MODES
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,18 @@ class Settings(BaseModel):
     )
     max_concurrent_loops: int = Field(default=20, ge=1, le=1_000, description="loops running at once")
     command_timeout: float = Field(default=120.0, gt=0, le=86_400, description="seconds a shell command may run")
+    sandbox: bool = Field(
+        default=True,
+        description="commands run in a bubblewrap sandbox (off, or where none can run: in the real workspace, not sandboxed)",
+    )
+    sandbox_network: bool = Field(default=True, description="sandboxed commands reach the network (off: only their own loopback)")
+    sandbox_filesystem: str = Field(
+        default="read-only",
+        description="what sandboxed commands see of the machine: read-only (all of it, credentials hidden) or system (system directories only)",
+    )
+    command_max_processes: int = Field(default=512, ge=8, le=1_000_000, description="processes one command may run at once")
+    command_cpu_seconds: int = Field(default=3600, ge=1, le=10_000_000, description="CPU seconds each process of a command may use")
+    command_memory_mb: int = Field(default=8192, ge=64, le=16_777_216, description="MiB of memory each command may use")
     llm_timeout: float = Field(default=120.0, gt=0, le=3_600, description="seconds to wait for the model")
     conversation_max_age_days: float = Field(
         default=10.0, gt=0, le=36_500, description="the list hides conversations idle longer than this"
@@ -114,6 +127,14 @@ class Settings(BaseModel):
     @property
     def alert_methods(self) -> tuple[str, ...]:
         return parse_kinds(self.notify_method, ALERT_METHODS, "alert method")
+
+    @field_validator("sandbox_filesystem")
+    @classmethod
+    def _sandbox_filesystem(cls, value: str) -> str:
+        value = value.strip()
+        if value not in FILESYSTEM_MODES:
+            raise ValueError(f"must be one of {', '.join(FILESYSTEM_MODES)}, not {value!r}")
+        return value
 
     @field_validator("theme")
     @classmethod

@@ -184,6 +184,19 @@ class MainScreen(Screen[None]):
         if entries:
             self.app.push_screen(DigestScreen(entries, closed_at, self.clock), self._show_chosen)
 
+    async def check_sandbox(self) -> None:
+        """Say once, and in the detail pane, when commands would run without
+        a sandbox (the app calls this once the list is up)."""
+        try:
+            status = await self.backend.sandbox_status()
+        except ConvtuiError:
+            return
+        if status.sandboxed:
+            return
+        self.detail.unsandboxed = status.description
+        self.detail.show_info(self.detail.info)
+        self.notify(f"Commands are NOT sandboxed: {status.description}", title="No sandbox", severity="warning", timeout=10)
+
     @work(group="warm-model")
     async def _warm_model_worker(self) -> None:
         """After the first paint: with a model configured, start the model

@@ -1,6 +1,6 @@
 """The settings dialog: every setting `convtui config show` lists (model, API
-key, base URL, confirmation mode, limits and timeouts, server, theme, mouse
-and keymap), validated by the
+key, base URL, confirmation mode, limits and timeouts, the command sandbox,
+server, theme, mouse and keymap), validated by the
 `Settings` model itself, plus a "Test connection" button that asks the model
 for an answer without leaving the dialog."""
 
@@ -35,6 +35,10 @@ TEXT_FIELDS: dict[str, str] = {
     "max_budget_per_conversation": "Budget (USD)",
     "max_concurrent_loops": "Max loops",
     "command_timeout": "Cmd timeout (s)",
+    "sandbox_filesystem": "Sandbox shows",
+    "command_max_processes": "Cmd processes",
+    "command_cpu_seconds": "Cmd CPU (s)",
+    "command_memory_mb": "Cmd memory (MiB)",
     "llm_timeout": "LLM timeout (s)",
     "conversation_max_age_days": "Hide idle (days)",
     "away_minutes": "Away (minutes)",
@@ -43,11 +47,15 @@ TEXT_FIELDS: dict[str, str] = {
 }
 # Below the text fields: the look and the keys of the UI.
 KEYMAP_FIELD = {"keymap": "Keymap (JSON)"}
-EDITED_FIELDS = (*TEXT_FIELDS, "confirmation_mode", "server", "theme", "mouse", *KEYMAP_FIELD)
+EDITED_FIELDS = (
+    *TEXT_FIELDS, "confirmation_mode", "server", "sandbox", "sandbox_network", "theme", "mouse", *KEYMAP_FIELD
+)  # fmt: skip
 LABELS = {
     **TEXT_FIELDS,
     "confirmation_mode": "Confirm actions",
     "server": "Server",
+    "sandbox": "Sandbox",
+    "sandbox_network": "Sandbox network",
     "theme": "Theme",
     "mouse": "Mouse",
     **KEYMAP_FIELD,
@@ -55,6 +63,8 @@ LABELS = {
 SWITCH_MEANINGS = {
     "confirmation_mode": ("on: ask before commands and file writes", "off: run commands without asking"),
     "server": ("on: loops run in convtui serve and outlive the UI", "off: loops end with the UI (next start)"),
+    "sandbox": ("on: commands run in a bubblewrap sandbox", "off: commands run unsandboxed on this machine"),
+    "sandbox_network": ("on: sandboxed commands reach the network", "off: sandboxed commands have no network"),
     "mouse": ("on: the UI takes the mouse (from the next start)", "off: the terminal selects text (next start)"),
 }
 
@@ -116,6 +126,9 @@ class SettingsScreen(ModalScreen[dict | None]):
                     yield self._input(name)
                     if name == "llm_base_url":
                         yield from self._switch("confirmation_mode")
+                    if name == "command_timeout":
+                        yield from self._switch("sandbox")
+                        yield from self._switch("sandbox_network")
                 yield from self._switch("server")
                 yield Label(LABELS["theme"])
                 yield Select(

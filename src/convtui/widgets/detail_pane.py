@@ -38,12 +38,14 @@ def describe_info(
     colours: dict[str, str] | None = None,
     workspace: Path | None = None,
     width: int | None = None,
+    unsandboxed: str | None = None,
 ) -> Text:
     """The header lines of the pane, built as Text so nothing is markup.
     `colours` maps badge styles (running, waiting, error) to theme colours;
     `workspace` is the directory the agent works in, shortened from the
     left to `width` cells (its end, the conversation's own directory, is
-    what tells it apart)."""
+    what tells it apart). `unsandboxed` says why commands run without a
+    sandbox, when they do."""
     badge = badge_for(info)
     colour = (colours or {}).get(badge.style)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -66,6 +68,9 @@ def describe_info(
         if width is not None and len(line) > width:
             line = "workspace …" + line[len(line) - max(1, width - len("workspace …")) :]
         text.append(line + "\n")
+    if unsandboxed is not None:
+        warning = (colours or {}).get("waiting")
+        text.append(f"! commands NOT sandboxed: {one_line(unsandboxed, 300)}\n", style=f"bold {warning}" if warning else "bold")
     text.append(
         f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
         f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
@@ -125,6 +130,7 @@ class DetailPane(Vertical):
         self.clock = clock
         self.workspace_of = workspace_of  # a conversation's workspace directory, shown in the header
         self.info: ConversationInfo | None = None
+        self.unsandboxed: str | None = None  # why commands run without a sandbox, when they do
         self._header_lines = 0
 
     def compose(self) -> ComposeResult:
@@ -151,7 +157,7 @@ class DetailPane(Vertical):
         colours = {name: variables.get(key, "") for name, key in (("running", "text-success"), ("waiting", "text-warning"), ("error", "text-error"))}
         workspace = self.workspace_of(info.conversation_id) if self.workspace_of is not None else None
         width = self.query_one("#detail-header").content_region.width or None
-        self._show_header(describe_info(info, self.clock(), colours, workspace, width))
+        self._show_header(describe_info(info, self.clock(), colours, workspace, width, self.unsandboxed))
         self.query_one("#message-input", Input).disabled = False
 
     def on_resize(self) -> None:
