@@ -21,7 +21,15 @@ from convtui.backend.remember import NoPromptFound, remember_prompt
 from convtui.backend.llm import LLMConfig
 from convtui.backend.service import ConversationService
 from convtui.backend.store import display_state
-from convtui.backend.updates import EventAdded, LoopUpdate, MetricsChanged, StatusChanged, TextStreamed, TitleChanged
+from convtui.backend.updates import (
+    EventAdded,
+    LoopUpdate,
+    MetricsChanged,
+    ProcessesChanged,
+    StatusChanged,
+    TextStreamed,
+    TitleChanged,
+)
 
 from .conftest import TRAJECTORIES
 from .processes import processes_running
@@ -339,19 +347,21 @@ async def test_stop_in_the_middle_of_a_command_kills_it(
 async def test_a_stopped_conversation_resumes_from_its_history(
     configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
 ) -> None:
-    script = Script(ToolCall("execute_bash", {"command": "sleep 100"}))
+    script = Script(ToolCall("execute_bash", {"command": "echo partial output; touch started; sleep 100"}))
     llm.responder = script
     conversation_id = await new(configured)
     await manager.start(conversation_id, confirm=False)
-    await until(lambda: any(e.get("action") == "run" for e in manager.service._event_log(conversation_id).search_events()))
+    await until(lambda: (configured.data_dir.workspace(conversation_id) / "started").exists())
     await manager.stop(conversation_id)
 
     script.add(Text("Resumed; the command was interrupted."))
     await run_to_idle(manager, conversation_id)
     events = await configured.search_events(conversation_id)
     run_action = next(e for e in events if e.get("action") == "run")
-    interrupted = [e for e in events if e.get("cause") == run_action["id"]]
-    assert interrupted and "interrupted" in interrupted[0]["content"]
+    [stopped] = [e for e in events if e.get("cause") == run_action["id"]]
+    # What happened: the output so far, and that the stop cut it short.
+    assert stopped["observation"] == "run" and stopped["extras"]["exit_code"] == -1
+    assert stopped["content"] == "partial output\n\n[the command was stopped: its loop was stopped]"
     assert events[-1]["message"] == "Resumed; the command was interrupted."
     messages = script.agent_requests[-1]["messages"]
     assert messages[1] == {"role": "user", "content": "Write hello.py that prints hi"}
@@ -474,37 +484,31 @@ async def test_a_replay_cut_short_goes_on_where_it_stopped(
     """Found by the crash test (tests/test_ui_crash.py): started again, a
     replay that was stopped (or whose process was killed) re-ran every step
     without logging any, then stopped asking for a model. Now it goes on
-    after the last step it logged; the step cut short stays answered as
-    interrupted, as in any loop."""
+    after the last step it logged; the step cut short is answered with what
+    it printed and that it was stopped, as in any loop."""
     trajectory = [
         {"id": 0, "source": "user", "action": "message", "message": "build it", "args": {"content": "build it"}},
         _run_step(1, "echo one > one.txt"),
-        _run_step(3, "sleep 30"),
+        _run_step(3, "echo sleeping; touch sleeping; sleep 30"),
         _run_step(5, "echo three > three.txt"),
         {"id": 7, "source": "agent", "action": "finish", "message": "built", "args": {"outputs": {}, "thought": ""}},
     ]
     created = await service.new_conversation({"replay_json": orjson.dumps(trajectory).decode()})
     conversation_id = created.conversation_id
-    sleeping = asyncio.Event()
-
-    def watch(update: LoopUpdate) -> None:
-        if isinstance(update, EventAdded) and (update.event.get("args") or {}).get("command") == "sleep 30":
-            sleeping.set()
-
-    manager.subscribe(watch)
     await manager.start(conversation_id)
-    await asyncio.wait_for(sleeping.wait(), 30)
-    await manager.stop(conversation_id)  # kills the sleep: the action stays unanswered
+    await until(lambda: (service.data_dir.workspace(conversation_id) / "sleeping").exists(), timeout=30)
+    await manager.stop(conversation_id)  # kills the sleep
     await run_to_idle(manager, conversation_id)
 
     info = await service.get(conversation_id)
     assert (info.agent_state, info.status_message) == (AgentState.FINISHED, "replay finished")
     events = await service.search_events(conversation_id)
     assert kinds(events) == [
-        "a:message", "a:run", "o:run", "a:run", "o:agent_state_changed", "o:error", "a:run", "o:run", "a:finish",
+        "a:message", "a:run", "o:run", "a:run", "o:run", "o:agent_state_changed", "a:run", "o:run", "a:finish",
     ]
     assert [e["message"] for e in events if e.get("action")] == [e["message"] for e in trajectory]
-    assert events[5]["cause"] == 3 and "interrupted" in events[5]["content"]
+    assert events[4]["cause"] == 3 and events[4]["extras"]["exit_code"] == -1
+    assert events[4]["content"] == "sleeping\n\n[the command was stopped: its loop was stopped]"
     workspace = service.data_dir.workspace(conversation_id)
     assert (workspace / "one.txt").read_text() == "one\n" and (workspace / "three.txt").read_text() == "three\n"
 
@@ -740,3 +744,59 @@ async def test_two_starts_at_once_start_one_loop(
     first, second = await asyncio.gather(manager.start(conversation_id), manager.start(conversation_id))
     assert manager.running_ids() == [conversation_id] and first.status is second.status
     await manager.stop(conversation_id)
+
+
+async def test_a_server_the_agent_starts_keeps_running_and_is_interrupted_or_backgrounded(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """The dev server that used to hold a replay for command_timeout: the
+    agent gets its output after a quiet spell, then interrupts it; started
+    with & it runs detached, is listed, and dies when the loop stops."""
+    await configured.update_settings({"command_soft_timeout": 1})
+    port, marker = _free_port(), f"srv{time.time_ns() % 10**6}"
+    server = f"python3 -u -m http.server {port} --bind 127.0.0.1"
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": server}),
+        ToolCall("execute_bash", {"command": "echo refused"}),
+        ToolCall("execute_bash", {"command": "C-c", "is_input": "true"}),
+        ToolCall("execute_bash", {"command": f"exec -a {marker} {server} &"}),
+        Text("The server runs."),
+    )
+    recorder = Recorder(manager)
+    conversation_id = await new(configured)
+    await run_to_idle(manager, conversation_id, confirm=False)
+    observations = [e for e in await configured.search_events(conversation_id) if e.get("observation") == "run"]
+    assert "Serving HTTP" in observations[0]["content"] and "still running" in observations[0]["content"]
+    assert observations[0]["extras"]["exit_code"] == -1
+    assert "Keyboard interrupt received" in observations[1]["content"]
+    assert "Started in the background as process 1" in observations[2]["content"]
+    errors = [e for e in await configured.search_events(conversation_id) if e.get("observation") == "error"]
+    assert "NOT executed" in errors[0]["content"]
+    # The loop ended (until_idle) and took its processes with it.
+    assert recorder.of(ProcessesChanged)[0].commands == (f"exec -a {marker} {server}",)
+    assert recorder.of(ProcessesChanged)[-1].commands == ()
+    assert not processes_running(f"{marker} -u -m http.server {port} --bind 127.0.0.1")
+
+
+async def test_background_processes_are_listed_and_stopped_while_the_loop_runs(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    marker = f"{time.time_ns() % 10**6 + 1000}.375"
+    llm.responder = Script(ToolCall("execute_bash", {"command": f"sleep {marker}", "background": True}), Text("ok"))
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, confirm=False)
+    await until(lambda: manager.live_state(conversation_id) is not None and manager.live_state(conversation_id).processes)
+    assert manager.live_state(conversation_id).processes == (f"sleep {marker}",)
+    await until(lambda: bool(processes_running(f"sleep {marker}")))
+    assert await manager.stop_processes(conversation_id) == 1
+    assert manager.live_state(conversation_id).processes == ()
+    await until(lambda: not processes_running(f"sleep {marker}"), timeout=2)
+    await manager.stop(conversation_id)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

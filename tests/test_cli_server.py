@@ -254,3 +254,26 @@ def test_watch_without_a_server_says_there_is_nothing_to_watch(convtui) -> None:
     assert err == "convtui: watch follows the loops of the convtui server: without one (--no-server, or server off) there is nothing to watch\n"
     _, err = convtui("watch", "--on", "waiting,started", code=1)
     assert err == "convtui: --on: unknown kind 'started'; known: waiting, finished, error, none\n"
+
+
+def test_processes_of_a_servers_loop_are_listed_stopped_and_die_with_a_delete(
+    convtui, llm: FakeLLMServer, data_dir: Path
+) -> None:
+    from .processes import processes_running
+
+    marker = f"{time.time_ns() % 10**6 + 1000}.875"
+    llm.responder = Script(
+        ToolCall("execute_bash", {"command": f"sleep {marker} &"}),
+        ToolCall("execute_bash", {"command": f"sleep {marker}", "background": True}),
+        Hang(),
+    )
+    conversation_id = orjson.loads(convtui("new", "serve", "--json")[0])["conversation_id"]
+    runner = spawn(data_dir, "run", conversation_id, "--yes")
+    wait_for(lambda: convtui("processes", conversation_id)[0].count(f"sleep {marker}") == 2, timeout=30)
+    wait_for(lambda: len(processes_running(f"sleep {marker}")) == 2)
+    assert convtui("processes", conversation_id, "--stop")[0] == "stopped 2 processes\n"
+    assert convtui("processes", conversation_id)[0] == ""
+    assert not processes_running(f"sleep {marker}")
+    assert conversation_id in running_in_server(data_dir)  # the loop runs on
+    convtui("delete", conversation_id, "--yes")
+    runner.wait(timeout=20)

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     dismiss = commands.add_parser("dismiss", help="take conversations whose loop ended (an error, a limit) out of the inbox")
     dismiss.add_argument("ids", nargs="+", metavar="id", help="conversation ids or unique prefixes")
 
+    processes = commands.add_parser(
+        "processes", help="the background processes running in a conversation's workspace (its loop must run)"
+    )
+    processes.add_argument("id", help="conversation id or unique prefix")
+    processes.add_argument("--stop", action="store_true", help="stop them (the loop runs on)")
+
     watch = commands.add_parser(
         "watch",
         help="print a line whenever a conversation starts waiting for you, finishes or fails (the server's loops; Ctrl-C ends)",
@@ -407,6 +413,16 @@ async def cmd_dismiss(backend: Backend, arguments: argparse.Namespace) -> int:
     for conversation_id in arguments.ids:
         info = await backend.dismiss(conversation_id)
         print(f"dismissed {info.conversation_id[:8]}: {one_line(info.title, 60)}")
+    return EXIT_OK
+
+
+async def cmd_processes(backend: Backend, arguments: argparse.Namespace) -> int:
+    if arguments.stop:
+        stopped = await backend.stop_processes(arguments.id)
+        print(f"stopped {stopped} process{'es' if stopped != 1 else ''}")
+        return EXIT_OK
+    for command in await backend.processes(arguments.id):
+        print(inert(one_line(command, 500)))
     return EXIT_OK
 
 
@@ -823,6 +839,7 @@ COMMANDS: dict[str, Callable[[Backend, argparse.Namespace], Awaitable[int]]] = {
     "show": cmd_show,
     "inbox": cmd_inbox,
     "dismiss": cmd_dismiss,
+    "processes": cmd_processes,
     "watch": cmd_watch,
     "new": cmd_new,
     "rename": cmd_rename,

@@ -13,6 +13,7 @@ ACTIONS = (
     ("Rename conversation", "rename", "rename"),
     ("Start conversation", "start", "start"),
     ("Stop conversation", "stop", "stop"),
+    ("Stop the workspace's background processes", "stop_processes", "stop_processes"),
     ("Delete conversation(s)", "delete", "delete"),
     ("Archive / unarchive", "archive", "archive"),
     ("Filter conversations", "filter", "filter"),

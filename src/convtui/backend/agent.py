@@ -41,12 +41,21 @@ from .tools import (
     CONFIRMED_ACTIONS,
     TOOL_DEFINITIONS,
     ToolCallError,
+    run_observation,
     action_from_tool_call,
     error_observation,
     execute,
     observation,
 )
-from .updates import EventAdded, MetricsChanged, StatusChanged, TextStreamed, TitleChanged, UpdateHub
+from .updates import (
+    EventAdded,
+    MetricsChanged,
+    ProcessesChanged,
+    StatusChanged,
+    TextStreamed,
+    TitleChanged,
+    UpdateHub,
+)
 
 if TYPE_CHECKING:
     from .service import ConversationService
@@ -142,6 +151,8 @@ class AgentLoop:
         self._wake = asyncio.Event()
         self._event_log = None
         self._title_task: asyncio.Task[None] | None = None
+        self._stopped_command: EventDict | None = None  # the observation of a command the stop cut short
+        workspace.on_processes_changed = self._processes_changed
         self._default_title = False
         self._metadata_write: asyncio.Future[None] | None = None
         self._unsaved_metrics: dict[str, Any] | None = None
@@ -270,6 +281,8 @@ class AgentLoop:
                 await asyncio.wait({self._title_task}, timeout=self.llm_config.timeout if self.llm_config else 5)
             await self._set(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, message=self.status_message)
         except asyncio.CancelledError:
+            if self._stopped_command is not None:
+                await self._append(self._stopped_command)
             await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, "stopped")
             raise
         except LoopEnded as ended:
@@ -293,6 +306,7 @@ class AgentLoop:
         finally:
             if self._title_task is not None and not self._title_task.done():
                 self._title_task.cancel()
+            await self.workspace.close()  # what its commands left running dies with the loop
 
     async def _record_end(
         self,
@@ -361,7 +375,7 @@ class AgentLoop:
                     await self._append(step)
                 continue
             action = await self._append(step) if record else {**step, "id": None}
-            result = await execute(self.workspace, action, self.settings.command_timeout)
+            result = await self._execute(action)
             if record:
                 await self._append(result)
         await asyncio.to_thread(done.write_bytes, b"")
@@ -569,8 +583,27 @@ class AgentLoop:
                 if not decision.approved:
                     await self._append(observation("user_rejected", _rejection(decision.reason), stored["id"]))
                     continue
-            await self._append(await execute(self.workspace, stored, self.settings.command_timeout))
+            await self._append(await self._execute(stored))
         return finished
+
+    def _processes_changed(self) -> None:
+        commands = tuple(process.command for process in self.workspace.background_processes())
+        self.hub.publish(ProcessesChanged(self.conversation_id, commands))
+
+    async def _execute(self, action: EventDict) -> EventDict:
+        """execute() the action; a command cut short by the loop's stop is
+        recorded as what it was: its output so far, and that it was stopped."""
+        try:
+            return await execute(
+                self.workspace, action, self.settings.command_timeout, self.settings.command_soft_timeout
+            )
+        except asyncio.CancelledError:
+            stopped = self.workspace.stopped_output()
+            if stopped is not None and action.get("id") is not None and action.get("action") == "run":
+                self._stopped_command = run_observation(
+                    action["args"]["command"], stopped, action["id"], "\n[the command was stopped: its loop was stopped]"
+                )
+            raise
 
     async def _confirmed(self, action: EventDict) -> Decision:
         if not self.confirmation_mode:

@@ -388,6 +388,16 @@ def create_app(
     async def pending_action(conversation_id: ConversationId) -> dict[str, Any] | None:
         return await backend.pending_action(conversation_id)
 
+    @app.get("/api/conversations/{conversation_id}/processes")
+    async def processes(conversation_id: ConversationId) -> dict[str, list[str]]:
+        """The commands of the background processes running in its workspace."""
+        return {"processes": await backend.processes(conversation_id)}
+
+    @app.post("/api/conversations/{conversation_id}/processes/stop")
+    async def stop_processes(conversation_id: ConversationId) -> dict[str, int]:
+        """Stop the background processes of its workspace; the loop runs on."""
+        return {"stopped": await backend.stop_processes(conversation_id)}
+
     @app.get("/api/conversations/{conversation_id}/pending-diff")
     async def pending_diff(conversation_id: ConversationId) -> dict[str, list[str] | None]:
         """The unified diff of the file write awaiting approval (null: none awaits)."""

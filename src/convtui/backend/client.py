@@ -248,6 +248,14 @@ class RemoteBackend:
         full_id = await self.resolve(conversation_id)
         return await self._call("GET", f"/api/conversations/{full_id}/pending-action")
 
+    async def processes(self, conversation_id: str) -> list[str]:
+        full_id = await self.resolve(conversation_id)
+        return (await self._call("GET", f"/api/conversations/{full_id}/processes"))["processes"]
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        full_id = await self.resolve(conversation_id)
+        return (await self._call("POST", f"/api/conversations/{full_id}/processes/stop"))["stopped"]
+
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
         full_id = await self.resolve(conversation_id)
         return (await self._call("GET", f"/api/conversations/{full_id}/pending-diff"))["diff"]

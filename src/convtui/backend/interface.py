@@ -113,6 +113,15 @@ class Backend(Protocol):
 
     async def pending_action(self, conversation_id: str) -> EventDict | None: ...
 
+    async def processes(self, conversation_id: str) -> list[str]:
+        """The commands of the background processes running in the
+        conversation's workspace, oldest first (none when its loop is not running)."""
+        ...
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        """Stop those background processes (the loop runs on); how many ran."""
+        ...
+
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
         """The unified diff the file write awaiting approval would make (None:
         no file write awaits). Raises ConvtuiError when it cannot be made."""
@@ -234,6 +243,10 @@ class UIBackend(Backend, Protocol):
     def running_ids(self) -> list[str]: ...
 
     def pending_action_now(self, conversation_id: str) -> EventDict | None: ...
+
+    def processes_now(self, conversation_id: str) -> tuple[str, ...]:
+        """The background processes' commands, from memory."""
+        ...
 
     def waiting_count_now(self) -> int | None:
         """How many conversations the inbox holds, from memory (None: that
@@ -406,6 +419,12 @@ class LocalBackend:
     async def pending_action(self, conversation_id: str) -> EventDict | None:
         return self.manager.pending_action(await self.service.resolve(conversation_id))
 
+    async def processes(self, conversation_id: str) -> list[str]:
+        return list(self.processes_now(await self.service.resolve(conversation_id)))
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        return await self.manager.stop_processes(conversation_id)
+
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
         from .edit_preview import edit_diff
         from .events import event_kind
@@ -544,6 +563,10 @@ class LocalBackend:
 
     def pending_action_now(self, conversation_id: str) -> EventDict | None:
         return self.manager.pending_action(conversation_id)
+
+    def processes_now(self, conversation_id: str) -> tuple[str, ...]:
+        state = self.manager.live_state(conversation_id)
+        return state.processes if state is not None else ()
 
     def waiting_count_now(self) -> int | None:
         ids = self.service.list_ids_now(ConversationFilter(status=WAITING), "updated", False)

@@ -103,6 +103,7 @@ class ConversationManager:
             num_connections=1,
             status_message=running.loop.status_message,
             metrics=running.loop.metrics,
+            processes=tuple(process.command for process in running.loop.workspace.background_processes()),
         )
 
     def is_running(self, conversation_id: str) -> bool:
@@ -114,6 +115,13 @@ class ConversationManager:
     def pending_action(self, conversation_id: str) -> EventDict | None:
         running = self._running.get(conversation_id)
         return running.loop.pending_action if running else None
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        """Stop the background processes of the conversation's workspace
+        (its loop runs on); how many were running. Raises NotFound."""
+        full_id = await self.service.resolve(conversation_id)
+        running = self._running.get(full_id)
+        return await running.loop.workspace.stop_background() if running else 0
 
     # -- start and stop ------------------------------------------------------------
 

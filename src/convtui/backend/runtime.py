@@ -24,8 +24,6 @@ POSIX only (process groups, O_NOFOLLOW, dir_fd).
 from __future__ import annotations
 
 import asyncio
-import codecs
-import errno
 import logging
 import math
 import os
@@ -34,16 +32,26 @@ import secrets as _random
 import shutil
 import signal
 import stat
-from collections.abc import Awaitable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import cgroup_limits
+from .cgroup_limits import CommandCgroup
+from .command_process import (
+    TERMINATE_GRACE_SECONDS,
+    CommandProcess,
+    CommandResult,
+    group_members,
+    signal_group,
+    within,
+)
 from .errors import ConvtuiError, InvalidInput
 from .models import check_branch, find_control_character
-from .redaction import PROVIDER_KEY_VARIABLES, Redactor, StreamRedactor
+from .redaction import PROVIDER_KEY_VARIABLES, Redactor
 from .sandbox import Sandbox, SandboxPolicy, limited, rewrite_workspace_paths
-from . import cgroup_limits
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +61,6 @@ DEFAULT_MAX_OUTPUT = 30_000
 MIN_MAX_OUTPUT = 200
 LISTING_MAX_ENTRIES = 1_000
 SNIPPET_CONTEXT_LINES = 4
-# After SIGTERM, how long a process group gets to exit before SIGKILL.
-TERMINATE_GRACE_SECONDS = 0.5
-# After the group is dead, how long to keep reading what is left in the pipe.
-# Bounded because a process that left the group (setsid) may still hold it.
-DRAIN_SECONDS = 0.25
 
 # Commands never get the provider keys in their environment.
 DEFAULT_REMOVED_VARIABLES = PROVIDER_KEY_VARIABLES
@@ -80,18 +83,35 @@ class WorkspaceSetupError(ConvtuiError):
     """The workspace could not be prepared (e.g. the clone failed)."""
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """How a command ended. `exit_code` is None when it timed out; a negative
-    value -N means the shell was killed by signal N. `output` is stdout and
-    stderr interleaved, decoded as UTF-8 (bad bytes become U+FFFD), secrets
-    redacted, and at most `max_output` characters: when `truncated`, the
-    middle was cut and a line in its place says how much."""
+class CommandStillRunning(InvalidInput):
+    """A command was asked for while the previous one still runs."""
 
-    exit_code: int | None
-    output: str
-    timed_out: bool
-    truncated: bool
+
+# `cmd &` (not `a && b`): run in the background.
+_TRAILING_AMPERSAND = re.compile(r"(?<!&)&\s*$")
+
+
+def wants_background(command: str) -> bool:
+    """Whether `command` ends with a lone `&`."""
+    return bool(_TRAILING_AMPERSAND.search(command))
+
+
+@dataclass(frozen=True)
+class BackgroundProcess:
+    """A command running detached in a workspace (see start_background)."""
+
+    number: int
+    command: str
+    pid: int
+    log: str  # its output, as the agent can read it
+    started_at: float  # epoch seconds
+
+
+@dataclass
+class _Background:
+    info: BackgroundProcess
+    process: asyncio.subprocess.Process
+    cgroup: CommandCgroup | None
 
 
 def _quote(text: str, limit: int = 200) -> str:
@@ -150,140 +170,6 @@ def _check_line_number(value: object, name: str) -> int:
     return value
 
 
-def _signal_group(pgid: int, signal_number: int) -> None:
-    try:
-        os.killpg(pgid, signal_number)
-    except ProcessLookupError:
-        pass  # already gone
-    except PermissionError:
-        # A member changed identity (setuid); nothing more we are allowed to do.
-        log.warning("not allowed to signal process group %d", pgid)
-
-
-def group_members(pgid: int) -> list[int] | None:
-    """The live (non-zombie) processes of group `pgid`, from /proc; None
-    where there is no /proc."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return None
-    members = []
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as file:
-                fields = file.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-        # After the command name: state, ppid, pgrp.
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(name))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs. Zombies do not count:
-    killed members reparented to an init that reaps slowly (or never, in
-    some containers) would otherwise look alive for ever."""
-    members = group_members(pgid)
-    if members is not None:
-        return bool(members)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-async def _within(seconds: float, awaitable: Awaitable[object]) -> bool:
-    """Await `awaitable` for at most `seconds`; False if it did not finish
-    (it is then cancelled). Built on asyncio.wait rather than asyncio.timeout
-    so that it behaves the same inside a task that is being cancelled."""
-    task = asyncio.ensure_future(awaitable)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except BaseException:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        return False
-    task.result()
-    return True
-
-
-class _OutputCollector:
-    """Decodes and redacts a command's output as it arrives and keeps only
-    its head and its tail, so that memory stays bounded by `limit` whatever
-    the command prints."""
-
-    def __init__(self, limit: int, redactor: StreamRedactor) -> None:
-        self._limit = limit
-        self._head_limit = limit // 2
-        self._tail_limit = limit - self._head_limit
-        self._head: list[str] = []
-        self._head_size = 0
-        self._tail = ""
-        self._total = 0
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._redactor = redactor
-
-    def feed(self, data: bytes) -> None:
-        self._keep(self._redactor.feed(self._decoder.decode(data)))
-
-    def _keep(self, text: str) -> None:
-        if not text:
-            return
-        self._total += len(text)
-        room = self._head_limit - self._head_size
-        if room > 0:
-            self._head.append(text[:room])
-            self._head_size += min(room, len(text))
-            text = text[room:]
-        if text:
-            self._tail = (self._tail + text)[-self._tail_limit :]
-
-    def finish(self) -> tuple[str, bool]:
-        """(output, truncated). Within `limit` characters, the marker included."""
-        self._keep(self._redactor.feed(self._decoder.decode(b"", final=True)))
-        self._keep(self._redactor.flush())
-        head = "".join(self._head)
-        if self._total <= self._limit:  # head and tail hold all of it
-            return head + self._tail, False
-        # Make room for the marker line; the count in it is at most `total`.
-        room = self._limit - len(f"\n[... {self._total:,} characters cut ...]\n")
-        head = head[: room // 2]
-        keep = room - len(head)
-        tail = self._tail[-keep:] if keep > 0 else ""
-        cut = self._total - len(head) - len(tail)
-        return f"{head}\n[... {cut:,} characters cut ...]\n{tail}", True
-
-
-class _PipeProtocol(asyncio.Protocol):
-    """Feeds what arrives on the read end of the output pipe to a collector.
-    Processing each chunk inside data_received is the back-pressure: the loop
-    reads no more until the chunk has been reduced into the collector."""
-
-    def __init__(self, collector: _OutputCollector) -> None:
-        self.collector = collector
-        # An Event, not a Future: a waiter cancelled by a timeout must not
-        # cancel the signal itself.
-        self.closed = asyncio.Event()
-
-    def data_received(self, data: bytes) -> None:
-        self.collector.feed(data)
-
-    def eof_received(self) -> bool:
-        self.closed.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.set()
-
-
 @dataclass(frozen=True)
 class _PlannedEdit:
     """An edit checked and computed, not yet written."""
@@ -324,6 +210,15 @@ class Workspace:
         self.sandbox = sandbox
         # The limits apply sandboxed or not; the sandbox's own policy wins.
         self.policy = sandbox.policy if sandbox is not None else (policy or SandboxPolicy(enabled=False))
+        # Background processes' logs: in the conversation's /tmp.
+        self._logs = (sandbox.state if sandbox is not None else self.root.parent / "sandbox") / "tmp"
+        self._foreground: CommandProcess | None = None  # left running by run(soft_timeout=...)
+        self._stopped: CommandResult | None = None
+        self._background: dict[int, _Background] = {}
+        self._next_background = 1
+        self._watchers: set[asyncio.Future[None]] = set()
+        # Called when a background process starts, ends or is stopped.
+        self.on_processes_changed: Callable[[], None] | None = None
 
     @property
     def sandboxed(self) -> bool:
@@ -658,17 +553,61 @@ class Workspace:
             if name not in self._removed_variables and not self._redactor.finds(value)
         }
 
-    async def run(self, command: str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
-        """Run `bash -c command` in the root, in its own process group, with
-        stdin from /dev/null and the scrubbed environment.
+    async def run(
+        self,
+        command: str,
+        timeout: float,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        soft_timeout: float | None = None,
+    ) -> CommandResult:
+        """Run `bash -c command` in the root (in the sandbox, when there is
+        one), in its own process group, with the scrubbed environment.
 
-        The command is finished when its output is closed and the shell has
-        exited: a background job still holding the output keeps it running
-        until `timeout`. On timeout the whole group gets SIGTERM, then SIGKILL
-        0.5 s later, and the result says timed_out with the output so far. On
-        cancellation the group gets SIGKILL at once and CancelledError is
-        re-raised. Processes that redirected their output and detached
-        (`nohup server > log 2>&1 &`) outlive a command that finishes."""
+        Without `soft_timeout`, stdin is /dev/null and the call lasts until
+        the command ends: when its output is closed and the shell has exited
+        (a background job still holding the output keeps it running until
+        `timeout`). On timeout the whole group gets SIGTERM, then SIGKILL
+        0.5 s later, and the result says timed_out with the output so far.
+        On cancellation the group gets SIGKILL at once and CancelledError is
+        re-raised; `stopped_output()` then has what it printed.
+
+        With `soft_timeout`, stdin is a pipe and a command that prints
+        nothing new for that long is left running: the result says
+        still_running, and `send_input` types into it, waits more or
+        interrupts it. It is still killed `timeout` seconds after it started.
+        Another command is refused while it runs (CommandStillRunning)."""
+        command = self._check_command(command, timeout, max_output)
+        if self._foreground is not None:
+            raise CommandStillRunning(
+                f'Your command "{_quote(command, 80)[1:-1]}" is NOT executed. The previous command is still '
+                "running: you cannot run a new command until it has finished. Set is_input to true to "
+                "interact with it: send an empty command to wait for more output, text to type into it, "
+                "or C-c to interrupt it."
+            )
+        process = await self._start(command, timeout, max_output, interactive=soft_timeout is not None)
+        return await self._wait(process, soft_timeout)
+
+    async def send_input(self, text: str, soft_timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
+        """Interact with the command left running by run(): "" waits for more
+        output, "C-c" interrupts it, "C-d" ends its input, anything else is
+        typed into it as a line. Then waits as run() does."""
+        text = _check_text_argument(text, "command")
+        process = self._foreground
+        if process is None:
+            raise InvalidInput("no command is running: is_input sends input to a command still running")
+        key = text.strip()
+        if key == "C-c":
+            process.interrupt()
+        elif key == "C-d":
+            process.close_input()
+        elif key == "C-z":
+            raise InvalidInput("C-z (suspend) is not supported: use C-c to interrupt the command")
+        elif text:
+            process.write_input(text if text.endswith("\n") else text + "\n")
+        self._foreground = None
+        return await self._wait(process, soft_timeout, max_output)
+
+    def _check_command(self, command: str, timeout: float, max_output: int) -> str:
         command = _check_text_argument(command, "command")
         if not command.strip():
             raise InvalidInput("command is empty")
@@ -678,111 +617,149 @@ class Workspace:
             raise InvalidInput(f"timeout must be a positive number of seconds, not {_quote(str(timeout), 40)}")
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < MIN_MAX_OUTPUT:
             raise InvalidInput(f"max_output must be an integer of at least {MIN_MAX_OUTPUT}")
-        self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
-        if self.sandbox is None:
-            command = rewrite_workspace_paths(command, self.root)
-            argv = limited(self._shell, command, self.policy)
-        else:
-            # The shell inside: the host's may live in a hidden directory.
-            shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
-            argv = self.sandbox.argv(limited(shell, command, self.policy))
-        cgroup = cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
-        try:
-            return await self._execute(argv, self.environment(), timeout, max_output, cgroup)
-        finally:
-            if cgroup is not None:
-                # Killed processes leave the cgroup once reaped: a moment.
-                for _ in range(25):
-                    if cgroup.remove():
-                        break
-                    await asyncio.sleep(0.02)
+        return command
 
-    async def _execute(
-        self,
-        argv: list[str],
-        env: dict[str, str],
-        timeout: float,
-        max_output: int,
-        cgroup: cgroup_limits.CommandCgroup | None = None,
-    ) -> CommandResult:
-        """Run `argv` in the root as described in run()."""
-        loop = asyncio.get_running_loop()
-        collector = _OutputCollector(max_output, self._redactor.stream())
-        protocol = _PipeProtocol(collector)
-        # Our own pipe rather than stdout=PIPE: its read end is ours to close
-        # whenever we decide, and proc.wait() then depends only on the shell
-        # exiting, not on every holder of the pipe closing it (which a process
-        # that escaped the group could delay forever).
-        read_fd, write_fd = os.pipe()
-        pipe = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here
+    def _argv(self, command: str) -> list[str]:
+        if self.sandbox is None:
+            return limited(self._shell, rewrite_workspace_paths(command, self.root), self.policy)
+        # The shell inside: the host's may live in a hidden directory.
+        shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        return self.sandbox.argv(limited(shell, command, self.policy))
+
+    async def _start(
+        self, command: str, timeout: float, max_output: int, interactive: bool = False
+    ) -> CommandProcess:
+        self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
+        return await CommandProcess.start(
+            self._argv(command),
+            self.root,
+            self.environment(),
+            timeout,
+            max_output,
+            self._redactor,
+            interactive=interactive,
+            cgroup=cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb),
+            sandboxed=self.sandbox is not None,
+        )
+
+    async def _wait(self, process: CommandProcess, soft_timeout: float | None, max_output: int | None = None) -> CommandResult:
+        self._stopped = None
         try:
+            result = await process.wait(soft_timeout)
+        except asyncio.CancelledError:
+            output, truncated = process.take()
+            self._stopped = CommandResult(None, output, False, truncated)
+            raise
+        if result.still_running:
+            self._foreground = process
+        return result
+
+    def stopped_output(self) -> CommandResult | None:
+        """What the command that was running when its caller was cancelled
+        had printed (once: taking it clears it)."""
+        stopped, self._stopped = self._stopped, None
+        return stopped
+
+    @property
+    def running_command(self) -> bool:
+        """Whether a command left running by run() still waits for input."""
+        return self._foreground is not None
+
+    # -- background processes -----------------------------------------------------
+
+    async def start_background(self, command: str) -> BackgroundProcess:
+        """Run `command` detached: stdin /dev/null, its output appended to a
+        log file in the conversation's /tmp, no deadline. It runs until it
+        ends, `stop_background` or `close`. A trailing `&` is dropped (the
+        shell must stay, or the sandbox ends with it)."""
+        command = self._check_command(command, 1.0, MIN_MAX_OUTPUT)
+        command = _TRAILING_AMPERSAND.sub("", command).rstrip()
+        self._logs.mkdir(parents=True, exist_ok=True)
+        number = self._next_background
+        self._next_background += 1
+        log_path = self._logs / f"convtui-process-{number}.log"
+        shown_log = f"/tmp/{log_path.name}" if self.sandbox is not None else str(log_path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        cgroup = cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
+        with open(log_path, "ab") as output:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *argv,
+                    *self._argv(command),
                     cwd=self.root,
-                    env=env,
+                    env=self.environment(),
                     stdin=asyncio.subprocess.DEVNULL,
-                    stdout=write_fd,
+                    stdout=output,
                     stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, id = its pid
+                    start_new_session=True,
                     preexec_fn=cgroup.join if cgroup is not None else None,
                 )
-            finally:
-                os.close(write_fd)  # the child has its copy; EOF needs ours closed
-        except OSError as error:
-            pipe.close()
-            if error.errno == errno.E2BIG:
-                raise InvalidInput("command is too long for the operating system") from None
-            raise ConvtuiError(_describe(error, "start", argv[0])) from None
-        except BaseException:
-            pipe.close()
-            raise
-        group = process.pid
-        try:
-            transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
-        except BaseException:
-            pipe.close()
-            _signal_group(group, signal.SIGKILL)
-            await _within(1.0, process.wait())
-            raise
-        try:
+            except OSError as error:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise ConvtuiError(f"cannot start the command: {error.strerror or error}") from None
+        started = BackgroundProcess(number, command, process.pid, shown_log, time.time())
+        self._background[number] = _Background(started, process, cgroup)
+        watcher = asyncio.ensure_future(self._watch(number))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        self._processes_changed()
+        return started
+
+    async def _watch(self, number: int) -> None:
+        """Until background process `number` ends on its own, then forget it."""
+        entry = self._background[number]
+        await entry.process.wait()
+        if self._background.get(number) is entry:
+            del self._background[number]
+            if entry.cgroup is not None:
+                entry.cgroup.remove()
+            self._processes_changed()
+
+    def _processes_changed(self) -> None:
+        if self.on_processes_changed is not None:
             try:
-                if await _within(timeout, self._until_finished(process, protocol)):
-                    exit_code: int | None = process.returncode
-                    timed_out = False
-                else:
-                    exit_code, timed_out = None, True
-                    await self._terminate(process, group)
-                    await _within(DRAIN_SECONDS, protocol.closed.wait())
-            except BaseException:
-                # Cancelled (or interrupted): no grace, the caller has moved on.
-                _signal_group(group, signal.SIGKILL)
-                await _within(1.0, process.wait())
-                raise
-        finally:
-            transport.close()
-        output, truncated = collector.finish()
-        return CommandResult(exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated)
+                self.on_processes_changed()
+            except Exception:
+                log.exception("a processes-changed callback failed")
 
-    @staticmethod
-    async def _until_finished(process: asyncio.subprocess.Process, protocol: _PipeProtocol) -> None:
-        await protocol.closed.wait()
-        await process.wait()
+    def background_processes(self) -> list[BackgroundProcess]:
+        """The background processes still running, oldest first."""
+        return [entry.info for entry in self._background.values() if entry.process.returncode is None]
 
-    @staticmethod
-    async def _terminate(process: asyncio.subprocess.Process, group: int) -> None:
-        """SIGTERM the group, SIGKILL it if anything is left after the grace,
-        and reap the shell."""
-        _signal_group(group, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TERMINATE_GRACE_SECONDS
-        while _group_alive(group) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        if _group_alive(group):
-            # Ignoring SIGTERM, or a zombie awaiting its reaper (harmless).
-            _signal_group(group, signal.SIGKILL)
-        if not await _within(2.0, process.wait()):
-            log.warning("process %d did not exit after SIGKILL", process.pid)
+    async def stop_background(self, number: int | None = None) -> int:
+        """Stop one background process (by number) or all; how many were running."""
+        chosen = [entry for key, entry in list(self._background.items()) if number is None or key == number]
+        running = [entry for entry in chosen if entry.process.returncode is None]
+        for entry in running:
+            signal_group(entry.process.pid, signal.SIGTERM)
+        for entry in running:
+            if not await within(TERMINATE_GRACE_SECONDS, entry.process.wait()):
+                signal_group(entry.process.pid, signal.SIGKILL)
+                await within(2.0, entry.process.wait())
+        for entry in chosen:
+            if entry.cgroup is not None:
+                entry.cgroup.remove()
+            self._background.pop(entry.info.number, None)
+        if chosen:
+            self._processes_changed()
+        return len(running)
+
+    async def close(self) -> None:
+        """Kill everything this workspace started: the command left running
+        and the background processes. Signals first (nothing awaited), so
+        that it holds even when the caller is being cancelled."""
+        foreground, self._foreground = self._foreground, None
+        if foreground is not None:
+            foreground.kill()
+        for entry in self._background.values():
+            signal_group(entry.process.pid, signal.SIGKILL)
+        if foreground is not None:
+            await within(1.0, foreground.process.wait())
+            await foreground.release()
+        await self.stop_background()
+        for watcher in self._watchers:
+            watcher.cancel()
+        self._watchers.clear()
 
     # -- setup ---------------------------------------------------------------------
 
@@ -819,7 +796,8 @@ class Workspace:
             argv += ["--branch", branch]
         argv += ["--single-branch", "--", source, "."]
         try:
-            result = await self._execute(argv, env, timeout, DEFAULT_MAX_OUTPUT)
+            process = await CommandProcess.start(argv, self.root, env, timeout, DEFAULT_MAX_OUTPUT, self._redactor)
+            result = await process.wait()
         except BaseException:
             self._empty_root()  # a partial .git would later pass for a clone
             raise

@@ -24,7 +24,7 @@ from .manager import StopResult
 from .models import AgentState, ConversationInfo, ConversationStatus
 from .service import ConversationService, LiveState
 from .update_journal import StreamReset
-from .updates import LoopUpdate, MetricsChanged, StatusChanged, Subscriber, UpdateHub
+from .updates import LoopUpdate, MetricsChanged, ProcessesChanged, StatusChanged, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,12 @@ class ServerLoops:
             try:
                 info = await self._remote.get(conversation_id)
                 action = await self._remote.pending_action(conversation_id)
+                processes = tuple(await self._remote.processes(conversation_id))
             except ConvtuiError:
                 continue
             live[conversation_id] = LiveState(
                 info.status, info.runtime_status, info.agent_state, info.num_connections, info.status_message,
-                info.model_dump(include=_METRICS),
+                info.model_dump(include=_METRICS), processes,
             )  # fmt: skip
             if action is not None:
                 pending[conversation_id] = action
@@ -132,6 +133,8 @@ class ServerLoops:
         if isinstance(update, MetricsChanged) and known is not None:
             metrics = {name: getattr(update, name) for name in _METRICS}
             self._live[conversation_id] = dataclasses.replace(known, metrics={**(known.metrics or {}), **metrics})
+        if isinstance(update, ProcessesChanged) and known is not None:
+            self._live[conversation_id] = dataclasses.replace(known, processes=update.commands)
         if not isinstance(update, StatusChanged):
             return
         if update.status in _ENDED:
@@ -139,8 +142,9 @@ class ServerLoops:
             self._pending.pop(conversation_id, None)
             return
         self._live[conversation_id] = LiveState(
-            update.status, update.runtime_status, update.agent_state, 1, update.message, known.metrics if known else None
-        )
+            update.status, update.runtime_status, update.agent_state, 1, update.message,
+            known.metrics if known else None, known.processes if known else (),
+        )  # fmt: skip
         if update.agent_state is AgentState.AWAITING_USER_CONFIRMATION:
             action = await self._remote.pending_action(conversation_id) if self._remote else None
             if action is not None:
@@ -196,6 +200,9 @@ class ServerLoops:
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
         return await (await self._server()).set_always_approve(conversation_id, on)
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        return await (await self._server()).stop_processes(conversation_id)
 
     async def stop_all(self) -> int:
         """Stop every loop the server runs; how many were running."""

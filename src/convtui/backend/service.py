@@ -94,6 +94,8 @@ class LiveState:
     # cost and tokens after the loop's last model call (written to the store
     # at most every few seconds): rows and answers show these at once
     metrics: dict[str, Any] | None = None
+    # the commands of the background processes running in its workspace
+    processes: tuple[str, ...] = ()
 
 
 class LiveLoops(Protocol):

@@ -68,6 +68,10 @@ class Settings(BaseModel):
     )
     max_concurrent_loops: int = Field(default=20, ge=1, le=1_000, description="loops running at once")
     command_timeout: float = Field(default=120.0, gt=0, le=86_400, description="seconds a shell command may run")
+    command_soft_timeout: float = Field(
+        default=15.0, gt=0, le=86_400,
+        description="seconds without output after which a command returns and keeps running (the agent may wait, type or interrupt)",
+    )  # fmt: skip
     sandbox: bool = Field(
         default=True,
         description="commands run in a bubblewrap sandbox (off, or where none can run: in the real workspace, not sandboxed)",

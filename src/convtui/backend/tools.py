@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConvtuiError, first_validation_error
 from .events import EventDict
-from .runtime import Workspace
+from .command_process import CommandResult
+from .runtime import Workspace, wants_background
 
 TOOL_DEFINITIONS: list[dict[str, Any]] = [
     {
@@ -22,13 +23,26 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
         "function": {
             "name": "execute_bash",
             "description": (
-                "Run a bash command in the workspace (/workspace). Commands do not keep state "
-                "between calls except through files. Long output is cut in the middle."
+                "Run a bash command in the workspace (/workspace, the working directory). Commands do not "
+                "keep state between calls except through files. Long output is cut in the middle.\n"
+                "* A command that prints nothing new for a while returns what it printed so far and keeps "
+                "running: then send is_input true with an empty command to wait for more output, with text "
+                "to type into it, or with C-c to interrupt it (C-d ends its input). No other command runs "
+                "until it has finished.\n"
+                "* For servers and other long-running processes, end the command with & or set background "
+                "true: it runs detached, its output goes to a log file, and it runs until stopped.\n"
+                "* timeout: seconds to wait for the command, for a command known to run long without output."
             ),
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "command": {"type": "string", "description": "The bash command to run."},
+                    "command": {"type": "string", "description": "The bash command to run, or the input (is_input)."},
+                    "is_input": {
+                        "type": "string",
+                        "enum": ["true", "false"],
+                        "description": "true: the command is input for the command still running.",
+                    },
+                    "background": {"type": "boolean", "description": "Run detached (a server, a watcher)."},
                     "timeout": {"type": "number", "description": "Seconds before the command is killed."},
                 },
                 "required": ["command"],
@@ -101,7 +115,9 @@ class _Arguments(BaseModel):
 
 
 class BashArguments(_Arguments):
-    command: str = Field(min_length=1, max_length=100_000)
+    command: str = Field(max_length=100_000)
+    is_input: bool = False  # OpenHands sends "true"/"false"; pydantic reads both
+    background: bool = False
     timeout: float | None = Field(default=None, gt=0, le=86_400)
 
 
@@ -139,10 +155,15 @@ def action_from_tool_call(name: str, raw_arguments: str, thought: str = "") -> E
     try:
         if name == "execute_bash":
             bash = BashArguments.model_validate(arguments)
-            args: dict[str, Any] = {"command": bash.command, "thought": thought, "is_input": False}
+            if not bash.command.strip() and not bash.is_input:
+                raise ToolCallError("execute_bash needs a command (an empty one only with is_input, to wait)")
+            args: dict[str, Any] = {"command": bash.command, "thought": thought, "is_input": bash.is_input}
+            if bash.background:
+                args["background"] = True
+            action = {"source": "agent", "action": "run", "message": f"Running command: {bash.command}", "args": args}
             if bash.timeout is not None:
-                args["timeout"] = bash.timeout
-            return {"source": "agent", "action": "run", "message": f"Running command: {bash.command}", "args": args}
+                action["timeout"] = bash.timeout  # where OpenHands keeps it: on the action, not in args
+            return action
         if name == "str_replace_editor":
             editor = EditorArguments.model_validate(arguments)
             if editor.command == "view":
@@ -190,29 +211,19 @@ def error_observation(message: str, cause: int | None = None) -> EventDict:
     return observation("error", message, cause, error_id="")
 
 
-async def execute(workspace: Workspace, action: EventDict, command_timeout: float) -> EventDict:
+async def execute(
+    workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None = None
+) -> EventDict:
     """Carry out an action event (with its id) and return its observation.
     Failures the model should see (a bad path, no match) become an error
-    observation; cancellation propagates (and kills a running command)."""
+    observation; cancellation propagates (and kills a running command).
+    `soft_timeout`: a command quiet that long returns and keeps running."""
     kind = action.get("action")
     args = action.get("args") or {}
     cause = action.get("id")
     try:
         if kind == "run":
-            timeout = min(float(args.get("timeout") or command_timeout), command_timeout)
-            result = await workspace.run(args["command"], timeout=timeout)
-            content = result.output
-            if result.timed_out:
-                content += f"\n[the command was killed after {timeout:g} s]"
-            return observation(
-                "run",
-                content,
-                cause,
-                command=args["command"],
-                exit_code=result.exit_code if result.exit_code is not None else -1,
-                timed_out=result.timed_out,
-                truncated=result.truncated,
-            )
+            return await _run(workspace, action, command_timeout, soft_timeout)
         if kind == "read":
             view_range = args.get("view_range")
             text = await asyncio.to_thread(
@@ -231,6 +242,73 @@ async def execute(workspace: Workspace, action: EventDict, command_timeout: floa
     except (KeyError, TypeError, ValueError) as error:
         return error_observation(f"could not carry out {kind}: {error}", cause)
     return error_observation(f"{kind} is not an action this agent can carry out", cause)
+
+
+def command_timeout_of(action: EventDict, command_timeout: float) -> tuple[float, bool]:
+    """(the hard timeout of a run action, whether one was asked for): its
+    own (on the action as OpenHands has it, or in args as older convtui
+    logs have it), at most the setting."""
+    asked = action.get("timeout") or (action.get("args") or {}).get("timeout")
+    try:
+        seconds = float(asked) if asked is not None else None
+    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None or not seconds > 0:
+        return command_timeout, False
+    return min(seconds, command_timeout), True
+
+
+def run_observation(command: str, result: CommandResult, cause: int | None, note: str = "") -> EventDict:
+    content = result.output + note if result.output else note.lstrip("\n")
+    return observation(
+        "run",
+        content,
+        cause,
+        command=command,
+        exit_code=result.exit_code if result.exit_code is not None else -1,
+        timed_out=result.timed_out,
+        truncated=result.truncated,
+    )
+
+
+async def _run(workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None) -> EventDict:
+    args = action.get("args") or {}
+    cause = action.get("id")
+    command = args["command"]
+    timeout, asked = command_timeout_of(action, command_timeout)
+    if asked:
+        soft_timeout = None  # a timeout asked for means: wait that long
+    if _truthy(args.get("is_input")):
+        result = await workspace.send_input(command, soft_timeout or command_timeout)
+    elif _truthy(args.get("background")) or wants_background(command):
+        started = await workspace.start_background(command)
+        return observation(
+            "run",
+            f"Started in the background as process {started.number}; its output goes to {started.log}. "
+            "It runs until it ends or is stopped.",
+            cause,
+            command=command,
+            exit_code=0,
+            timed_out=False,
+            truncated=False,
+            background=started.number,
+        )
+    else:
+        result = await workspace.run(command, timeout=timeout, soft_timeout=soft_timeout)
+    note = ""
+    if result.timed_out:
+        note = f"\n[the command was killed after {timeout:g} s]"
+    elif result.still_running:
+        note = (
+            f"\n[The command has no new output after {soft_timeout:g} seconds and is still running. Send "
+            "is_input true with an empty command to wait for more output, with text to type into it, or "
+            "with C-c to interrupt it.]"
+        )
+    return run_observation(command, result, cause, note)
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def _edit(workspace: Workspace, args: dict[str, Any]) -> str:

@@ -66,7 +66,16 @@ class MetricsChanged:
     total_tokens: int
 
 
-LoopUpdate = StatusChanged | EventAdded | TextStreamed | TitleChanged | MetricsChanged
+@dataclass(frozen=True)
+class ProcessesChanged:
+    """The background processes running in the conversation's workspace
+    (their commands, oldest first) changed: one started, ended or was stopped."""
+
+    conversation_id: str
+    commands: tuple[str, ...]
+
+
+LoopUpdate = StatusChanged | EventAdded | TextStreamed | TitleChanged | MetricsChanged | ProcessesChanged
 Subscriber = Callable[[LoopUpdate], None]
 
 # The names updates go by on the wire (the live stream of `convtui serve`).
@@ -76,6 +85,7 @@ UPDATE_TYPES: dict[str, type[LoopUpdate]] = {
     "text": TextStreamed,
     "title": TitleChanged,
     "metrics": MetricsChanged,
+    "processes": ProcessesChanged,
 }
 _TYPE_NAMES = {kind: name for name, kind in UPDATE_TYPES.items()}
 _ENUM_FIELDS = {"status": ConversationStatus, "runtime_status": RuntimeStatus, "agent_state": AgentState}
@@ -100,6 +110,8 @@ def update_from_dict(data: dict[str, Any]) -> LoopUpdate:
     for name, enum in _ENUM_FIELDS.items():
         if values.get(name) is not None:
             values[name] = enum(values[name])
+    if isinstance(values.get("commands"), list):
+        values["commands"] = tuple(values["commands"])
     try:
         return kind(**values)
     except TypeError as error:

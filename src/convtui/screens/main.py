@@ -78,6 +78,7 @@ class MainScreen(Screen[None]):
         Binding("n", "new", "New", id="new"),
         Binding("s", "start", "Start", id="start"),
         Binding("x", "stop", "Stop", id="stop"),
+        Binding("K", "stop_processes", "Stop processes", id="stop_processes", show=False),
         Binding("y", "decide('approve')", "Approve", id="approve"),
         Binding("N", "decide('reject')", "Reject", id="reject"),
         Binding("Y", "decide('always')", "Always", id="always"),
@@ -336,6 +337,8 @@ class MainScreen(Screen[None]):
     def _select(self, conversation_id: str | None) -> None:
         self.selected_id = conversation_id
         info = self.backend.row(conversation_id) if conversation_id else None
+        # Set before the header is drawn: one layout pass, not two.
+        self.detail.processes = self.backend.processes_now(conversation_id) if conversation_id else ()
         self._show_info(info)
         self.detail.show_pending(self.backend.pending_action_now(conversation_id) if conversation_id else None)
         if conversation_id != self._shown_events_for:
@@ -420,6 +423,7 @@ class MainScreen(Screen[None]):
         if is_selected:
             self._show_info(self.backend.row(conversation_id))
             self.detail.show_pending(self.backend.pending_action_now(conversation_id))
+            self.detail.show_processes(self.backend.processes_now(conversation_id))
             if isinstance(update, EventAdded):
                 self._seen_soon()
 
@@ -428,7 +432,10 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide the keys that cannot apply now (footer and palette follow)."""
         selected = self.selected_id
-        if action in ("rename", "start", "stop", "delete", "archive", "export", "copy_id", "remember", "toggle_always_approve") and selected is None:
+        if action in (
+            "rename", "start", "stop", "stop_processes", "delete", "archive", "export", "copy_id", "remember",
+            "toggle_always_approve",
+        ) and selected is None:  # fmt: skip
             return False
         if action == "decide":
             # Only with the action in view: on a narrow terminal the detail
@@ -568,6 +575,21 @@ class MainScreen(Screen[None]):
             self.conversation_list.refresh_conversation(conversation_id)
         self._select(self.selected_id)
         self.refresh_bindings()
+
+    @work(group="actions")
+    async def action_stop_processes(self) -> None:
+        """Stop the background processes of the selected conversation's
+        workspace; its loop runs on."""
+        conversation_id = self.selected_id
+        if conversation_id is None:
+            return
+        try:
+            stopped = await self.backend.stop_processes(conversation_id)
+        except ConvtuiError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.notify(f"stopped {stopped} process{'es' if stopped != 1 else ''}" if stopped else "no process was running")
+        self.detail.show_processes(self.backend.processes_now(conversation_id))
 
     @work(group="actions")
     async def action_archive(self) -> None:
@@ -913,6 +935,7 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                     "approve / reject / always approve a pending action",
                 ),
                 (keys("always_approve"), "turn always approve on or off for the conversation (kept across stop and start)"),
+                (keys("stop_processes"), "stop the background processes running in the workspace (the loop runs on)"),
                 ("Enter in the input", "send the message to the agent (the focus returns to the log)"),
             ],
         ),

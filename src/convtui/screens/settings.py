@@ -35,6 +35,7 @@ TEXT_FIELDS: dict[str, str] = {
     "max_budget_per_conversation": "Budget (USD)",
     "max_concurrent_loops": "Max loops",
     "command_timeout": "Cmd timeout (s)",
+    "command_soft_timeout": "Cmd quiet (s)",
     "sandbox_filesystem": "Sandbox shows",
     "command_max_processes": "Cmd processes",
     "command_cpu_seconds": "Cmd CPU (s)",

@@ -39,13 +39,15 @@ def describe_info(
     workspace: Path | None = None,
     width: int | None = None,
     unsandboxed: str | None = None,
+    processes: tuple[str, ...] = (),
 ) -> Text:
     """The header lines of the pane, built as Text so nothing is markup.
     `colours` maps badge styles (running, waiting, error) to theme colours;
     `workspace` is the directory the agent works in, shortened from the
     left to `width` cells (its end, the conversation's own directory, is
     what tells it apart). `unsandboxed` says why commands run without a
-    sandbox, when they do."""
+    sandbox, when they do; `processes` are the commands running in the
+    background in its workspace."""
     badge = badge_for(info)
     colour = (colours or {}).get(badge.style)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -71,6 +73,11 @@ def describe_info(
     if unsandboxed is not None:
         warning = (colours or {}).get("waiting")
         text.append(f"! commands NOT sandboxed: {one_line(unsandboxed, 300)}\n", style=f"bold {warning}" if warning else "bold")
+    if processes:
+        count = len(processes)
+        listed = one_line(", ".join(processes), 200)
+        text.append(f"{count} process{'es' if count != 1 else ''} running in this workspace (K stops them): ", style="bold")
+        text.append(listed + "\n")
     text.append(
         f"created {relative_time(info.created_at, now)} · updated {relative_time(info.last_updated_at, now)}"
         f" · cost {format_cost(info.accumulated_cost)} · tokens {format_tokens(info.total_tokens)}"
@@ -131,6 +138,7 @@ class DetailPane(Vertical):
         self.workspace_of = workspace_of  # a conversation's workspace directory, shown in the header
         self.info: ConversationInfo | None = None
         self.unsandboxed: str | None = None  # why commands run without a sandbox, when they do
+        self.processes: tuple[str, ...] = ()  # background processes of the shown conversation
         self._header_lines = 0
 
     def compose(self) -> ComposeResult:
@@ -157,8 +165,16 @@ class DetailPane(Vertical):
         colours = {name: variables.get(key, "") for name, key in (("running", "text-success"), ("waiting", "text-warning"), ("error", "text-error"))}
         workspace = self.workspace_of(info.conversation_id) if self.workspace_of is not None else None
         width = self.query_one("#detail-header").content_region.width or None
-        self._show_header(describe_info(info, self.clock(), colours, workspace, width, self.unsandboxed))
+        self._show_header(
+            describe_info(info, self.clock(), colours, workspace, width, self.unsandboxed, self.processes)
+        )
         self.query_one("#message-input", Input).disabled = False
+
+    def show_processes(self, commands: tuple[str, ...]) -> None:
+        if commands != self.processes:
+            self.processes = commands
+            if self.info is not None:
+                self.show_info(self.info)
 
     def on_resize(self) -> None:
         if self.info is not None:
