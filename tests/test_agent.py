@@ -800,3 +800,103 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _action(event_id: int, kind: str, args: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"id": event_id, "source": "agent", "action": kind, "message": f"{kind} {event_id}", "args": args, **top}
+
+
+EVERY_KIND = [
+    {"id": 0, "source": "user", "action": "message", "message": "do all of it", "args": {"content": "do all of it"}},
+    _action(1, "recall", {"recall_type": "workspace_context", "query": "do all of it"}),
+    _action(2, "run", {"command": "mkdir -p /workspace/app && echo ran > /workspace/app/ran.txt", "is_input": False}),
+    _action(3, "run", {"command": "sleep 30", "is_input": False}, timeout=1),
+    _action(4, "run_ipython", {"code": "print(6 * 7)\n!echo from the shell > shell.txt", "include_extra": True}),
+    _action(5, "write", {"path": "/workspace/app/notes.txt", "content": "one\ntwo\nthree", "start": 0, "end": -1}),
+    _action(6, "write", {"path": "/workspace/app/notes.txt", "content": "TWO", "start": 1, "end": 2}),
+    _action(7, "edit", {"command": "str_replace", "path": "/workspace/app/notes.txt", "old_str": "one", "new_str": "ONE"}),
+    {
+        **_action(8, "edit", {"path": "/workspace/app/notes.txt", "impl_source": "oh_aci"}),
+        "tool_call_metadata": {
+            "function_name": "str_replace_editor",
+            "tool_call_id": "call_8",
+            "model_response": {
+                "choices": [
+                    {
+                        "message": {
+                            "tool_calls": [
+                                {
+                                    "id": "call_8",
+                                    "function": {
+                                        "name": "str_replace_editor",
+                                        "arguments": '{"command": "insert", "path": "/workspace/app/notes.txt", '
+                                        '"insert_line": 3, "new_str": "four"}',
+                                    },
+                                }
+                            ]
+                        }
+                    }
+                ]
+            },
+            "total_calls_in_response": 1,
+        },
+    },
+    _action(9, "edit", {"path": "/workspace/app/llm.txt", "content": "drafted\n", "start": 1, "end": -1, "impl_source": "llm_based_edit"}),
+    _action(10, "think", {"thought": "thinking"}),
+    _action(11, "condensation", {"forgotten_event_ids": [1]}),
+    _action(12, "browse", {"url": "https://example.com"}),
+    _action(13, "delegate", {"agent": "BrowsingAgent", "inputs": {}}),
+    _action(14, "call_tool_mcp", {"name": "fetch", "arguments": {}}),
+    _action(15, "finish", {"outputs": {}, "thought": "", "final_thought": "done"}),
+]
+
+
+async def test_a_replay_carries_out_every_kind_it_can_and_names_what_it_skipped(
+    service: ConversationService, manager: ConversationManager
+) -> None:
+    created = await service.new_conversation({"replay_json": orjson.dumps(EVERY_KIND).decode()})
+    conversation_id = created.conversation_id
+    await run_to_idle(manager, conversation_id)
+    workspace = service.data_dir.workspace(conversation_id)
+    assert (workspace / "app" / "ran.txt").read_text() == "ran\n"
+    assert (workspace / "shell.txt").read_text() == "from the shell\n"
+    assert (workspace / "app" / "notes.txt").read_text() == "ONE\nTWO\nthree\nfour\n"
+    assert (workspace / "app" / "llm.txt").read_text() == "drafted\n"
+    events = await service.search_events(conversation_id)
+    observed = {e["cause"]: e for e in events if e.get("observation") and e.get("cause") is not None}
+    by_message = {e["message"]: e for e in events if e.get("action")}
+    assert "recall 1" not in by_message and "condensation 11" not in by_message  # no-ops: not logged
+    timed = observed[by_message["run 3"]["id"]]
+    assert timed["extras"]["timed_out"] and "killed after 1 s" in timed["content"]  # its own timeout
+    cell = observed[by_message["run_ipython 4"]["id"]]
+    assert cell["observation"] == "run_ipython" and cell["content"].startswith("42\n")
+    for kind, number in (("browse", 12), ("delegate", 13), ("call_tool_mcp", 14)):
+        skipped = observed[by_message[f"{kind} {number}"]["id"]]
+        assert skipped["content"] == f"skipped: convtui cannot replay {kind}"
+        assert skipped["extras"]["error_id"] == "REPLAY_SKIPPED"
+    info = await service.get(conversation_id)
+    assert info.status_message == "replay finished; 3 actions skipped (browse, delegate, call_tool_mcp)"
+    assert info.agent_state is AgentState.FINISHED
+
+
+async def test_an_imported_conversation_logs_its_re_run_after_the_recorded_events(
+    service: ConversationService, manager: ConversationManager
+) -> None:
+    trajectory = [
+        {"id": 0, "source": "user", "action": "message", "message": "check", "args": {"content": "check"}},
+        _action(1, "run", {"command": "test -e missing.txt", "is_input": False}),
+        {"id": 2, "source": "agent", "observation": "run", "cause": 1, "content": "", "extras": {"command": "test -e missing.txt", "metadata": {"exit_code": 0}}},
+        _action(3, "finish", {"outputs": {}, "thought": "", "final_thought": "ok"}),
+    ]
+    conversation_id = (await service.import_trajectory(orjson.dumps(trajectory))).conversation_id
+    recorded = await service.search_events(conversation_id)
+    await run_to_idle(manager, conversation_id)
+    events = await service.search_events(conversation_id)
+    assert events[: len(recorded)] == recorded
+    rerun = events[len(recorded) :]
+    assert rerun[0]["content"] == "Running the 3 imported actions again in the workspace."
+    assert kinds(rerun[1:]) == ["a:message", "a:run", "o:run", "a:finish"]
+    assert rerun[3]["extras"]["exit_code"] == 1  # what happened now, beside the recorded 0
+    # No model is configured: had the re-run looked like something to answer, the loop would have failed.
+    info = await service.get(conversation_id)
+    assert (info.agent_state, info.status_message) == (AgentState.FINISHED, "replay finished")

@@ -34,7 +34,15 @@ from .llm import (
 )
 from .models import AgentState, ConversationStatus, RuntimeStatus, default_title
 from .redaction import Redactor
-from .replay import replay_steps, replayed_event_ids, steps_recorded
+from .replay import (
+    REPLAYED_ACTIONS,
+    SKIPPED_ERROR_ID,
+    describe_skipped,
+    replay_steps,
+    replayed_event_ids,
+    skipped_kinds,
+    steps_recorded,
+)
 from .runtime import Workspace
 from .settings import Settings
 from .tools import (
@@ -75,6 +83,15 @@ POLL_SECONDS = 0.25
 # Rows and answers of the process running the loop (the server) show the
 # newest at once: they join the loop's LiveState.metrics.
 METRICS_WRITE_SECONDS = 10.0
+
+
+def _recording_start(marker: bytes) -> int:
+    """The first event id of a replay's own steps, as replay.recording keeps
+    it (empty, as older versions wrote it: from the start)."""
+    try:
+        return max(0, int(marker.strip() or b"0"))
+    except ValueError:
+        return 0
 
 
 class LoopEnded(Exception):
@@ -344,11 +361,15 @@ class AgentLoop:
     # -- replay --------------------------------------------------------------------
 
     async def _replay_if_pending(self) -> None:
-        """Carry out the trajectory's actions again. A replay into an empty
-        log records each step and its fresh observation; one cut short (the
-        loop stopped, or its process killed) goes on after the last step it
-        recorded. An imported conversation already holds the recorded events:
-        its replay rebuilds the workspace without logging the actions again."""
+        """Carry out the trajectory's actions again, logging each step and
+        its fresh observation. A replay into an empty log (`new --replay`)
+        records the trajectory's own steps; an imported conversation already
+        holds the recorded events, and its re-run is logged after them,
+        after a note that says so. One cut short (the loop stopped, or its
+        process killed) goes on after the last step it logged. An action
+        convtui cannot carry out (browse, delegate, MCP, ...) is logged with
+        an observation saying it was skipped, and the final status counts
+        them."""
         directory = self.service.data_dir.conversation(self.conversation_id)
         script, done = directory / "replay.json", directory / "replay.done"
         recording = directory / "replay.recording"
@@ -356,38 +377,58 @@ class AgentLoop:
             return
         steps = replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))
         if await asyncio.to_thread(recording.exists):
-            events = await asyncio.to_thread(self._event_log.search_events)
+            first = _recording_start(await asyncio.to_thread(recording.read_bytes))
+            events = await asyncio.to_thread(self._event_log.search_events, first)
             steps = steps[steps_recorded(steps, events) :]
-            record = True
-        elif await asyncio.to_thread(len, self._event_log) == 0:
-            # Marked before the first step is logged: a restart then knows the
-            # log holds this replay's own steps, not an import's events.
-            await asyncio.to_thread(atomic_write, recording, b"")
-            record = True
         else:
-            record = False
+            existing = await asyncio.to_thread(len, self._event_log)
+            if existing:
+                note = await self._append(
+                    {
+                        "source": "environment",
+                        "observation": "null",
+                        "content": f"Running the {len(steps)} imported actions again in the workspace.",
+                        "extras": {},
+                    }
+                )
+                first = note["id"] + 1
+            else:
+                first = 0
+            # Marked before the first step is logged: a restart then knows
+            # where this replay's own steps begin.
+            await asyncio.to_thread(atomic_write, recording, str(first).encode())
         for step in steps:
             if self.replay_delay:
                 await asyncio.sleep(self.replay_delay)
             kind = step["action"]
+            action = await self._append(step)
             if kind in ("message", "finish"):
-                if record:
-                    await self._append(step)
                 continue
-            action = await self._append(step) if record else {**step, "id": None}
-            result = await self._execute(action)
-            if record:
-                await self._append(result)
+            if kind not in REPLAYED_ACTIONS:
+                skipped = error_observation(f"skipped: convtui cannot replay {kind}", action["id"])
+                skipped["extras"]["error_id"] = SKIPPED_ERROR_ID
+                await self._append(skipped)
+                continue
+            await self._append(await self._execute(action))
         await asyncio.to_thread(done.write_bytes, b"")
-        await self._set(agent_state=AgentState.FINISHED, message="replay finished")
+        skipped = describe_skipped(skipped_kinds(replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))))
+        await self._set(agent_state=AgentState.FINISHED, message=f"replay finished; {skipped}" if skipped else "replay finished")
 
     def _replayed_event_ids(self) -> set[int]:
-        script = self.service.data_dir.conversation(self.conversation_id) / "replay.json"
+        directory = self.service.data_dir.conversation(self.conversation_id)
         try:
-            steps = replay_steps(orjson.loads(script.read_bytes()))
+            steps = replay_steps(orjson.loads((directory / "replay.json").read_bytes()))
         except FileNotFoundError:
             return set()
-        return replayed_event_ids(steps, self._event_log.search_events())
+        events = self._event_log.search_events()
+        try:
+            first = _recording_start((directory / "replay.recording").read_bytes())
+        except FileNotFoundError:
+            first = 0
+        # An import's recorded events, and its re-run logged after them.
+        before = [event for event in events if event["id"] < first]
+        after = [event for event in events if event["id"] >= first]
+        return replayed_event_ids(steps, before) | replayed_event_ids(steps, after)
 
     # -- conversation ----------------------------------------------------------------
 

@@ -8,7 +8,17 @@ import orjson
 from .events import EventDict
 from .history import tool_call_arguments
 
-REPLAYED_ACTIONS = frozenset({"message", "run", "read", "edit", "think", "finish"})
+REPLAYED_ACTIONS = frozenset({"message", "run", "run_ipython", "read", "write", "edit", "think", "finish"})
+# Bookkeeping of OpenHands' own: nothing to carry out, nothing to log.
+NO_OP_ACTIONS = frozenset(
+    {
+        "recall", "condensation", "condensation_request", "system", "null", "change_agent_state",
+        "pause", "resume", "stop", "start", "task_tracking", "loop_recovery", "reject",
+    }
+)  # fmt: skip
+# Every other kind (browse, browse_interactive, call_tool_mcp, delegate, push,
+# send_pr, ...) is logged with an observation saying it was skipped.
+SKIPPED_ERROR_ID = "REPLAY_SKIPPED"
 _STEP_IDENTITY = ("source", "action", "message")
 _EDIT_FIELDS = ("command", "path", "file_text", "old_str", "new_str", "insert_line")
 
@@ -19,7 +29,7 @@ def replay_steps(trajectory: list[EventDict]) -> list[EventDict]:
     steps = []
     for event in trajectory:
         kind = event.get("action")
-        if kind not in REPLAYED_ACTIONS:
+        if not isinstance(kind, str) or kind in NO_OP_ACTIONS:
             continue
         step = {key: value for key, value in event.items() if key not in ("id", "timestamp", "cause")}
         if kind == "edit":
@@ -70,5 +80,30 @@ def _editor_arguments(event: EventDict) -> dict:
         merged = {key: called[key] for key in _EDIT_FIELDS if key in called}
         merged["thought"] = args.get("thought", "")
         return merged
-    # An old-style edit: the whole new content of a file.
-    return {"command": "create", "path": args.get("path", ""), "file_text": args.get("content", "")}
+    # An LLM-based edit (impl_source llm_based_edit): lines start..end
+    # (1-based, inclusive; end -1: to the end) become its content.
+    start, end = args.get("start", 1), args.get("end", -1)
+    return {
+        "command": "write",
+        "path": args.get("path", ""),
+        "content": args.get("content", ""),
+        "start": max(0, start - 1) if isinstance(start, int) else 0,
+        "end": end if isinstance(end, int) else -1,
+        "thought": args.get("thought", ""),
+    }
+
+
+def skipped_kinds(steps: list[EventDict]) -> list[str]:
+    """The kinds of the steps a replay cannot carry out, in order."""
+    return [step["action"] for step in steps if step["action"] not in REPLAYED_ACTIONS]
+
+
+def describe_skipped(kinds: list[str]) -> str:
+    """"3 actions skipped (browse ×2, delegate)", or "" for none."""
+    if not kinds:
+        return ""
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    listed = ", ".join(f"{kind} ×{count}" if count > 1 else kind for kind, count in counts.items())
+    return f"{len(kinds)} action{'s' if len(kinds) != 1 else ''} skipped ({listed})"

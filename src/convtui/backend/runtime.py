@@ -408,6 +408,32 @@ class Workspace:
         lines = len(_split_lines(file_text))
         return f"Created {shown} ({lines} line{'s' if lines != 1 else ''}, {len(data)} bytes)."
 
+    def write(self, path: str, content: str, start: int = 0, end: int = -1) -> str:
+        """OpenHands' write: the file's lines [start, end) (0-based; end -1:
+        to the end) replaced by `content`, so that 0, -1 writes the whole
+        file. A missing file (and its parent directories) is created."""
+        content = _check_text_argument(content, "content")
+        start, end = _check_line_number(start, "start"), _check_line_number(end, "end")
+        real = self.resolve(path)
+        shown = self.display_path(real)
+        if real == self.root or real.is_dir():
+            raise InvalidInput(f"{shown} is a directory, not a file")
+        if not os.path.lexists(real):
+            data = content.encode("utf-8")
+            _check_size(len(data), shown)
+            self._write(real, shown, data, mode=None)
+            return f"Wrote {shown} ({len(data)} bytes)."
+        _, _, text, mode = self._read_text_for_edit(path)
+        lines = text.splitlines(keepends=True)
+        if not (0 <= start <= len(lines)) or not (end == -1 or start <= end <= len(lines)):
+            raise InvalidInput(f"lines {start}..{end} are out of range: {shown} has {len(lines)} lines")
+        inserted = content if content.endswith("\n") or not content else content + "\n"
+        after = "".join(lines[:start]) + inserted + ("" if end == -1 else "".join(lines[end:]))
+        data = after.encode("utf-8")
+        _check_size(len(data), shown)
+        self._write(real, shown, data, mode=mode)
+        return f"Wrote {shown} ({len(data)} bytes)."
+
     def str_replace(self, path: str, old_str: str, new_str: str) -> str:
         """Replace the one occurrence of `old_str` by `new_str`. Zero or several
         occurrences are refused (the latter naming their lines). Returns the

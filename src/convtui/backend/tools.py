@@ -233,8 +233,19 @@ async def execute(
                 cut = len(text) - MAX_READ_CHARACTERS
                 text = text[:MAX_READ_CHARACTERS] + f"\n[... {cut} more characters: view a line range ...]"
             return observation("read", text, cause, path=args["path"])
+        if kind == "edit" and args.get("command") == "view":
+            view_range = args.get("view_range")
+            text = await asyncio.to_thread(workspace.read, args["path"], tuple(view_range) if view_range else None)
+            return observation("read", text, cause, path=args["path"])
         if kind == "edit":
             return observation("edit", await asyncio.to_thread(_edit, workspace, args), cause, path=args["path"])
+        if kind == "write":
+            written = await asyncio.to_thread(
+                workspace.write, args["path"], args.get("content", ""), args.get("start", 0), args.get("end", -1)
+            )
+            return observation("write", written, cause, path=args["path"])
+        if kind == "run_ipython":
+            return await _run_python(workspace, action, command_timeout, soft_timeout)
         if kind == "think":
             return observation("think", "Your thought has been logged.", cause)
     except ConvtuiError as error:
@@ -307,6 +318,40 @@ async def _run(workspace: Workspace, action: EventDict, command_timeout: float, 
     return run_observation(command, result, cause, note)
 
 
+async def _run_python(
+    workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None
+) -> EventDict:
+    """OpenHands' run_ipython as a Python process in the workspace (the
+    sandbox when there is one): each cell on its own, no kernel state kept
+    between cells. `!command` and `%pip` lines run as shell commands."""
+    args = action.get("args") or {}
+    code = args.get("code", "")
+    if not isinstance(code, str) or not code.strip():
+        return error_observation("run_ipython needs code", action.get("id"))
+    timeout, _ = command_timeout_of(action, command_timeout)
+    script = python_cell_script(code)
+    result = await workspace.run(f"python3 - <<'CONVTUI_CELL'\n{script}\nCONVTUI_CELL", timeout=timeout)
+    note = f"\n[the cell was killed after {timeout:g} s]" if result.timed_out else ""
+    content = result.output + note if result.output else note.lstrip("\n")
+    return observation("run_ipython", content, action.get("id"), code=code, image_urls=None)
+
+
+def python_cell_script(code: str) -> str:
+    """A notebook cell as a plain Python script: `!cmd` and `%pip ...`
+    lines become subprocess calls; a line equal to the heredoc end is
+    escaped by a trailing space."""
+    lines = []
+    for line in code.split("\n"):
+        stripped = line.lstrip()
+        indent = line[: len(line) - len(stripped)]
+        if stripped.startswith("%pip "):
+            stripped = "!pip " + stripped[len("%pip ") :]
+        if stripped.startswith("!"):
+            line = f"{indent}__import__('subprocess').run({stripped[1:]!r}, shell=True)"
+        lines.append(line + " " if line == "CONVTUI_CELL" else line)
+    return "\n".join(lines)
+
+
 def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
@@ -319,4 +364,8 @@ def _edit(workspace: Workspace, args: dict[str, Any]) -> str:
         return workspace.str_replace(args["path"], args["old_str"], args.get("new_str") or "")
     if command == "insert":
         return workspace.insert(args["path"], int(args["insert_line"]), args.get("new_str") or "")
+    if command == "write":  # an LLM-based edit, as replay.py reads it
+        return workspace.write(args["path"], args.get("content") or "", args.get("start", 0), args.get("end", -1))
+    if command == "undo_edit":
+        raise ValueError("undo_edit cannot be carried out: convtui keeps no edit history")
     raise ValueError(f"unknown edit command {command!r}")
