@@ -14,7 +14,7 @@ import pytest
 
 from convtui.backend import agent
 from convtui.backend.errors import InvalidInput, MissingSettings
-from convtui.backend.events import event_kind
+from convtui.backend.events import event_kind, exit_code_of
 from convtui.backend.manager import ConversationManager, LoopLimitReached
 from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
 from convtui.backend.remember import NoPromptFound, remember_prompt
@@ -130,7 +130,7 @@ async def test_a_tool_using_run_edits_a_file_and_finishes(
     assert kinds(events) == ["a:message", "a:edit", "o:edit", "a:run", "o:run", "a:finish"]
     run_observation = events[4]
     assert run_observation["content"].strip() == "hi"
-    assert run_observation["extras"]["exit_code"] == 0 and run_observation["cause"] == events[3]["id"]
+    assert exit_code_of(run_observation) == 0 and run_observation["cause"] == events[3]["id"]
     assert events[3]["args"]["thought"] == "Let me run it."
     assert events[1]["tool_call_metadata"]["function_name"] == "str_replace_editor"
 
@@ -360,7 +360,7 @@ async def test_a_stopped_conversation_resumes_from_its_history(
     run_action = next(e for e in events if e.get("action") == "run")
     [stopped] = [e for e in events if e.get("cause") == run_action["id"]]
     # What happened: the output so far, and that the stop cut it short.
-    assert stopped["observation"] == "run" and stopped["extras"]["exit_code"] == -1
+    assert stopped["observation"] == "run" and exit_code_of(stopped) == -1
     assert stopped["content"] == "partial output\n\n[the command was stopped: its loop was stopped]"
     assert events[-1]["message"] == "Resumed; the command was interrupted."
     messages = script.agent_requests[-1]["messages"]
@@ -507,7 +507,7 @@ async def test_a_replay_cut_short_goes_on_where_it_stopped(
         "a:message", "a:run", "o:run", "a:run", "o:run", "o:agent_state_changed", "a:run", "o:run", "a:finish",
     ]
     assert [e["message"] for e in events if e.get("action")] == [e["message"] for e in trajectory]
-    assert events[4]["cause"] == 3 and events[4]["extras"]["exit_code"] == -1
+    assert events[4]["cause"] == 3 and exit_code_of(events[4]) == -1
     assert events[4]["content"] == "sleeping\n\n[the command was stopped: its loop was stopped]"
     workspace = service.data_dir.workspace(conversation_id)
     assert (workspace / "one.txt").read_text() == "one\n" and (workspace / "three.txt").read_text() == "three\n"
@@ -767,7 +767,7 @@ async def test_a_server_the_agent_starts_keeps_running_and_is_interrupted_or_bac
     await run_to_idle(manager, conversation_id, confirm=False)
     observations = [e for e in await configured.search_events(conversation_id) if e.get("observation") == "run"]
     assert "Serving HTTP" in observations[0]["content"] and "still running" in observations[0]["content"]
-    assert observations[0]["extras"]["exit_code"] == -1
+    assert exit_code_of(observations[0]) == -1
     assert "Keyboard interrupt received" in observations[1]["content"]
     assert "Started in the background as process 1" in observations[2]["content"]
     errors = [e for e in await configured.search_events(conversation_id) if e.get("observation") == "error"]
@@ -867,7 +867,7 @@ async def test_a_replay_carries_out_every_kind_it_can_and_names_what_it_skipped(
     by_message = {e["message"]: e for e in events if e.get("action")}
     assert "recall 1" not in by_message and "condensation 11" not in by_message  # no-ops: not logged
     timed = observed[by_message["run 3"]["id"]]
-    assert timed["extras"]["timed_out"] and "killed after 1 s" in timed["content"]  # its own timeout
+    assert exit_code_of(timed) == -1 and "killed after 1 s" in timed["content"]  # its own timeout
     cell = observed[by_message["run_ipython 4"]["id"]]
     assert cell["observation"] == "run_ipython" and cell["content"].startswith("42\n")
     for kind, number in (("browse", 12), ("delegate", 13), ("call_tool_mcp", 14)):
@@ -896,7 +896,7 @@ async def test_an_imported_conversation_logs_its_re_run_after_the_recorded_event
     rerun = events[len(recorded) :]
     assert rerun[0]["content"] == "Running the 3 imported actions again in the workspace."
     assert kinds(rerun[1:]) == ["a:message", "a:run", "o:run", "a:finish"]
-    assert rerun[3]["extras"]["exit_code"] == 1  # what happened now, beside the recorded 0
+    assert exit_code_of(rerun[3]) == 1  # what happened now, beside the recorded 0
     # No model is configured: had the re-run looked like something to answer, the loop would have failed.
     info = await service.get(conversation_id)
     assert (info.agent_state, info.status_message) == (AgentState.FINISHED, "replay finished")

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from convtui.backend.events import exit_code_of
+
 from convtui.backend.client import RemoteBackend
 from convtui.backend.errors import InvalidInput, NotFound
 from convtui.backend.interface import Backend, LocalBackend
@@ -205,7 +207,7 @@ async def test_a_loop_asks_before_a_command_and_does_what_was_decided(backend: B
     await until(waiting_for_user)
     events = await backend.search_events(conversation_id)
     outputs = [e for e in events if e.get("observation") == "run"]
-    assert len(outputs) == 1 and outputs[0]["extras"]["exit_code"] == 0
+    assert len(outputs) == 1 and exit_code_of(outputs[0]) == 0
     assert [e for e in events if e.get("observation") == "user_rejected"]
     with pytest.raises(InvalidInput, match="no action waiting"):
         await backend.approve(conversation_id)

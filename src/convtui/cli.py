@@ -20,7 +20,7 @@ import orjson
 from . import __version__
 from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
-from .backend.events import EventDict, event_kind
+from .backend.events import EventDict, event_kind, exit_code_of
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
 from .backend.settings import SETTING_NAMES, Settings, display_value, masked, parse_setting
 from .formatting import format_cost, format_tokens, relative_time
@@ -279,9 +279,8 @@ def describe_event(event: EventDict) -> str:
             detail = f"{args.get('command', 'edit')} {args['path']}"
     else:
         detail = event.get("content") or event.get("message") or ""
-        extras = event.get("extras") or {}
-        if "exit_code" in extras:
-            detail = f"[exit {extras['exit_code']}] {detail}"
+        if exit_code_of(event) is not None:
+            detail = f"[exit {exit_code_of(event)}] {detail}"
     marker = "→" if event.get("action") else "←"
     return f"{event.get('id', '?'):>4} {event.get('source', '?'):<11} {marker} {kind}: {one_line(str(detail), 200)}"
 

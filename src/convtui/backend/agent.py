@@ -602,12 +602,28 @@ class AgentLoop:
         """Log and execute each tool call of one reply. True if the agent finished."""
         finished = False
         thought = response.content
+        # OpenHands' ToolCallMetadata: the call's arguments live in the model response.
+        model_response = {
+            "id": response.response_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": response.content or None,
+                        "tool_calls": [
+                            {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                            for call in response.tool_calls
+                        ],
+                    },
+                }
+            ],
+        }
         for number, call in enumerate(response.tool_calls):
             metadata = {
                 "function_name": call.name,
                 "tool_call_id": call.call_id,
-                "arguments": call.arguments,
-                "model_response": {"id": response.response_id},
+                "model_response": model_response,
                 "total_calls_in_response": len(response.tool_calls),
             }
             try:
@@ -622,7 +638,8 @@ class AgentLoop:
             if stored["action"] in CONFIRMED_ACTIONS:
                 decision = await self._confirmed(stored)
                 if not decision.approved:
-                    await self._append(observation("user_rejected", _rejection(decision.reason), stored["id"]))
+                    rejected = observation("user_rejected", _rejection(decision.reason), stored["id"])
+                    await self._append({**rejected, "tool_call_metadata": metadata})
                     continue
             await self._append(await self._execute(stored))
         return finished
@@ -634,17 +651,19 @@ class AgentLoop:
     async def _execute(self, action: EventDict) -> EventDict:
         """execute() the action; a command cut short by the loop's stop is
         recorded as what it was: its output so far, and that it was stopped."""
+        # As OpenHands has it: an observation of a tool call carries its metadata.
+        called = {"tool_call_metadata": action["tool_call_metadata"]} if action.get("tool_call_metadata") else {}
         try:
-            return await execute(
+            result = await execute(
                 self.workspace, action, self.settings.command_timeout, self.settings.command_soft_timeout
             )
         except asyncio.CancelledError:
             stopped = self.workspace.stopped_output()
             if stopped is not None and action.get("id") is not None and action.get("action") == "run":
-                self._stopped_command = run_observation(
-                    action["args"]["command"], stopped, action["id"], "\n[the command was stopped: its loop was stopped]"
-                )
+                note = "\n[the command was stopped: its loop was stopped]"
+                self._stopped_command = {**run_observation(action["args"]["command"], stopped, action["id"], note), **called}
             raise
+        return {**result, **called}
 
     async def _confirmed(self, action: EventDict) -> Decision:
         if not self.confirmation_mode:

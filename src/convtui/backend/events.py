@@ -88,6 +88,75 @@ def event_text(event: EventDict) -> str:
     return "\n".join(part for part in parts if part)
 
 
+def exit_code_of(event: EventDict) -> int | None:
+    """A run observation's exit code: in `extras.metadata` as OpenHands
+    writes it (and convtui since), or flat in `extras` as older logs have it."""
+    extras = event.get("extras") or {}
+    metadata = extras.get("metadata")
+    code = metadata.get("exit_code") if isinstance(metadata, dict) else extras.get("exit_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def openhands_event(event: EventDict) -> EventDict:
+    """`event` in the shape OpenHands' event_from_dict reads, for events
+    older convtui versions logged: a run action's timeout on the action, not
+    in its args; a run observation's exit code in `metadata`, without the
+    extras OpenHands has no field for."""
+    metadata = event.get("tool_call_metadata")
+    if isinstance(metadata, dict) and "arguments" in metadata:
+        event = {**event, "tool_call_metadata": _arguments_in_response(metadata)}
+    if event.get("action") == "run":
+        args = dict(event.get("args") or {})
+        timeout = args.pop("timeout", None)
+        if args.pop("background", False) and not str(args.get("command", "")).rstrip().endswith("&"):
+            args["command"] = f"{args.get('command', '')} &"
+        event = {**event, "args": args}
+        if timeout is not None and "timeout" not in event:
+            event["timeout"] = timeout
+    elif event.get("observation") == "run":
+        extras = dict(event.get("extras") or {})
+        if not isinstance(extras.get("metadata"), dict):
+            code = extras.pop("exit_code", None)
+            extras["metadata"] = command_metadata(code if isinstance(code, int) else -1)
+        for name in ("exit_code", "timed_out", "truncated", "background"):
+            extras.pop(name, None)
+        extras.setdefault("command", "")
+        extras.setdefault("hidden", False)
+        event = {**event, "extras": extras}
+    return event
+
+
+def _arguments_in_response(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Tool call metadata as older convtui versions kept it (the arguments
+    beside it) in OpenHands' shape (the call inside model_response)."""
+    metadata = dict(metadata)
+    arguments = metadata.pop("arguments")
+    response = dict(metadata.get("model_response") or {})
+    if not response.get("choices"):
+        call = {
+            "id": metadata.get("tool_call_id"),
+            "type": "function",
+            "function": {"name": metadata.get("function_name"), "arguments": arguments},
+        }
+        response["choices"] = [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]
+    metadata["model_response"] = response
+    return metadata
+
+
+def command_metadata(exit_code: int) -> dict[str, Any]:
+    """OpenHands' CmdOutputMetadata for a command convtui ran."""
+    return {
+        "exit_code": exit_code,
+        "pid": -1,
+        "username": None,
+        "hostname": None,
+        "working_dir": "/workspace",
+        "py_interpreter_path": None,
+        "prefix": "",
+        "suffix": "",
+    }
+
+
 def _parse_time(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .events import EventDict
+from .events import EventDict, exit_code_of
 
 SYSTEM_PROMPT = """You are convtui's coding agent. You work in a workspace mounted at /workspace.
 Use the tools to inspect and change files and to run commands; paths outside /workspace are refused.
@@ -30,8 +30,9 @@ def system_prompt(instructions: str | None, repository: str | None, branch: str 
 
 
 def tool_call_arguments(event: EventDict) -> str:
-    """The raw arguments of the tool call behind an action: as recorded by
-    convtui, else from the OpenHands model response, else rebuilt."""
+    """The raw arguments of the tool call behind an action: from the model
+    response in its tool call metadata (as OpenHands and convtui record it;
+    older convtui logs kept them beside it), else rebuilt from its args."""
     metadata = event.get("tool_call_metadata") or {}
     if isinstance(metadata.get("arguments"), str):
         return metadata["arguments"]
@@ -62,9 +63,8 @@ def _tool_result(observation: EventDict | None, action: EventDict) -> str:
             return "Finished."
         return "(no result: the loop stopped before this action completed)"
     content = observation.get("content") or observation.get("message") or ""
-    extras = observation.get("extras") or {}
-    if observation.get("observation") == "run" and "exit_code" in extras:
-        content = f"{content}\n[exit code {extras['exit_code']}]"
+    if observation.get("observation") == "run" and exit_code_of(observation) is not None:
+        content = f"{content}\n[exit code {exit_code_of(observation)}]"
     if observation.get("observation") == "user_rejected":
         content = content or "The user rejected this action."
     return _clip(content)
@@ -145,7 +145,7 @@ def build_messages(events: list[EventDict], system: str) -> list[dict[str, Any]]
                             "type": "function",
                             "function": {
                                 "name": metadata.get("function_name") or "unknown",
-                                "arguments": metadata.get("arguments") or "{}",
+                                "arguments": tool_call_arguments(event),
                             },
                         }
                     ],

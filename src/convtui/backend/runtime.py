@@ -24,6 +24,7 @@ POSIX only (process groups, O_NOFOLLOW, dir_fd).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -44,7 +45,7 @@ from .command_process import (
     TERMINATE_GRACE_SECONDS,
     CommandProcess,
     CommandResult,
-    group_members,
+    group_members,  # noqa: F401 (the tests look at process groups through it)
     signal_group,
     within,
 )

@@ -42,7 +42,7 @@ from .errors import (
     describe_os_error,
     first_validation_error,
 )
-from .events import EventDict, EventFilter, EventLog
+from .events import EventDict, EventFilter, EventLog, openhands_event
 from .loop_lock import runner_pid
 from .models import (
     CONVERSATION_ID_PATTERN,
@@ -1009,8 +1009,9 @@ class ConversationService:
         return await asyncio.to_thread(self.redactor().json, events)
 
     async def export_json(self, conversation_id: str) -> bytes:
-        """The conversation as an OpenHands trajectory (a JSON list of events)."""
-        return to_json(await self._redacted_events(conversation_id))
+        """The conversation as an OpenHands trajectory (a JSON list of events
+        that OpenHands' event_from_dict reads, older convtui events included)."""
+        return to_json([openhands_event(event) for event in await self._redacted_events(conversation_id)])
 
     async def export_markdown(self, conversation_id: str) -> str:
         info = await self.get(conversation_id)

@@ -13,7 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConvtuiError, first_validation_error
-from .events import EventDict
+from .events import EventDict, command_metadata
 from .command_process import CommandResult
 from .runtime import Workspace, wants_background
 
@@ -157,10 +157,11 @@ def action_from_tool_call(name: str, raw_arguments: str, thought: str = "") -> E
             bash = BashArguments.model_validate(arguments)
             if not bash.command.strip() and not bash.is_input:
                 raise ToolCallError("execute_bash needs a command (an empty one only with is_input, to wait)")
-            args: dict[str, Any] = {"command": bash.command, "thought": thought, "is_input": bash.is_input}
-            if bash.background:
-                args["background"] = True
-            action = {"source": "agent", "action": "run", "message": f"Running command: {bash.command}", "args": args}
+            command = bash.command
+            if bash.background and not bash.is_input and not wants_background(command):
+                command = f"{command.rstrip()} &"  # OpenHands has no such field: a trailing & says it
+            args: dict[str, Any] = {"command": command, "thought": thought, "is_input": bash.is_input}
+            action = {"source": "agent", "action": "run", "message": f"Running command: {command}", "args": args}
             if bash.timeout is not None:
                 action["timeout"] = bash.timeout  # where OpenHands keeps it: on the action, not in args
             return action
@@ -270,16 +271,11 @@ def command_timeout_of(action: EventDict, command_timeout: float) -> tuple[float
 
 
 def run_observation(command: str, result: CommandResult, cause: int | None, note: str = "") -> EventDict:
+    """A run observation in OpenHands' shape (CmdOutputObservation): the exit
+    code in `metadata`, -1 for a command killed or still running."""
     content = result.output + note if result.output else note.lstrip("\n")
-    return observation(
-        "run",
-        content,
-        cause,
-        command=command,
-        exit_code=result.exit_code if result.exit_code is not None else -1,
-        timed_out=result.timed_out,
-        truncated=result.truncated,
-    )
+    exit_code = result.exit_code if result.exit_code is not None else -1
+    return observation("run", content, cause, command=command, metadata=command_metadata(exit_code), hidden=False)
 
 
 async def _run(workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None) -> EventDict:
@@ -291,19 +287,13 @@ async def _run(workspace: Workspace, action: EventDict, command_timeout: float, 
         soft_timeout = None  # a timeout asked for means: wait that long
     if _truthy(args.get("is_input")):
         result = await workspace.send_input(command, soft_timeout or command_timeout)
-    elif _truthy(args.get("background")) or wants_background(command):
+    elif _truthy(args.get("background")) or wants_background(command):  # background: older logs
         started = await workspace.start_background(command)
-        return observation(
-            "run",
+        message = (
             f"Started in the background as process {started.number}; its output goes to {started.log}. "
-            "It runs until it ends or is stopped.",
-            cause,
-            command=command,
-            exit_code=0,
-            timed_out=False,
-            truncated=False,
-            background=started.number,
+            "It runs until it ends or is stopped."
         )
+        return run_observation(command, CommandResult(0, message, False, False), cause)
     else:
         result = await workspace.run(command, timeout=timeout, soft_timeout=soft_timeout)
     note = ""

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .errors import InvalidInput
-from .events import EventDict, event_kind, validate_event
+from .events import EventDict, event_kind, exit_code_of, validate_event
 from .models import ConversationInfo
 
 MAX_TRAJECTORY_BYTES = 200 * 1024 * 1024
@@ -81,9 +81,8 @@ def _event_markdown(event: EventDict) -> str:
         elif args.get("content"):
             parts.append(args["content"])
     else:
-        extras = event.get("extras") or {}
-        if "exit_code" in extras:
-            parts.append(f"exit code {extras['exit_code']}")
+        if exit_code_of(event) is not None:
+            parts.append(f"exit code {exit_code_of(event)}")
         content = event.get("content") or ""
         if content:
             parts.append(_fence(content))

@@ -25,7 +25,7 @@ from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollTo
 from textual.strip import Strip
 
-from ..backend.events import EventDict, event_kind
+from ..backend.events import EventDict, event_kind, exit_code_of
 from ..terminal_text import inert
 from .component_styles import CachedComponentStyles
 from .no_layout import ContentSized
@@ -74,9 +74,8 @@ def _body(event: EventDict) -> str:
             return event.get("message") or args.get("final_thought") or ""
         return args.get("content") or event.get("message") or args.get("thought") or ""
     content = event.get("content") or event.get("message") or ""
-    extras = event.get("extras") or {}
-    if event.get("observation") == "run" and "exit_code" in extras:
-        content = f"{content.rstrip()}\n[exit {extras['exit_code']}]"
+    if event.get("observation") == "run" and exit_code_of(event) is not None:
+        content = f"{content.rstrip()}\n[exit {exit_code_of(event)}]"
     return content
 
 
