@@ -900,3 +900,40 @@ async def test_an_imported_conversation_logs_its_re_run_after_the_recorded_event
     # No model is configured: had the re-run looked like something to answer, the loop would have failed.
     info = await service.get(conversation_id)
     assert (info.agent_state, info.status_message) == (AgentState.FINISHED, "replay finished")
+
+
+@pytest.mark.parametrize("model, vision", [("openai/gpt-4o", True), ("openai/fake-model", False)])
+async def test_images_reach_a_vision_model_as_image_parts_and_others_as_words(
+    service: ConversationService, manager: ConversationManager, llm: FakeLLMServer, model: str, vision: bool
+) -> None:
+    await service.update_settings({"llm_model": model, "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "llm_timeout": 5})
+    script = Script(Text("I see it."))
+    llm.responder = script
+    url = "https://example.com/screenshot.png"
+    conversation_id = await new(service, "What is wrong in this screenshot?", image_urls=[url])
+    await run_to_idle(manager, conversation_id)
+    sent = script.agent_requests[0]["messages"][1]["content"]
+    if vision:
+        assert sent == [
+            {"type": "text", "text": "What is wrong in this screenshot?"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
+    else:
+        assert sent == f"What is wrong in this screenshot?\n[an image was attached ({url}); this model cannot see images]"
+
+
+async def test_an_experiment_config_changes_the_settings_of_its_conversation_only(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(*[ToolCall("think", {"thought": f"step {i}"}) for i in range(3)], Text("done"))
+    experiment = await new(configured, "with the experiment")
+    assert await configured.set_experiment_config(experiment, {"config": {"max_iterations": "2", "no_such_thing": "1"}})
+    assert not await configured.set_experiment_config(experiment, {"config": {"max_iterations": "9"}})  # set once
+    await run_to_idle(manager, experiment)
+    info = await configured.get(experiment)
+    assert (info.status_message or "").startswith("reached 2 steps for one message (max_iterations)")
+    assert info.attention == "limit"
+    llm.responder = Script(*[ToolCall("think", {"thought": f"step {i}"}) for i in range(3)], Text("done"))
+    plain = await new(configured, "without")
+    await run_to_idle(manager, plain)
+    assert (await configured.get(plain)).attention is None  # the setting itself (50) was not changed

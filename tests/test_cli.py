@@ -282,3 +282,48 @@ def test_list_finds_conversations_by_what_they_did(cli: Cli) -> None:
     listed = cli.json("list", "--all", "--json", "--file", "/workspace/game_2048.py", "--text", "2048")
     assert [row["conversation_id"] for row in listed["results"]] == [ids["basic.json"]]
     assert cli.json("list", "--all", "--json", "--cmd", '" NEAR( *')["results"] == []
+
+
+def test_new_takes_what_openhands_requests_take(cli: Cli) -> None:
+    task = cli.new("--suggested-task", "FAILING_CHECKS", "acme/app", "12", "Fix CI", "--git-provider", "gitlab")
+    shown = cli.json("show", task, "--json", "--events")
+    assert (shown["trigger"], shown["selected_repository"], shown["git_provider"]) == ("suggested_task", "acme/app", "gitlab")
+    first = shown["events"][0]["args"]["content"]
+    assert "merge request #12 in acme/app" in first and "GitLab API" in first and "$GITLAB_TOKEN" in first
+    issue = cli.json("show", cli.new("--suggested-task", "open_issue", "acme/app", "7", "Crash"), "--json", "--events")
+    assert issue["events"][0]["args"]["content"].startswith("Work on issue #7 in acme/app.")
+    micro = cli.json("show", cli.new("--create-microagent", "acme/app"), "--json")
+    assert (micro["trigger"], micro["selected_repository"]) == ("microagent_management", "acme/app")
+    for trigger in ("resolver", "slack", "jira", "jira_dc", "linear"):
+        assert cli.json("show", cli.new("hi", "--trigger", trigger), "--json")["trigger"] == trigger
+    images = cli.json("show", cli.new("look", "--image", "https://example.com/a.png"), "--json", "--events")
+    assert images["events"][0]["args"]["image_urls"] == ["https://example.com/a.png"]
+    before = len(cli.json("list", "--json", "--all")["results"])
+    cli("new", "look", "--image", "ftp://example.com/a.png", code=1)
+    assert "image url" in cli.err and cli.err.count("\n") == 1
+    cli("new", "--suggested-task", "OPEN_ISSUE", "acme/app", "seven", "Crash", code=1)
+    assert "NUMBER" in cli.err
+    assert len(cli.json("list", "--json", "--all")["results"]) == before
+
+
+def test_new_start_without_a_model_creates_nothing(cli: Cli) -> None:
+    cli("new", "do it", "--start", code=1)
+    assert "--start needs a model" in cli.err and "llm_model" in cli.err and "nothing was created" in cli.err
+    assert cli.json("list", "--json", "--all")["results"] == []
+
+
+def test_exp_config_is_checked_and_set_once(cli: Cli, tmp_path: Path) -> None:
+    conversation_id = cli.new("hi")
+    config = tmp_path / "exp.json"
+    config.write_text('{"config": {"enable_browsing": "true"}}')
+    cli("exp-config", conversation_id, str(config), code=1)
+    assert "'enable_browsing' is not a setting an experiment may change" in cli.err
+    config.write_text('{"config": {"max_iterations": "0"}}')
+    cli("exp-config", conversation_id, str(config), code=1)
+    assert "max_iterations: must be 1 or more" in cli.err
+    config.write_text("[1]")
+    cli("exp-config", conversation_id, str(config), code=1)
+    config.write_text('{"config": {"max_iterations": "5"}}')
+    assert "experiment config set" in cli("exp-config", conversation_id, str(config))
+    cli("exp-config", conversation_id, str(config), code=1)
+    assert "already has an experiment config" in cli.err

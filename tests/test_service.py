@@ -389,3 +389,27 @@ async def test_always_approve_is_stored_and_old_data_without_it_loads(service: C
     assert "always_approve" not in service.store.get(conversation_id)
     assert not (await service.get(conversation_id)).always_approve
     assert not (await service.metadata(conversation_id)).always_approve
+
+
+async def test_a_conversation_without_a_known_owner_is_renamed_only_by_the_data_directorys_owner(
+    data_dir: Path,
+) -> None:
+    from convtui.backend.doctor import run_doctor
+    from convtui.backend.service import directory_owner
+
+    first = await ConversationService.open(data_dir, user_id="alice")
+    conversation_id = await _new(first)
+    first.close()
+    for shard in (data_dir / "store").glob("meta-*.json"):
+        shard.unlink()  # the metadata lost: doctor --repair re-creates it from the directory
+    run_doctor(data_dir, repair=True)
+    service = await ConversationService.open(data_dir, user_id="mallory")
+    try:
+        assert (await service.get(conversation_id)).user_id is None
+        with pytest.raises(PermissionDenied, match="no known owner.*only the data directory's owner"):
+            await service.rename(conversation_id, "Mine now")
+        owner = directory_owner(data_dir)
+        renamed = await service.rename(conversation_id, "Recovered", user_id=owner)
+        assert renamed.title == "Recovered"
+    finally:
+        service.close()

@@ -19,9 +19,9 @@ import orjson
 
 from . import __version__
 from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
-from .backend.errors import ConvtuiError, InvalidInput, describe_os_error
+from .backend.errors import ConvtuiError, InvalidInput, MissingSettings, describe_os_error
 from .backend.events import EventDict, event_kind, exit_code_of
-from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest
+from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest, ProviderType
 from .backend.settings import SETTING_NAMES, Settings, display_value, masked, parse_setting
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     dismiss = commands.add_parser("dismiss", help="take conversations whose loop ended (an error, a limit) out of the inbox")
     dismiss.add_argument("ids", nargs="+", metavar="id", help="conversation ids or unique prefixes")
 
+    experiment = commands.add_parser(
+        "exp-config",
+        help="set a conversation's experiment config once: settings its loop runs with (JSON: {\"config\": {\"max_iterations\": \"10\"}})",
+    )
+    experiment.add_argument("id", help="conversation id or unique prefix")
+    experiment.add_argument("file", type=Path, help="the JSON file (- for standard input)")
+
     processes = commands.add_parser(
         "processes", help="the background processes running in a conversation's workspace (its loop must run)"
     )
@@ -108,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--branch", metavar="B")
     new.add_argument("--instructions", metavar="TEXT", help="extra instructions for the agent")
     new.add_argument("--replay", type=Path, metavar="FILE", help="an OpenHands trajectory JSON to replay")
+    new.add_argument("--image", action="append", metavar="URL", dest="images", help="an image for the model (http(s) or data: URL; repeatable)")
+    new.add_argument("--git-provider", choices=[provider.value for provider in ProviderType], help="where the repository lives")
+    new.add_argument(
+        "--trigger", choices=[trigger.value for trigger in ConversationTrigger], help="where the conversation comes from (default cli)"
+    )
+    new.add_argument(
+        "--suggested-task", nargs=4, metavar=("TYPE", "REPO", "NUMBER", "TITLE"),
+        help="work on a task: TYPE is MERGE_CONFLICTS, FAILING_CHECKS, UNRESOLVED_COMMENTS, OPEN_ISSUE or OPEN_PR; "
+        "the first message is that task type's prompt",
+    )  # fmt: skip
+    new.add_argument("--create-microagent", metavar="REPO", help="a conversation to create a microagent for REPO")
     new.add_argument("--json", action="store_true")
     new.add_argument("--start", action="store_true", help="then run its loop in the foreground (like `run`)")
     new.add_argument("--yes", "-y", action="store_true", help="with --start: approve every action")
@@ -415,6 +433,24 @@ async def cmd_dismiss(backend: Backend, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_exp_config(backend: Backend, arguments: argparse.Namespace) -> int:
+    from .backend.settings import experiment_values
+
+    try:
+        body = orjson.loads(_read_input_file(arguments.file))
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"{arguments.file}: not JSON ({error})") from None
+    if not isinstance(body, dict) or set(body) - {"config"} or not isinstance(body.get("config", {}), dict | None):
+        raise InvalidInput(f'{arguments.file}: expected {{"config": {{"setting": "value", ...}}}}')
+    config = {str(name): str(value) for name, value in (body.get("config") or {}).items()}
+    experiment_values(config)  # one line naming a key that is not such a setting, or a bad value
+    full_id = await backend.resolve(arguments.id)
+    if not await backend.set_experiment_config(full_id, {"config": config}):
+        raise InvalidInput(f"{full_id[:8]} already has an experiment config (it is set once); nothing was changed")
+    print(f"experiment config set for {full_id[:8]}: {', '.join(config) or 'nothing'}; it applies from its loop's next start")
+    return EXIT_OK
+
+
 async def cmd_processes(backend: Backend, arguments: argparse.Namespace) -> int:
     if arguments.stop:
         stopped = await backend.stop_processes(arguments.id)
@@ -465,12 +501,34 @@ async def cmd_new(backend: Backend, arguments: argparse.Namespace) -> int:
             fields[field] = value
     if arguments.replay is not None:
         fields["replay_json"] = _read_input_file(arguments.replay).decode("utf-8", errors="replace")
+    if arguments.images:
+        fields["image_urls"] = arguments.images
+    if arguments.git_provider:
+        fields["git_provider"] = arguments.git_provider
+    if arguments.trigger:
+        fields["trigger"] = arguments.trigger
+    if arguments.suggested_task:
+        task_type, repo, number, title = arguments.suggested_task
+        if not number.isdigit():
+            raise InvalidInput(f"--suggested-task NUMBER must be an issue or request number, not {number!r}")
+        fields["suggested_task"] = {
+            "task_type": task_type.upper(), "repo": repo, "issue_number": int(number), "title": title,
+            "git_provider": arguments.git_provider,
+        }  # fmt: skip
+    if arguments.create_microagent:
+        fields["create_microagent"] = {"repo": arguments.create_microagent, "git_provider": arguments.git_provider}
     try:
         request = NewConversationRequest.model_validate(fields)
     except ValueError as error:
         from .backend.errors import first_validation_error
 
         raise InvalidInput(first_validation_error(error)) from None
+    if arguments.start and request.replay_json is None and not (await backend.load_settings()).llm_model:
+        # As the reference answers 400: refused before anything is created.
+        raise MissingSettings(
+            "--start needs a model and none is configured: set llm_model "
+            "(convtui config set llm_model PROVIDER/MODEL); nothing was created"
+        )
     response = await backend.new_conversation(request)
     _print_response(response, arguments.json, "created")
     if not arguments.start:
@@ -839,6 +897,7 @@ COMMANDS: dict[str, Callable[[Backend, argparse.Namespace], Awaitable[int]]] = {
     "inbox": cmd_inbox,
     "dismiss": cmd_dismiss,
     "processes": cmd_processes,
+    "exp-config": cmd_exp_config,
     "watch": cmd_watch,
     "new": cmd_new,
     "rename": cmd_rename,

@@ -159,3 +159,17 @@ async def test_a_long_conversation_lays_out_only_what_is_seen() -> None:
         await settle(pilot)
         assert time.perf_counter() - started < 4.0
         assert sum(block is not None for block in log._blocks) < 200
+
+
+async def test_a_message_shows_the_images_it_carries() -> None:
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.query_one(DetailPane).event_log
+        message = user(0, "What is wrong here?")
+        message["args"]["image_urls"] = ["https://example.com/a.png", "data:image/png;base64,AAAA"]
+        log.set_events([message])
+        await settle(pilot)
+        lines = painted(log)
+        assert any("What is wrong here?" in line for line in lines)
+        assert any("[image] https://example.com/a.png" in line for line in lines)
+        assert any("[image] data:image/png;base64,AAAA" in line for line in lines)

@@ -129,7 +129,12 @@ def build_messages(events: list[EventDict], system: str) -> list[dict[str, Any]]
             kind, source = event["action"], event.get("source")
             text = (event.get("args") or {}).get("content") or event.get("message") or ""
             if kind == "message" and source == "user":
-                messages.append({"role": "user", "content": text})
+                images = [url for url in (event.get("args") or {}).get("image_urls") or [] if isinstance(url, str)]
+                if images:  # litellm's content parts; llm.py turns them into words for a model without vision
+                    parts = [{"type": "text", "text": text}, *({"type": "image_url", "image_url": {"url": url}} for url in images)]
+                    messages.append({"role": "user", "content": parts})
+                else:
+                    messages.append({"role": "user", "content": text})
             elif kind in ("message", "finish") and source == "agent" and text:
                 messages.append({"role": "assistant", "content": text})
         elif event in orphan_errors:

@@ -387,6 +387,32 @@ def _request_arguments(config: LLMConfig, messages: list[dict[str, Any]], **extr
     return arguments
 
 
+def images_for(litellm: Any, model: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` as `model` can take them: image parts as they are for a
+    model litellm knows to see images, else each replaced by a line saying
+    an image was attached (its URL) and that the model cannot see it."""
+    if not any(isinstance(message.get("content"), list) for message in messages):
+        return messages
+    try:
+        vision = bool(litellm.supports_vision(model=model))
+    except Exception:  # a model litellm does not know
+        vision = False
+    if vision:
+        return messages
+    converted = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            lines = [
+                part.get("text", "") if part.get("type") == "text"
+                else f"[an image was attached ({(part.get('image_url') or {}).get('url', '')[:200]}); this model cannot see images]"
+                for part in content
+            ]  # fmt: skip
+            message = {**message, "content": "\n".join(line for line in lines if line)}
+        converted.append(message)
+    return converted
+
+
 def _cost(litellm: Any, response: Any) -> float | None:
     """The call's cost, None if the model's price is unknown. litellm has
     priced the response already when it assembled it; ask again only if not."""
@@ -440,6 +466,7 @@ async def complete_here(
         extra["tools"] = tools
     if max_tokens:
         extra["max_tokens"] = max_tokens
+    messages = images_for(litellm, config.model, messages)
     try:
         stream = await litellm.acompletion(**_request_arguments(config, messages, **extra))
         chunks = []

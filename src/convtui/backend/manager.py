@@ -143,11 +143,14 @@ class ConversationManager:
         from .llm import LLMConfig
         from .runtime import Workspace
         from .sandbox import SandboxPolicy
+        from .settings import with_experiment
         from .sandbox import for_conversation as sandbox_for_conversation
 
         if full_id in self._running:
             return self.live_states()[full_id]
         settings = await self.service.load_settings()
+        experiment = await self.service.get_experiment_config(full_id)
+        settings = with_experiment(settings, experiment.config if experiment else None)
         directory = self.service.data_dir.conversation(full_id)
         replay_pending = (directory / "replay.json").exists() and not (directory / "replay.done").exists()
         try:

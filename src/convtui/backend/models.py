@@ -79,12 +79,21 @@ class AgentState(str, Enum):
 
 
 class ConversationTrigger(str, Enum):
+    """Where a conversation came from: OpenHands' triggers, and convtui's
+    own (cli, replay)."""
+
     GUI = "gui"
     CLI = "cli"
     SUGGESTED_TASK = "suggested_task"
     MICROAGENT_MANAGEMENT = "microagent_management"
     REPLAY = "replay"
     OPENHANDS_API = "openhands_api"
+    RESOLVER = "resolver"
+    SLACK = "slack"
+    JIRA = "jira"
+    JIRA_DC = "jira_dc"
+    LINEAR = "linear"
+    BITBUCKET = "bitbucket"
 
 
 class ProviderType(str, Enum):
@@ -285,6 +294,29 @@ class ConversationResponse(BaseModel):
     conversation_status: ConversationStatus | None = None
 
 
+# OpenHands' task types and the template of each (templates/suggested_task).
+SUGGESTED_TASK_TEMPLATES = {
+    "MERGE_CONFLICTS": "merge_conflicts.j2",
+    "FAILING_CHECKS": "failing_checks.j2",
+    "UNRESOLVED_COMMENTS": "unresolved_comments.j2",
+    "OPEN_ISSUE": "open_issue.j2",
+    "OPEN_PR": "open_pr.j2",
+}
+GENERIC_TERMS = {"request": "Pull request", "short": "PR", "verb": "pull request", "api": "host's API", "token": "GIT_TOKEN", "ci": "CI"}
+PROVIDER_TERMS: dict[ProviderType, dict[str, str]] = {
+    ProviderType.GITHUB: {**GENERIC_TERMS, "api": "GitHub API", "token": "GITHUB_TOKEN", "ci": "GitHub Actions"},
+    ProviderType.GITLAB: {
+        "request": "Merge request", "short": "MR", "verb": "merge request", "api": "GitLab API",
+        "token": "GITLAB_TOKEN", "ci": "GitLab CI pipeline",
+    },
+    ProviderType.BITBUCKET: {**GENERIC_TERMS, "api": "Bitbucket API", "token": "BITBUCKET_TOKEN", "ci": "Bitbucket Pipelines"},
+    ProviderType.AZURE_DEVOPS: {
+        **GENERIC_TERMS, "api": "Azure DevOps API", "token": "AZURE_DEVOPS_TOKEN", "ci": "Azure Pipelines",
+    },
+    ProviderType.FORGEJO: {**GENERIC_TERMS, "api": "Forgejo API", "token": "FORGEJO_TOKEN", "ci": "Forgejo Actions"},
+}  # fmt: skip
+
+
 class SuggestedTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -295,10 +327,20 @@ class SuggestedTask(BaseModel):
     title: str = Field(min_length=1, max_length=TITLE_MAX_LENGTH)
 
     def prompt(self) -> str:
-        return (
-            f"Please work on {self.task_type.replace('_', ' ').lower()} "
-            f"#{self.issue_number} in repository {self.repo}: {self.title}"
-        )
+        """The first message for the task: a prompt per task type (the five
+        OpenHands suggests), in the words of the repository's host."""
+        template = SUGGESTED_TASK_TEMPLATES.get(self.task_type.upper())
+        if template is None:
+            return (
+                f"Please work on {self.task_type.replace('_', ' ').lower()} "
+                f"#{self.issue_number} in repository {self.repo}: {self.title}"
+            )
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
+        environment = Environment(loader=PackageLoader("convtui", "templates/suggested_task"), undefined=StrictUndefined)
+        terms = PROVIDER_TERMS.get(self.git_provider or ProviderType.GITHUB, GENERIC_TERMS)
+        text = environment.get_template(template).render(number=self.issue_number, repo=self.repo, **terms)
+        return f"{text.strip()}\n\n({self.title})"
 
 
 class CreateMicroagent(BaseModel):

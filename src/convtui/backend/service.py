@@ -722,12 +722,18 @@ class ConversationService:
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         requester = user_id or self.user_id
+        data_owner = await asyncio.to_thread(directory_owner, self.data_dir.root)
 
         def change(document: Document) -> Document:
             owner = document.get("user_id")
             if owner and owner != requester:
                 raise PermissionDenied(
                     f"conversation {document['conversation_id'][:8]} belongs to {owner}; only its owner may rename it"
+                )
+            if not owner and requester != data_owner:
+                raise PermissionDenied(
+                    f"conversation {document['conversation_id'][:8]} has no known owner (doctor --repair re-created it); "
+                    f"only the data directory's owner ({data_owner}) may rename it"
                 )
             return {**document, "title": clean, "title_derived": False, "last_updated_at": format_timestamp(utc_now())}
 
@@ -1137,6 +1143,17 @@ def _enum_value(enum: type, value: Any, name: str) -> str | None:
             return member.value
     allowed = ", ".join(member.name.lower() for member in enum)
     raise InvalidInput(f"{name} {text!r} is not one of: {allowed}")
+
+
+def directory_owner(path: Path) -> str:
+    """The name of the OS user owning `path` (its uid where it has no name)."""
+    uid = path.stat().st_uid
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
 
 
 def _os_user() -> str:

@@ -292,6 +292,45 @@ def parse_setting(name: str, raw: str) -> Any:
     return raw
 
 
+# The settings an experiment config (`exp-config`) may change for one
+# conversation: how its agent and its commands run. Not the key, the base
+# URL, the server or the look of the UI.
+EXPERIMENT_SETTINGS = (
+    "llm_model", "confirmation_mode", "max_iterations", "max_budget_per_conversation", "command_timeout",
+    "command_soft_timeout", "llm_timeout", "sandbox_network", "sandbox_filesystem", "command_max_processes",
+    "command_cpu_seconds", "command_memory_mb",
+)  # fmt: skip
+
+
+def experiment_values(config: Mapping[str, str]) -> dict[str, Any]:
+    """The settings an experiment config sets, validated. Raises InvalidInput
+    naming the first key that is not such a setting or a value out of range."""
+    values: dict[str, Any] = {}
+    for name, raw in config.items():
+        if name not in EXPERIMENT_SETTINGS:
+            raise InvalidInput(
+                f"exp-config: {name!r} is not a setting an experiment may change; those are: {', '.join(EXPERIMENT_SETTINGS)}"
+            )
+        try:
+            values[name] = getattr(Settings.model_validate({name: parse_setting(name, str(raw))}), name)
+        except ValidationError as error:
+            raise InvalidInput(f"exp-config: {describe_settings_error(error)}") from None
+    return values
+
+
+def with_experiment(settings: Settings, config: Mapping[str, str] | None) -> Settings:
+    """`settings` with a conversation's experiment config applied. As
+    OpenHands does with attributes its agent lacks, what cannot apply is
+    left out (logged): a config stored through the API is not checked."""
+    values: dict[str, Any] = {}
+    for name, raw in (config or {}).items():
+        try:
+            values.update(experiment_values({name: raw}))
+        except InvalidInput as error:
+            log.warning("%s", error)
+    return settings.model_copy(update=values) if values else settings
+
+
 class SettingsStore:
     def __init__(self, path: Path, environ: dict[str, str] | None = None) -> None:
         self.path = Path(path)

@@ -72,7 +72,9 @@ def _body(event: EventDict) -> str:
             return f"view {args.get('path', '')}"
         if kind == "finish":
             return event.get("message") or args.get("final_thought") or ""
-        return args.get("content") or event.get("message") or args.get("thought") or ""
+        text = args.get("content") or event.get("message") or args.get("thought") or ""
+        images = [url for url in args.get("image_urls") or [] if isinstance(url, str)] if kind == "message" else []
+        return "\n".join([text, *(f"[image] {url[:200]}" for url in images)]) if images else text
     content = event.get("content") or event.get("message") or ""
     if event.get("observation") == "run" and exit_code_of(event) is not None:
         content = f"{content.rstrip()}\n[exit {exit_code_of(event)}]"
