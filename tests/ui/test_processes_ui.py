@@ -54,3 +54,14 @@ async def test_the_pane_lists_background_processes_and_k_stops_them(configured: 
         await settle(pilot, lambda: not processes_running(f"sleep {marker}"), timeout=5)
         assert app.backend.is_running(conversation_id)  # the loop runs on
         await app.backend.stop(conversation_id)
+
+
+async def test_the_pane_says_when_commands_are_not_sandboxed(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    SettingsStore(data_dir / "settings.json").update({"sandbox": False})
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await settle(pilot, lambda: app.backend is not None and isinstance(app.screen, MainScreen))
+        await app.backend.new_conversation(NewConversationRequest(initial_user_msg="hello"))
+        await settle(pilot, lambda: "commands NOT sandboxed: turned off (setting sandbox)" in header(app), timeout=10)
+        assert any("NOT sandboxed" in notification.message for notification in app._notifications)

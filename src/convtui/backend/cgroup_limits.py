@@ -110,6 +110,18 @@ def _parents() -> tuple[tuple[Path, str], ...]:
     return tuple(found)
 
 
+@functools.cache
+def _sweep_dead_processes_cgroups() -> None:
+    """Once per process: remove the empty cgroups of convtui processes that
+    are gone (one killed outright had no chance to remove its own)."""
+    for parent, _ in _parents():
+        for directory in parent.glob("convtui-*-*"):
+            pid = directory.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
+
 def available() -> str | None:
     """Which cgroups limit commands here ("cgroup v2", "cgroup v1"), or None."""
     kinds = {kind for _, kind in _parents()}
@@ -122,6 +134,7 @@ def available() -> str | None:
 
 def create(max_processes: int, memory_mb: int) -> CommandCgroup | None:
     """A fresh cgroup with these limits, or None where none can be made."""
+    _sweep_dead_processes_cgroups()
     for directory in list(_left_over):
         _remove(directory)
     made: list[Path] = []

@@ -140,6 +140,16 @@ async def within(seconds: float, awaitable: Awaitable[object]) -> bool:
     return True
 
 
+_removals: set[asyncio.Future[None]] = set()
+
+
+async def _remove_when_empty(cgroup: CommandCgroup) -> None:
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if cgroup.remove():
+            return
+
+
 class OutputCollector:
     """Decodes and redacts a command's output as it arrives and keeps only
     its head and its tail, so that memory stays bounded by `limit` whatever
@@ -434,9 +444,10 @@ class CommandProcess:
         self._expiry.cancel()
         self._transport.close()
         self.close_input()
-        if self._cgroup is not None:
-            for _ in range(25):
-                if self._cgroup.remove():
-                    break
-                await asyncio.sleep(0.02)
-            self._cgroup = None
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None and not cgroup.remove():
+            # Killed processes leave it once reaped, a moment later: removed
+            # then, without holding up the command's result.
+            task = asyncio.ensure_future(_remove_when_empty(cgroup))
+            _removals.add(task)
+            task.add_done_callback(_removals.discard)
