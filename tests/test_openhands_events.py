@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from convtui.backend.service import ConversationService
 
 from .conftest import FIXTURES, TRAJECTORIES
 from .fake_llm import FakeLLMServer, Hang, Script, Text, ToolCall
-from .test_agent import EVERY_KIND
+from .test_agent import EVERY_KIND, llm, manager  # noqa: F401 (fixtures)
 
 RULES = json.loads((FIXTURES / "openhands-event-fields.json").read_text())
 
@@ -85,19 +84,6 @@ def test_the_rules_catch_what_openhands_refuses() -> None:
     flat = {"observation": "run", "content": "", "extras": {"command": "ls", "exit_code": 0, "timed_out": False}}
     assert problems(flat) == ["run extras: OpenHands' class has no field 'timed_out'"]
     assert problems({"action": "browse_the_web", "args": {}}) == ["OpenHands has no action 'browse_the_web'"]
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def manager(service: ConversationService) -> AsyncIterator[ConversationManager]:
-    created = ConversationManager(service, retry_delay=0.01)
-    yield created
-    await created.shutdown()
 
 
 async def exported(service: ConversationService, conversation_id: str) -> list[dict[str, Any]]:

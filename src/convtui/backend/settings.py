@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from .alerts import ALERT_KINDS, ALERT_METHODS, parse_kinds
 from .durable_files import atomic_write
@@ -132,20 +132,14 @@ class Settings(BaseModel):
     def alert_methods(self) -> tuple[str, ...]:
         return parse_kinds(self.notify_method, ALERT_METHODS, "alert method")
 
-    @field_validator("sandbox_filesystem")
+    @field_validator("sandbox_filesystem", "theme")
     @classmethod
-    def _sandbox_filesystem(cls, value: str) -> str:
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        if value not in FILESYSTEM_MODES:
-            raise ValueError(f"must be one of {', '.join(FILESYSTEM_MODES)}, not {value!r}")
-        return value
-
-    @field_validator("theme")
-    @classmethod
-    def _theme(cls, value: str) -> str:
-        value = value.strip()
-        if value not in THEME_NAMES:
-            raise ValueError(f"unknown theme {value!r}; known: {', '.join(THEME_NAMES)}")
+        known = FILESYSTEM_MODES if info.field_name == "sandbox_filesystem" else THEME_NAMES
+        if value not in known:
+            what = "theme" if info.field_name == "theme" else "file system mode"
+            raise ValueError(f"unknown {what} {value!r}; known: {', '.join(known)}")
         return value
 
     @field_validator("keymap")
