@@ -722,7 +722,6 @@ class ConversationService:
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         requester = user_id or self.user_id
-        data_owner = await asyncio.to_thread(directory_owner, self.data_dir.root)
 
         def change(document: Document) -> Document:
             owner = document.get("user_id")
@@ -730,10 +729,10 @@ class ConversationService:
                 raise PermissionDenied(
                     f"conversation {document['conversation_id'][:8]} belongs to {owner}; only its owner may rename it"
                 )
-            if not owner and requester != data_owner:
+            if not owner and requester != (data_owner := directory_owner(self.data_dir.root)):
                 raise PermissionDenied(
                     f"conversation {document['conversation_id'][:8]} has no known owner (doctor --repair re-created it); "
-                    f"only the data directory's owner ({data_owner}) may rename it"
+                    f"only the data directory's owner ({data_owner or 'unknown'}) may rename it"
                 )
             return {**document, "title": clean, "title_derived": False, "last_updated_at": format_timestamp(utc_now())}
 
@@ -1145,9 +1144,13 @@ def _enum_value(enum: type, value: Any, name: str) -> str | None:
     raise InvalidInput(f"{name} {text!r} is not one of: {allowed}")
 
 
-def directory_owner(path: Path) -> str:
-    """The name of the OS user owning `path` (its uid where it has no name)."""
-    uid = path.stat().st_uid
+def directory_owner(path: Path) -> str | None:
+    """The name of the OS user owning `path` (its uid where it has no name);
+    None when it cannot be read."""
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return None
     try:
         import pwd
 
