@@ -872,10 +872,10 @@ def check_goals(results: dict[int, Result], baseline: Baseline) -> None:
         ratio = value / base if base else float("inf")
         ok = ratio <= goal
         verdicts.append(ok)
-        scale = 1000 if unit == "ms" else 1
+        scale, digits = (1000, 1) if unit == "ms" else (1, 3)
         print(
-            f"  {'PASS' if ok else 'FAIL'}  {label:<34} {value * scale:9.1f} {unit:<3} vs {base * scale:8.1f} {unit:<3}"
-            f"  = {ratio:5.2f}x  (goal <= {goal:g}x)"
+            f"  {'PASS' if ok else 'FAIL'}  {label:<34} {value * scale:9.{digits}f} {unit:<3} vs "
+            f"{base * scale:8.{digits}f} {unit:<3}  = {ratio:5.2f}x  (goal <= {goal:g}x)"
         )
 
     textual = baseline.textual_keys

@@ -59,11 +59,19 @@ class ConvtuiApp(KeysInOrderApp[None]):
         self._saved_theme: str | None = None  # the theme settings.json holds, once read
         self.keymap: dict[str, str] = {}  # binding id -> keys, from settings.json
 
+    _offered_themes: tuple[tuple[str, ...], dict[str, Theme]] | None = None
+
     @property
     def available_themes(self) -> dict[str, Theme]:
         """The themes offered (the palette's "Change theme"): those that keep
-        every text readable in every colour system (settings.THEME_NAMES)."""
-        return {name: theme for name, theme in super().available_themes.items() if name in THEME_NAMES}
+        every text readable in every colour system (settings.THEME_NAMES).
+        Textual asks for them at every theme lookup, several times a frame:
+        the answer is kept while the registered themes stay the same."""
+        every = super().available_themes
+        key = tuple(every)
+        if self._offered_themes is None or self._offered_themes[0] != key:  # (asked for within App.__init__ too)
+            self._offered_themes = (key, {name: theme for name, theme in every.items() if name in THEME_NAMES})
+        return self._offered_themes[1]
 
     def compose(self) -> ComposeResult:
         yield Static(f"Opening {self.data_dir} …", id="loading")

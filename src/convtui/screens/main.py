@@ -219,18 +219,18 @@ class MainScreen(Screen[None]):
 
     # -- loading the list ----------------------------------------------------------
 
-    def reload_now(self) -> None:
+    def reload_now(self, recount: bool = True) -> None:
         """Recompute the list for the current filter and sort on the spot,
         from memory (a keystroke in the filter: no thread hop, the list
         changes in the frame that echoes the key); in a worker when that
-        cannot be quick."""
+        cannot be quick. `recount`: take in the need-you count too."""
         parsed = parse_query(self.query_text)
         ids = self.backend.list_ids_now(parsed.filter, self.sort, self.sort_reversed)
         if ids is None:
             self.reload()
             return
         self.workers.cancel_group(self, "list")  # an older answer must not land after this one
-        self._show_ids(parsed, ids)
+        self._show_ids(parsed, ids, recount)
 
     @work(exclusive=True, group="list")
     async def reload(self) -> None:
@@ -246,7 +246,7 @@ class MainScreen(Screen[None]):
         self._version = version
         self._show_ids(parsed, ids)
 
-    def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str]) -> None:
+    def _show_ids(self, parsed: ParsedQuery, ids: Sequence[str], recount: bool = True) -> None:
         self._filters_on_status = parsed.filter.status is not None
         self.conversation_list.date_field = "created_at" if self.sort == "created" else "last_updated_at"
         locate = partial(self.backend.position_in, sort=self.sort, reverse=self.sort_reversed)
@@ -258,7 +258,8 @@ class MainScreen(Screen[None]):
                 self._select_when_listed = None
                 self.conversation_list.cursor = position
         total = self.backend.total()
-        self._count_waiting()
+        if recount:
+            self._count_waiting()
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total, parsed)
         self._select(self.conversation_list.current_id)
@@ -469,7 +470,10 @@ class MainScreen(Screen[None]):
 
     def _filter_typed(self, text: str) -> None:
         self.query_text = text
-        self.reload_now()
+        # The filter's text does not change who needs the person: that count
+        # (a pass over every row and a probe of each running loop's lock)
+        # is taken again when a status or the data changes, not per key.
+        self.reload_now(recount=False)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
