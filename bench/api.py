@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+from ratios import Goals  # noqa: E402
 from store import make_documents, write_store_shards  # noqa: E402  (bench/store.py)
 
 from convtui.backend.client import socket_client, socket_transport  # noqa: E402
@@ -138,6 +139,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds per fake model answer (default 1)")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long the stream is measured (default 15)")
     parser.add_argument("--dir", help="parent of the temporary data directory")
+    parser.add_argument("--ratios", type=Path, default=None, metavar="FILE", help="also append the goals as JSON lines to FILE")
     args = parser.parse_args()
     for name in ("DATA_DIR", "LLM_MODEL", "LLM_API_KEY", "LLM_BASE_URL", "USER", "SERVER"):
         os.environ.pop(f"CONVTUI_{name}", None)
@@ -233,23 +235,18 @@ def main() -> int:
         print(f"server RSS after the first page: {rss:.0f} MiB")
 
         print()
-        print("goals (ratios to baselines of this run):")
-        verdicts = []
+        print(f"goals (ratios to baselines of this run; {os.cpu_count()} cores):")
+        goals = Goals(f"api {args.size:,}", args.ratios)
         for name, rows in results.items():
             noop_p50, page_p50, patch_p50 = rows[0][1], rows[1][1], rows[2][1]
-            verdicts.append((f"first page <= 3x no-op ({name})", page_p50 / noop_p50, 3.0, f"{page_p50:.2f} / {noop_p50:.2f} ms"))
-            verdicts.append((f"first page <= 20 ms ({name})", page_p50 / 20.0, 1.0, f"{page_p50:.2f} ms"))
-            verdicts.append((f"PATCH <= 2x store write ({name})", patch_p50 / store_write[1], 2.0, f"{patch_p50:.2f} / {store_write[1]:.2f} ms"))
+            goals.ratio(f"first page p50 ({name})", page_p50, "ms", "a no-op request", noop_p50, 3.0)
+            goals.limit(f"first page p50 ({name})", page_p50, "ms", 20.0)
+            goals.ratio(f"PATCH title p50 ({name})", patch_p50, "ms", "the store's write", store_write[1], 2.0)
         if latencies:
-            p50 = statistics.median(latencies) * 1000
-            verdicts.append((f"stream latency p50 <= 17 ms ({args.loops} loops)", p50 / 17.0, 1.0, f"{p50:.2f} ms"))
+            goals.limit(f"stream latency p50 ({args.loops} loops)", statistics.median(latencies) * 1000, "ms", 17.0)
         if args.size >= 100_000:
-            verdicts.append(("server RSS <= 250 MiB", rss / 250.0, 1.0, f"{rss:.0f} MiB"))
-        failed = 0
-        for what, ratio, limit, detail in verdicts:
-            ok = ratio <= limit
-            failed += not ok
-            print(f"  {'PASS' if ok else 'FAIL'}  {what:<44} {ratio:6.2f} (limit {limit:g})   {detail}")
+            goals.limit("server RSS", rss, "MiB", 250.0)
+        failed = goals.failed
         return 0 if not failed else 2
     finally:
         if server is not None and server.poll() is None:

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ratios import Goals  # noqa: E402
 from store import make_documents, write_store_shards  # noqa: E402  (bench/store.py)
 
 from convtui.backend.events import EventLog  # noqa: E402
@@ -79,7 +80,7 @@ def make_events(rng: random.Random, words: list[str], paths: list[str], count: i
         if kind < 0.4:
             command = f"{rng.choice(['pytest -x', 'npm test', 'grep -rn', 'make', 'cargo build', 'ls -la'])} {rng.choice(words)}"
             events.append({"source": "agent", "action": "run", "message": f"Running {command}", "args": {"command": command, "thought": sentence(8)}})
-            events.append({"source": "agent", "observation": "run", "content": sentence(40), "extras": {"command": command, "exit_code": 0}})
+            events.append({"source": "agent", "observation": "run", "content": sentence(40), "extras": {"command": command, "metadata": {"exit_code": 0}}})
         elif kind < 0.7:
             events.append({"source": "agent", "action": "read", "message": f"Reading {path}", "args": {"path": path}})
             events.append({"source": "agent", "observation": "read", "content": sentence(60), "extras": {"path": path}})
@@ -169,6 +170,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=50, help="events per conversation (default 50)")
     parser.add_argument("--samples", type=int, default=50, help="queries per figure (default 50)")
     parser.add_argument("--dir", help="parent of the temporary directory")
+    parser.add_argument("--ratios", type=Path, default=None, metavar="FILE", help="also append the goals as JSON lines to FILE")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="convtui-bench-search-", dir=args.dir))
     rng = random.Random(20261203)
@@ -187,17 +189,13 @@ def main() -> int:
             metadata = statistics.median(figures["metadata page"]) * 1000
             append = statistics.median(figures["append"]) * 1000
             added = statistics.median(figures["append + index"]) * 1000 - append
-            verdicts = [
-                ("text: page <= 10x the metadata page", text / metadata, 10.0, f"{text:.2f} / {metadata:.2f} ms"),
-                ("index cost per append <= half the append", added / append, 0.5, f"{added:.2f} / {append:.2f} ms"),
-            ]
+            print(f"goals at {size:,} (ratios to baselines of this run; {os.cpu_count()} cores):")
+            goals = Goals(f"search {size:,}", args.ratios)
+            goals.ratio("text: page p50", text, "ms", "metadata page", metadata, 10.0)
+            goals.ratio("index cost per append", added, "ms", "the append itself", append, 0.5)
             if size >= 100_000:
-                verdicts.append(("text: page <= 200 ms", text / 200.0, 1.0, f"{text:.2f} ms"))
-            print("goals (ratios to baselines of this run):")
-            for what, value, limit, detail in verdicts:
-                ok = value <= limit
-                failed += not ok
-                print(f"  {'PASS' if ok else 'FAIL'}  {what:<44}{value:>6.2f} (limit {limit:g})   {detail}")
+                goals.limit("text: page p50", text, "ms", 200.0)
+            failed += goals.failed
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

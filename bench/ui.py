@@ -100,6 +100,7 @@ sys.path.insert(0, str(ROOT))  # for tests.ui.seed
 
 import orjson  # noqa: E402
 from arguments import parse_sizes  # noqa: E402  (bench/, this script's directory)
+from ratios import Goals  # noqa: E402
 
 import tests.ui.seed as seed_module  # noqa: E402
 from convtui.backend.store import SHARD_PREFIX, TABLE, ConversationStore, shard_of  # noqa: E402
@@ -859,42 +860,33 @@ def print_comparison(results: dict[str, Result]) -> None:
               f"ratio {mine_memory / their_memory:5.2f}")
 
 
-def check_goals(results: dict[int, Result], baseline: Baseline) -> None:
+def check_goals(results: dict[int, Result], baseline: Baseline, ratios: Path | None = None) -> None:
     """The goals at 100k (or the largest size run), each a ratio to the
     minimal Textual app of the same run; the absolute figures beside."""
     size = TARGET_SIZE if TARGET_SIZE in results else max(results)
     result = results[size]
     note = "" if size == TARGET_SIZE else f" (100k not run: checked at {size:,})"
     print(f"\n=== goals at {size:,} conversations{note}, as ratios to the minimal Textual app of this run ({os.cpu_count()} cores) ===")
-    verdicts = []
-
-    def verdict(label: str, value: float, base: float, goal: float, unit: str = "ms") -> None:
-        ratio = value / base if base else float("inf")
-        ok = ratio <= goal
-        verdicts.append(ok)
-        scale, digits = (1000, 1) if unit == "ms" else (1, 3)
-        print(
-            f"  {'PASS' if ok else 'FAIL'}  {label:<34} {value * scale:9.{digits}f} {unit:<3} vs "
-            f"{base * scale:8.{digits}f} {unit:<3}  = {ratio:5.2f}x  (goal <= {goal:g}x)"
-        )
-
+    goals = Goals(f"ui {size:,}", ratios)
     textual = baseline.textual_keys
     launch = statistics.median(each.painted for each in baseline.textual_launch)
-    verdict("list painted (median launch)", statistics.median(each.painted for each in result.launches), launch, GOAL_PAINTED_RATIO, "s")
+    painted = statistics.median(each.painted for each in result.launches)
+    goals.ratio("list painted (median launch)", painted, "s", "minimal Textual app", launch, GOAL_PAINTED_RATIO)
     for label, samples in (("filter key (list shown)", result.filter_list), ("j cursor move", result.cursor)):
-        verdict(f"{label} p50", samples.quantile(0.5), textual.quantile(0.5), GOAL_KEY_P50_RATIO)
-        verdict(f"{label} p99", samples.quantile(0.99), textual.quantile(0.99), GOAL_KEY_P99_RATIO)
+        goals.ratio(f"{label} p50", samples.quantile(0.5) * 1000, "ms", "minimal Textual app", textual.quantile(0.5) * 1000, GOAL_KEY_P50_RATIO)
+        goals.ratio(f"{label} p99", samples.quantile(0.99) * 1000, "ms", "minimal Textual app", textual.quantile(0.99) * 1000, GOAL_KEY_P99_RATIO)
     if result.filter_list.cpu_per_key is not None and textual.cpu_per_key:
-        verdict("CPU per filter key", result.filter_list.cpu_per_key, textual.cpu_per_key, GOAL_CPU_RATIO)
-    later = Samples(result.filter_list.values[FIRST_KEYS:])
+        goals.ratio(
+            "CPU per filter key", result.filter_list.cpu_per_key * 1000, "ms", "minimal Textual app",
+            textual.cpu_per_key * 1000, GOAL_CPU_RATIO,
+        )  # fmt: skip
+    later = Samples(result.filter_list.values[FIRST_KEYS:]).quantile(0.9) * 1000
     for number, value in enumerate(result.filter_list.values[:FIRST_KEYS], start=1):
-        verdict(f"filter key {number} after launch", value, later.quantile(0.9), 1.0)
+        goals.ratio(f"filter key {number} after launch", value * 1000, "ms", "later keys' p90", later, 1.0)
     peak = result.memory.get("VmHWM")
     if peak:
-        ok = peak / 2**20 <= GOAL_MEMORY_MIB
-        verdicts.append(ok)
-        print(f"  {'PASS' if ok else 'FAIL'}  {'peak memory':<34} {peak / 2**20:9.1f} MiB  (goal <= {GOAL_MEMORY_MIB:g} MiB)")
-    print(f"  {'all goals met' if all(verdicts) else f'{verdicts.count(False)} goal(s) missed'}")
+        goals.limit("peak memory", peak / 2**20, "MiB", GOAL_MEMORY_MIB)
+    print(f"  {'all goals met' if not goals.failed else f'{goals.failed} goal(s) missed'}")
 
 
 def main() -> None:
@@ -915,6 +907,8 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, default=None, metavar="PYTHON",
                         help="also measure the convtui installed for this interpreter (e.g. another "
                              "checkout's .venv/bin/python: the previous main) on the same data, in the same run")
+    parser.add_argument("--ratios", type=Path, default=None, metavar="FILE",
+                        help="also append the goals as JSON lines to FILE (bench/compare.py reads them)")
     parser.add_argument("--modes", choices=("server", "no-server", "both"), default="server",
                         help="loops in the data directory's server (the default), in the UI (--no-server), "
                              "or both on the same data in the same run, alternating")
@@ -946,7 +940,7 @@ def main() -> None:
             if len(by_app) == 2:
                 print_comparison(by_app)
             results[size] = next(iter(by_app.values()))  # this checkout, in the first mode
-    check_goals(results, baseline)
+    check_goals(results, baseline, args.ratios)
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
 
 
