@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds per fake model answer (default 1)")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long the stream is measured (default 15)")
     parser.add_argument("--dir", help="parent of the temporary data directory")
+    parser.add_argument("--sandbox", choices=("on", "off"), default="on", help="the loops' commands sandboxed (default on)")
     parser.add_argument("--ratios", type=Path, default=None, metavar="FILE", help="also append the goals as JSON lines to FILE")
     args = parser.parse_args()
     for name in ("DATA_DIR", "LLM_MODEL", "LLM_API_KEY", "LLM_BASE_URL", "USER", "SERVER"):
@@ -159,6 +160,7 @@ def main() -> int:
         SettingsStore(data_dir / "settings.json").update(
             {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": model_url,
              "confirmation_mode": False, "max_concurrent_loops": max(1, args.loops), "max_iterations": 10_000,
+             "sandbox": args.sandbox == "on",
              "llm_timeout": 120}
         )  # fmt: skip
         port = free_port()

@@ -276,6 +276,8 @@ class CommandProcess:
         pipe = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here
         stdin_read, stdin_write = os.pipe() if interactive else (None, None)
         try:
+            if cgroup is not None:
+                argv = cgroup.wrap(argv)
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,
@@ -285,7 +287,6 @@ class CommandProcess:
                     stdout=write_fd,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,  # its own process group, id = its pid
-                    preexec_fn=cgroup.join if cgroup is not None else None,
                 )
             finally:
                 os.close(write_fd)  # the child has its copy; EOF needs ours closed

@@ -710,15 +710,15 @@ class Workspace:
         cgroup = cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
         with open(log_path, "ab") as output:
             try:
+                argv = self._argv(command)
                 process = await asyncio.create_subprocess_exec(
-                    *self._argv(command),
+                    *(cgroup.wrap(argv) if cgroup is not None else argv),
                     cwd=self.root,
                     env=self.environment(),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=output,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=cgroup.join if cgroup is not None else None,
                 )
             except OSError as error:
                 if cgroup is not None:

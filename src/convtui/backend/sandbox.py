@@ -310,7 +310,10 @@ def for_conversation(policy: SandboxPolicy, data_dir: Path, conversation_dir: Pa
     return sandbox
 
 
+@functools.cache
 def bwrap_version(bwrap: str) -> str:
+    """What `bwrap --version` says (asked once per process: every loop's
+    start asks)."""
     try:
         output = subprocess.run([bwrap, "--version"], capture_output=True, timeout=10, text=True).stdout
     except (OSError, subprocess.SubprocessError):
