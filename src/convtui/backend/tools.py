@@ -225,7 +225,7 @@ async def execute(
     try:
         if kind == "run":
             return await _run(workspace, action, command_timeout, soft_timeout)
-        if kind == "read":
+        if kind == "read" or (kind == "edit" and args.get("command") == "view"):  # (an OpenHands editor view)
             view_range = args.get("view_range")
             text = await asyncio.to_thread(
                 workspace.read, args["path"], tuple(view_range) if view_range else None
@@ -233,10 +233,6 @@ async def execute(
             if len(text) > MAX_READ_CHARACTERS:
                 cut = len(text) - MAX_READ_CHARACTERS
                 text = text[:MAX_READ_CHARACTERS] + f"\n[... {cut} more characters: view a line range ...]"
-            return observation("read", text, cause, path=args["path"])
-        if kind == "edit" and args.get("command") == "view":
-            view_range = args.get("view_range")
-            text = await asyncio.to_thread(workspace.read, args["path"], tuple(view_range) if view_range else None)
             return observation("read", text, cause, path=args["path"])
         if kind == "edit":
             return observation("edit", await asyncio.to_thread(_edit, workspace, args), cause, path=args["path"])
@@ -246,7 +242,7 @@ async def execute(
             )
             return observation("write", written, cause, path=args["path"])
         if kind == "run_ipython":
-            return await _run_python(workspace, action, command_timeout, soft_timeout)
+            return await _run_python(workspace, action, command_timeout)
         if kind == "think":
             return observation("think", "Your thought has been logged.", cause)
     except ConvtuiError as error:
@@ -273,9 +269,14 @@ def command_timeout_of(action: EventDict, command_timeout: float) -> tuple[float
 def run_observation(command: str, result: CommandResult, cause: int | None, note: str = "") -> EventDict:
     """A run observation in OpenHands' shape (CmdOutputObservation): the exit
     code in `metadata`, -1 for a command killed or still running."""
-    content = result.output + note if result.output else note.lstrip("\n")
     exit_code = result.exit_code if result.exit_code is not None else -1
-    return observation("run", content, cause, command=command, metadata=command_metadata(exit_code), hidden=False)
+    return observation("run", _with_note(result.output, note), cause, command=command, metadata=command_metadata(exit_code), hidden=False)
+
+
+def _with_note(output: str, note: str) -> str:
+    """A command's output and convtui's note on it (on a line of its own,
+    but no empty line first when there was no output)."""
+    return output + note if output else note.lstrip("\n")
 
 
 async def _run(workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None) -> EventDict:
@@ -308,9 +309,7 @@ async def _run(workspace: Workspace, action: EventDict, command_timeout: float, 
     return run_observation(command, result, cause, note)
 
 
-async def _run_python(
-    workspace: Workspace, action: EventDict, command_timeout: float, soft_timeout: float | None
-) -> EventDict:
+async def _run_python(workspace: Workspace, action: EventDict, command_timeout: float) -> EventDict:
     """OpenHands' run_ipython as a Python process in the workspace (the
     sandbox when there is one): each cell on its own, no kernel state kept
     between cells. `!command` and `%pip` lines run as shell commands."""
@@ -322,8 +321,7 @@ async def _run_python(
     script = python_cell_script(code)
     result = await workspace.run(f"python3 - <<'CONVTUI_CELL'\n{script}\nCONVTUI_CELL", timeout=timeout)
     note = f"\n[the cell was killed after {timeout:g} s]" if result.timed_out else ""
-    content = result.output + note if result.output else note.lstrip("\n")
-    return observation("run_ipython", content, action.get("id"), code=code, image_urls=None)
+    return observation("run_ipython", _with_note(result.output, note), action.get("id"), code=code, image_urls=None)
 
 
 def python_cell_script(code: str) -> str:
