@@ -375,7 +375,7 @@ class AgentLoop:
         recording = directory / "replay.recording"
         if not script.exists() or done.exists():
             return
-        steps = replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))
+        every_step = steps = replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))
         if await asyncio.to_thread(recording.exists):
             first = _recording_start(await asyncio.to_thread(recording.read_bytes))
             events = await asyncio.to_thread(self._event_log.search_events, first)
@@ -411,7 +411,7 @@ class AgentLoop:
                 continue
             await self._append(await self._execute(action))
         await asyncio.to_thread(done.write_bytes, b"")
-        skipped = describe_skipped(skipped_kinds(replay_steps(orjson.loads(await asyncio.to_thread(script.read_bytes)))))
+        skipped = describe_skipped(skipped_kinds(every_step))
         await self._set(agent_state=AgentState.FINISHED, message=f"replay finished; {skipped}" if skipped else "replay finished")
 
     def _replayed_event_ids(self) -> set[int]:
