@@ -44,9 +44,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import cgroup_limits
+
+if TYPE_CHECKING:
+    from .settings import Settings  # (settings imports this module)
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +93,14 @@ class SandboxPolicy:
     memory_mb: int = 8192
 
     @classmethod
-    def from_settings(cls, settings: object) -> SandboxPolicy:
+    def from_settings(cls, settings: Settings) -> SandboxPolicy:
         return cls(
-            enabled=getattr(settings, "sandbox", True),
-            network=getattr(settings, "sandbox_network", True),
-            filesystem=getattr(settings, "sandbox_filesystem", "read-only"),
-            max_processes=getattr(settings, "command_max_processes", 512),
-            cpu_seconds=getattr(settings, "command_cpu_seconds", 3600),
-            memory_mb=getattr(settings, "command_memory_mb", 8192),
+            enabled=settings.sandbox,
+            network=settings.sandbox_network,
+            filesystem=settings.sandbox_filesystem,  # type: ignore[arg-type]  # validated by Settings
+            max_processes=settings.command_max_processes,
+            cpu_seconds=settings.command_cpu_seconds,
+            memory_mb=settings.command_memory_mb,
         )
 
     def limit_prefix(self, shell: str) -> str:
@@ -272,8 +275,8 @@ def probe(bwrap: str, state: str, network: bool) -> tuple[str | None, bool]:
     return problem, False
 
 
-def _choose(policy: SandboxPolicy, data_dir: Path) -> tuple[str | None, bool, str]:
-    """(bwrap to use or None, home overlay possible, why none / its version)."""
+def _choose(policy: SandboxPolicy, data_dir: Path) -> tuple[str | None, bool, str | None]:
+    """(bwrap to use or None, home overlay possible, why there is none)."""
     if not policy.enabled:
         return None, False, "turned off (setting sandbox)"
     if not sys.platform.startswith("linux"):
@@ -284,20 +287,20 @@ def _choose(policy: SandboxPolicy, data_dir: Path) -> tuple[str | None, bool, st
     problem, overlay = probe(bwrap, str(Path(data_dir) / "sandbox-probe"), policy.network)
     if problem is not None:
         return None, False, problem
-    return bwrap, overlay, bwrap_version(bwrap)
+    return bwrap, overlay, None
 
 
 def status(policy: SandboxPolicy, data_dir: Path) -> SandboxStatus:
     """Whether commands started now with this policy run sandboxed."""
-    bwrap, _, detail = _choose(policy, data_dir)
+    bwrap, _, problem = _choose(policy, data_dir)
     limits = f"at most {policy.max_processes} processes"
     if cgroup_limits.available() is not None:
         limits += f" and {policy.memory_mb} MiB ({cgroup_limits.available()})"
     if bwrap is None:
-        return SandboxStatus(False, f"{detail}; commands run in the real workspace directory, {limits}")
+        return SandboxStatus(False, f"{problem}; commands run in the real workspace directory, {limits}")
     network = "network on" if policy.network else "no network"
     filesystem = "host read-only" if policy.filesystem == "read-only" else "system directories only"
-    return SandboxStatus(True, f"sandboxed by {detail}: {network}, {filesystem}, {limits}")
+    return SandboxStatus(True, f"sandboxed by {bwrap_version(bwrap)}: {network}, {filesystem}, {limits}")
 
 
 def for_conversation(policy: SandboxPolicy, data_dir: Path, conversation_dir: Path, workspace: Path) -> Sandbox | None:
@@ -312,8 +315,7 @@ def for_conversation(policy: SandboxPolicy, data_dir: Path, conversation_dir: Pa
 
 @functools.cache
 def bwrap_version(bwrap: str) -> str:
-    """What `bwrap --version` says (asked once per process: every loop's
-    start asks)."""
+    """What `bwrap --version` says (for the status; asked once per process)."""
     try:
         output = subprocess.run([bwrap, "--version"], capture_output=True, timeout=10, text=True).stdout
     except (OSError, subprocess.SubprocessError):
