@@ -55,19 +55,22 @@ async def test_each_os_user_has_their_own_and_a_restart_keeps_them(service: Conv
     finally:
         bob.close()
     service.close()
-    alice = await ConversationService.open(data_dir, user_id="alice")
+    assert await unread_for(data_dir, "alice", conversation_id, then_seen=1) is True
+    assert await unread_for(data_dir, "alice", conversation_id) is False
+
+
+async def unread_for(data_dir: Path, user: str, conversation_id: str, then_seen: int | None = None) -> bool:
+    """Whether `user`, opening the data directory afresh, sees the
+    conversation as unread (then marks event `then_seen` seen, if given)."""
+    service = await ConversationService.open(data_dir, user_id=user)
     try:
-        alice.latest_events()
-        assert (await alice.get(conversation_id)).unread is True
-        await alice.mark_seen(conversation_id, 1)
+        service.latest_events()
+        unread = (await service.get(conversation_id)).unread
+        if then_seen is not None:
+            await service.mark_seen(conversation_id, then_seen)
+        return unread
     finally:
-        alice.close()
-    again = await ConversationService.open(data_dir, user_id="alice")
-    try:
-        again.latest_events()
-        assert (await again.get(conversation_id)).unread is False
-    finally:
-        again.close()
+        service.close()
 
 
 async def test_an_import_is_seen_and_a_conversation_never_opened_by_a_user_is_not_unread_for_them(
@@ -77,12 +80,7 @@ async def test_an_import_is_seen_and_a_conversation_never_opened_by_a_user_is_no
     service.latest_events()
     assert (await service.get(imported)).unread is False
     EventLog(service.data_dir.conversation(imported)).append([{"source": "agent", "action": "message", "message": "more"}])
-    carol = await ConversationService.open(data_dir, user_id="carol")
-    try:
-        carol.latest_events()
-        assert (await carol.get(imported)).unread is False
-    finally:
-        carol.close()
+    assert await unread_for(data_dir, "carol", imported) is False
 
 
 async def test_list_status_unread_through_the_search(service: ConversationService) -> None:
