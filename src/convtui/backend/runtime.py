@@ -603,7 +603,8 @@ class Workspace:
         still_running, and `send_input` types into it, waits more or
         interrupts it. It is still killed `timeout` seconds after it started.
         Another command is refused while it runs (CommandStillRunning)."""
-        command = self._check_command(command, timeout, max_output)
+        command = self._check_command(command)
+        self._check_limits(timeout, max_output)
         if self._foreground is not None:
             raise CommandStillRunning(
                 f'Your command "{_quote(command, 80)[1:-1]}" is NOT executed. The previous command is still '
@@ -614,7 +615,7 @@ class Workspace:
         process = await self._start(command, timeout, max_output, interactive=soft_timeout is not None)
         return await self._wait(process, soft_timeout)
 
-    async def send_input(self, text: str, soft_timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> CommandResult:
+    async def send_input(self, text: str, soft_timeout: float) -> CommandResult:
         """Interact with the command left running by run(): "" waits for more
         output, "C-c" interrupts it, "C-d" ends its input, anything else is
         typed into it as a line. Then waits as run() does."""
@@ -632,19 +633,23 @@ class Workspace:
         elif text:
             process.write_input(text if text.endswith("\n") else text + "\n")
         self._foreground = None
-        return await self._wait(process, soft_timeout, max_output)
+        return await self._wait(process, soft_timeout)
 
-    def _check_command(self, command: str, timeout: float, max_output: int) -> str:
+    @staticmethod
+    def _check_command(command: str) -> str:
         command = _check_text_argument(command, "command")
         if not command.strip():
             raise InvalidInput("command is empty")
+        return command
+
+    @staticmethod
+    def _check_limits(timeout: float, max_output: int) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
             math.isfinite(timeout) and timeout > 0
         ):
             raise InvalidInput(f"timeout must be a positive number of seconds, not {_quote(str(timeout), 40)}")
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < MIN_MAX_OUTPUT:
             raise InvalidInput(f"max_output must be an integer of at least {MIN_MAX_OUTPUT}")
-        return command
 
     def _argv(self, command: str) -> list[str]:
         if self.sandbox is None:
@@ -669,7 +674,7 @@ class Workspace:
             sandboxed=self.sandbox is not None,
         )
 
-    async def _wait(self, process: CommandProcess, soft_timeout: float | None, max_output: int | None = None) -> CommandResult:
+    async def _wait(self, process: CommandProcess, soft_timeout: float | None) -> CommandResult:
         self._stopped = None
         try:
             result = await process.wait(soft_timeout)
@@ -699,7 +704,7 @@ class Workspace:
         log file in the conversation's /tmp, no deadline. It runs until it
         ends, `stop_background` or `close`. A trailing `&` is dropped (the
         shell must stay, or the sandbox ends with it)."""
-        command = self._check_command(command, 1.0, MIN_MAX_OUTPUT)
+        command = self._check_command(command)
         command = _TRAILING_AMPERSAND.sub("", command).rstrip()
         self._logs.mkdir(parents=True, exist_ok=True)
         number = self._next_background
