@@ -562,3 +562,28 @@ async def test_the_filter_finds_conversations_by_what_they_did(data_dir: Path) -
         await pilot.press("escape", "slash", *"file:game_2048.py since:yesterday", "enter")
         await settle(pilot, lambda: list(listed.ids) == [game])
         assert "since:yesterday: not a date" in str(app.screen.query_one("#list-status").render())
+
+
+async def test_events_missed_while_the_stream_was_down_are_fetched_when_a_later_one_arrives(
+    data_dir: Path, seeded: list[str]
+) -> None:
+    """A server killed and started again: events appended meanwhile never
+    came down the stream. The next event that does shows the gap, and the
+    log fetches what it lacks instead of skipping it."""
+    from convtui.backend.updates import EventAdded
+
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        first = listed(app).ids[0]
+        log = main_screen(app).query_one(EventLog)
+        await settle(pilot, lambda: main_screen(app)._shown_events_for == first)
+        event_log = await app.backend.service.event_log(first)
+        missed, arrived = event_log.append(
+            [
+                {"source": "agent", "action": "message", "message": "missed while down", "args": {"content": "missed while down"}},
+                {"source": "agent", "action": "message", "message": "arrived after", "args": {"content": "arrived after"}},
+            ]
+        )
+        app.backend.manager.hub.publish(EventAdded(first, arrived))
+        await settle(pilot, lambda: [event.get("id") for event in log.events][-2:] == [missed["id"], arrived["id"]], timeout=3)

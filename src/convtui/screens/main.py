@@ -416,7 +416,14 @@ class MainScreen(Screen[None]):
             if update.event.get("source") == "agent":
                 self._streaming.pop(conversation_id, None)
             if is_selected and self._shown_events_for == conversation_id:
-                self.detail.event_log.add_event(update.event)
+                shown = self.detail.event_log.events
+                last = shown[-1].get("id", -1) if shown else -1
+                if update.event.get("id", last + 1) > last + 1:
+                    # Events appended while the stream was down (a server
+                    # killed and started again): fetched, this one with them.
+                    self.run_worker(self._catch_up_events(conversation_id), group="catch-up")
+                else:
+                    self.detail.event_log.add_event(update.event)
         if isinstance(update, StatusChanged) and self._filters_on_status:
             self.reload_now()
         elif isinstance(update, StatusChanged) and self._count_waiting():
