@@ -937,3 +937,24 @@ async def test_an_experiment_config_changes_the_settings_of_its_conversation_onl
     plain = await new(configured, "without")
     await run_to_idle(manager, plain)
     assert (await configured.get(plain)).attention is None  # the setting itself (50) was not changed
+
+
+async def test_actions_left_without_result_say_whether_the_loop_stopped_or_its_process_died(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    llm.responder = Script(ToolCall("execute_bash", {"command": "echo never"}), Text("after the stop"))
+    conversation_id = await new(configured)
+    await manager.start(conversation_id, confirm=True)
+    await until(lambda: manager.pending_action(conversation_id) is not None)
+    await manager.stop(conversation_id)  # while the command waits for approval
+    events = await configured.search_events(conversation_id)
+    action = next(e for e in events if e.get("action") == "run")
+    [answer] = [e for e in events if e.get("cause") == action["id"]]
+    assert answer["content"] == agent.STOPPED_BEFORE_IT_RAN  # at the stop, not at the next start
+    # A process killed mid-action leaves it unanswered: the next start says so.
+    killed = (await configured.event_log(conversation_id)).append([_run_step(0, "sleep 30") | {"id": None}])[0]
+    script = Script(Text("resumed"))
+    llm.responder = script
+    await run_to_idle(manager, conversation_id, confirm=False)
+    [answer] = [e for e in await configured.search_events(conversation_id) if e.get("cause") == killed["id"]]
+    assert answer["content"] == agent.KILLED_DURING_IT

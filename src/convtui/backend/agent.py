@@ -85,6 +85,12 @@ POLL_SECONDS = 0.25
 METRICS_WRITE_SECONDS = 10.0
 
 
+# Why an action has no result: the loop was stopped before it ran, or the
+# loop's process was killed while it ran (its output is lost with it).
+STOPPED_BEFORE_IT_RAN = "interrupted: the loop stopped before this action ran"
+KILLED_DURING_IT = "interrupted: the loop's process ended before this action finished; it may have run in part"
+
+
 def _recording_start(marker: bytes) -> int:
     """The first event id of a replay's own steps, as replay.recording keeps
     it (empty, as older versions wrote it: from the start)."""
@@ -298,8 +304,12 @@ class AgentLoop:
                 await asyncio.wait({self._title_task}, timeout=self.llm_config.timeout if self.llm_config else 5)
             await self._set(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, message=self.status_message)
         except asyncio.CancelledError:
-            if self._stopped_command is not None:
-                await self._append(self._stopped_command)
+            try:
+                if self._stopped_command is not None:
+                    await self._append(self._stopped_command)
+                await self._close_dangling_actions(STOPPED_BEFORE_IT_RAN)
+            except Exception:
+                log.exception("could not answer the actions of stopped loop %s", self.conversation_id)
             await self._record_end(ConversationStatus.STOPPED, RuntimeStatus.STOPPED, AgentState.STOPPED, "stopped")
             raise
         except LoopEnded as ended:
@@ -349,14 +359,16 @@ class AgentLoop:
         except Exception:
             log.exception("could not record the end of loop %s", self.conversation_id)
 
-    async def _close_dangling_actions(self) -> None:
-        """A loop stopped mid-action leaves an action without observation;
-        answer it so the history stays consistent for the model."""
+    async def _close_dangling_actions(self, reason: str = KILLED_DURING_IT) -> None:
+        """Answer the actions left without observation, so the history stays
+        consistent for the model: at a stop (a command that was running has
+        its output recorded already) and, at the next start, after a loop
+        whose process was killed."""
         events = await asyncio.to_thread(self._event_log.search_events)
         answered = {event.get("cause") for event in events if event.get("observation")}
         for event in events[-20:]:
             if event.get("action") in CONFIRMED_ACTIONS | {"read"} and event["id"] not in answered:
-                await self._append(error_observation("interrupted: the loop stopped before this action ran", event["id"]))
+                await self._append(error_observation(reason, event["id"]))
 
     # -- replay --------------------------------------------------------------------
 
