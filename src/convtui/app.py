@@ -23,6 +23,7 @@ from .terminal_text import one_line
 
 if TYPE_CHECKING:
     from .backend.interface import UIBackend
+    from .screens.main import MainScreen
 
 
 def _utc_now() -> datetime:
@@ -109,11 +110,11 @@ class ConvtuiApp(KeysInOrderApp[None]):
         await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
         # walking it again and again (it caused the slowest keystrokes at 100k).
-        gc.collect()
+        # (No collection first: ~80 ms at 100,000 to find next to nothing.)
         gc.freeze()
         main = MainScreen(self.backend, self.clock)
         await self.push_screen(main)
-        self.run_worker(self._warm_search(), group="warm")
+        self.run_worker(self._warm_search(main), group="warm")
         self.run_worker(main.check_sandbox(), group="sandbox")
         if self.backend.ui_closed_at() is not None:
             self.run_worker(main.while_away(), group="digest")
@@ -181,9 +182,11 @@ class ConvtuiApp(KeysInOrderApp[None]):
         except ConvtuiError as error:
             self.notify(one_line(str(error), 300), title="Theme not saved", severity="error")
 
-    async def _warm_search(self) -> None:
-        """Build the search columns after the first paint; they live as long
-        as the app too (seven lists of every row): out of the collector's way."""
+    async def _warm_search(self, main: MainScreen) -> None:
+        """Build the search columns once the first list is painted (the
+        thread building them would hold the index the list is read from);
+        they live as long as the app too: out of the collector's way."""
+        await main.listed.wait()
         await self.backend.warm()
         gc.freeze()
 

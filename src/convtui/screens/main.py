@@ -124,6 +124,7 @@ class MainScreen(Screen[None]):
         self._undo: _Undoable | None = None
         self._waiting_count = 0  # what the inbox holds: "3 need you" in the status line
         self._seen_timer: Timer | None = None
+        self.listed = asyncio.Event()  # set once the first list is shown
 
     # -- layout --------------------------------------------------------------------
 
@@ -263,6 +264,8 @@ class MainScreen(Screen[None]):
         self._show_status(len(ids), total, parsed.problems)
         self._show_empty_state(len(ids), total, parsed)
         self._select(self.conversation_list.current_id)
+        if not self.listed.is_set():
+            self.call_after_refresh(self.listed.set)
 
     def _count_waiting(self) -> bool:
         """Take in how many conversations need the person; True if it changed."""
