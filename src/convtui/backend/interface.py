@@ -233,7 +233,8 @@ class UIBackend(Backend, Protocol):
         ...
 
     async def warm(self) -> None:
-        """Build the search columns now, so the first filter does not pay for it."""
+        """Build the search columns now, so the first filter does not pay for
+        it, and keep the store's snapshot for the next open."""
         ...
 
     def workspace_path(self, conversation_id: str) -> Path: ...
@@ -322,8 +323,8 @@ class LocalBackend:
         return self._journal
 
     @classmethod
-    async def open(cls, root: Path, user_id: str | None = None, lean: bool = False) -> LocalBackend:
-        service = await ConversationService.open(root, user_id=user_id, lean=lean)
+    async def open(cls, root: Path, user_id: str | None = None) -> LocalBackend:
+        service = await ConversationService.open(root, user_id=user_id)
         return cls(service, ConversationManager(service))
 
     async def close(self) -> None:
@@ -548,6 +549,7 @@ class LocalBackend:
 
     async def warm(self) -> None:
         await asyncio.to_thread(self.service.store.warm)
+        await asyncio.to_thread(self.service.store.save_snapshot)  # the next open reads it
         await asyncio.to_thread(self.service.latest_events)  # which rows have unread events
         if not self.outlives_the_ui:  # (a server fills its own)
             await asyncio.to_thread(self.service.fill_search_index)

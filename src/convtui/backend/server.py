@@ -185,7 +185,7 @@ async def serve(root: Path, options: ServeOptions | None = None, announce: Any =
     backend = None
     path = socket_path(data_dir)
     try:
-        backend = await LocalBackend.open(data_dir.root, lean=True)
+        backend = await LocalBackend.open(data_dir.root)
         _redact_logs(backend.service)
         token = None
         if options.host is not None and options.token:
@@ -285,12 +285,20 @@ async def _exit_when_idle(backend: Any, activity: _Activity, seconds: float, shu
             return
 
 
+SNAPSHOT_SECONDS = 600
+
+
 async def _settle_in(backend: Any) -> None:
     """Once serving: start again the loops a killed server left recorded as
     running, then build the search columns (the first filter then does not
-    wait for them)."""
+    wait for them). Then, every SNAPSHOT_SECONDS, renew the store's snapshot
+    if the store changed, so that the next UI opens fast however long the
+    server's loops wrote."""
     await _resume_loops(backend)
     await backend.warm()
+    while True:
+        await asyncio.sleep(SNAPSHOT_SECONDS)
+        await asyncio.to_thread(backend.service.store.save_snapshot)
 
 
 async def _resume_loops(backend: Any) -> None:

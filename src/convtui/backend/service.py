@@ -159,12 +159,11 @@ class ConversationService:
         self._redactor: tuple[object, Redactor] | None = None
 
     @classmethod
-    async def open(cls, root: Path, user_id: str | None = None, lean: bool = False) -> ConversationService:
+    async def open(cls, root: Path, user_id: str | None = None) -> ConversationService:
         """Open (creating if needed) the data directory at `root`. The owner of
-        new conversations is `user_id`, else $CONVTUI_USER, else the OS user.
-        `lean`: see ConversationStore."""
+        new conversations is `user_id`, else $CONVTUI_USER, else the OS user."""
         data_dir = DataDirectory(root)
-        store = await asyncio.to_thread(ConversationStore, data_dir.store, lean)
+        store = await asyncio.to_thread(ConversationStore, data_dir.store)
         owner = user_id or os.environ.get("CONVTUI_USER") or _os_user()
         return cls(data_dir, store, owner)
 

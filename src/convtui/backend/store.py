@@ -18,7 +18,8 @@ counter (one pread) and, when it moved, stats the shard files and reloads
 only the ones that changed. `version()` is the cheap change signal the UI
 polls.
 
-The index keeps every document in memory (as stored, never mutated), a
+The index keeps every document in memory (as a StoredDocument: a tuple of
+its values, never mutated; callers get dict copies), a
 sorted list of (last_updated_at, conversation_id) for newest-first paging and
 a sorted list of ids for prefix lookup. All methods are blocking; the service
 calls them from worker threads, so they are thread-safe.
@@ -35,8 +36,10 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,6 +49,14 @@ from tinydb import Query, TinyDB
 from .durable_files import InterProcessLock
 from .errors import CorruptFile, StorageError, describe_os_error
 from .shard_storage import DurableJSONStorage, load_json_file
+from .store_snapshot import Snapshot, read_snapshot, remove_stale_temporaries, write_snapshot
+from .stored_documents import ID, POSITION, UPDATED, StoredDocument
+
+_STATUS, _ARCHIVED, _CREATED = POSITION["status"], POSITION["archived"], POSITION["created_at"]
+_TITLE, _COST = POSITION["title"], POSITION["accumulated_cost"]
+_updated = itemgetter(UPDATED)
+_id = itemgetter(ID)
+_second = itemgetter(1)
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +113,17 @@ class ConversationFilter:
 
 
 _ACTIVE = frozenset({"STARTING", "RUNNING"})
-# Fields whose values repeat across conversations (a handful of users,
-# models, states, branches, repositories): one string object each is shared
-# by every document that holds it, instead of one per document as parsed.
-_REPEATING_FIELDS = (
-    "user_id", "selected_repository", "selected_branch", "git_provider", "trigger",
-    "llm_model", "status", "runtime_status", "agent_state",
-)  # fmt: skip
-_SHARED_VALUES_MAX = 100_000
 
 
-def display_status(document: Document) -> str:
+def display_status(document: Document | StoredDocument) -> str:
     """The status a stored document shows when no live loop says otherwise:
     an archived conversation that is not running shows ARCHIVED."""
-    status = document.get("status") or "STOPPED"
-    if document.get("archived") and status not in _ACTIVE:
+    return _display_status(document.get("status"), document.get("archived"))
+
+
+def _display_status(status: str | None, archived: bool | None) -> str:
+    status = status or "STOPPED"
+    if archived and status not in _ACTIVE:
         return "ARCHIVED"
     return status
 
@@ -129,28 +136,31 @@ STATE_FILTERS = frozenset({WAITING, FINISHED})
 _WAITING_AGENT_STATES = frozenset({"awaiting_user_input", "awaiting_user_confirmation", "finished"})
 
 
-def display_state(document: Document) -> str:
+def display_state(document: Document | StoredDocument) -> str:
     """display_status, told finer where people look for it: WAITING when a
     loop runs but waits for the person (an answer, or the confirmation of
     an action) or ended and waits for a decision (an error, a limit: the
     inbox's set), FINISHED when no loop runs and the agent had finished its
     task. What `status:` filters and the status sort look at."""
-    status = display_status(document)
-    agent_state = document.get("agent_state")
+    return _display_state(display_status(document), document.get("agent_state"), document.get("attention"))
+
+
+def _display_state(status: str, agent_state: str | None, attention: str | None) -> str:
     if status in _ACTIVE and agent_state in _WAITING_AGENT_STATES:
         return WAITING
-    if document.get("attention") and status not in _ACTIVE and status != "ARCHIVED":
+    if attention and status not in _ACTIVE and status != "ARCHIVED":
         return WAITING
     if status == "STOPPED" and agent_state == "finished":
         return FINISHED
     return status
 
 
-def _haystack(document: Document) -> str:
-    return (
-        f"{document.get('title') or ''}\x00{document.get('selected_repository') or ''}"
-        f"\x00{document.get('selected_branch') or ''}"
-    ).lower()
+_searched = itemgetter(*(POSITION[name] for name in ("title", "selected_repository", "selected_branch")))
+
+
+def _haystack(document: StoredDocument) -> str:
+    title, repository, branch = _searched(document)
+    return f"{title or ''}\x00{repository or ''}\x00{branch or ''}".lower()
 
 
 _HEX = frozenset("0123456789abcdef")
@@ -162,18 +172,23 @@ QUICK_SORT_ROWS = 10_000
 _COLUMN_NAMES = ("ids", "updated", "haystack", "repository", "trigger", "archived", "status", "state", "cost")
 
 
-def _row(conversation_id: str, document: Document, haystack: str) -> tuple:
-    return (
-        conversation_id,
-        document["last_updated_at"],
-        haystack,
-        document.get("selected_repository"),
-        document.get("trigger"),
-        bool(document.get("archived")),
-        display_status(document),
-        display_state(document),
-        document.get("accumulated_cost"),
+_row_fields = itemgetter(
+    *(
+        POSITION[name]
+        for name in (
+            "conversation_id", "last_updated_at", "selected_repository", "trigger", "archived",
+            "status", "agent_state", "attention", "accumulated_cost",
+        )
     )
+)  # fmt: skip
+
+
+def _row(document: StoredDocument, haystack: str) -> tuple:
+    """The document's values in the columns (_COLUMN_NAMES' order)."""
+    conversation_id, updated, repository, trigger, archived, status, agent_state, attention, cost = _row_fields(document)
+    shown = _display_status(status, archived)
+    state = _display_state(shown, agent_state, attention)
+    return (conversation_id, updated, haystack, repository, trigger, bool(archived), shown, state, cost)
 
 
 _UNKNOWN = object()
@@ -213,23 +228,16 @@ class _Columns:
     _not_archived_flags: Any = _UNKNOWN
 
     @classmethod
-    def build(cls, by_activity: SortedList, documents: dict[str, Document], haystacks: dict[str, str]) -> _Columns:
-        ids = [key[1] for key in reversed(by_activity)]
-        ordered = [documents[conversation_id] for conversation_id in ids]
-        missing = [i for i in ids if i not in haystacks]
-        for conversation_id in missing:
-            haystacks[conversation_id] = _haystack(documents[conversation_id])
-        return cls(
-            ids=ids,
-            updated=[key[0] for key in reversed(by_activity)],
-            haystack=[haystacks[conversation_id] for conversation_id in ids],
-            repository=[document.get("selected_repository") for document in ordered],
-            trigger=[document.get("trigger") for document in ordered],
-            archived=[bool(document.get("archived")) for document in ordered],
-            status=[display_status(document) for document in ordered],
-            state=[display_state(document) for document in ordered],
-            cost=[document.get("accumulated_cost") for document in ordered],
-        )
+    def build(cls, by_activity: SortedList, documents: dict[str, StoredDocument], haystacks: dict[str, str]) -> _Columns:
+        rows = []
+        for _, conversation_id in reversed(by_activity):
+            document = documents[conversation_id]
+            haystack = haystacks.get(conversation_id)
+            if haystack is None:
+                haystack = haystacks[conversation_id] = _haystack(document)
+            rows.append(_row(document, haystack))
+        columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in _COLUMN_NAMES]
+        return cls(*columns)
 
     def insert(self, position: int, row: tuple) -> None:
         self._forget()
@@ -395,47 +403,38 @@ class _MatchKey(NamedTuple):
         )
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Making 100,000 objects that live on would trigger full garbage
+    collections that find nothing to free: ~0.3 s of an open or a build."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def shard_of(conversation_id: str) -> str:
     return conversation_id[:2]
 
 
-def _compact(document: Document) -> Document:
-    """The same document in a dict sized for its fields: orjson's, grown
-    key by key, holds a table twice as big (1,168 bytes against 832 for
-    the 24 fields of a conversation)."""
-    return dict(document.items())
-
-
-def _share_repeating_values(documents: Iterable[Document], shared: dict[str, str]) -> None:
-    """Replace each repeating value by the one string in `shared` equal to it."""
-    if len(shared) > _SHARED_VALUES_MAX:
-        shared.clear()  # values of long-deleted conversations, piling up in a server that runs for months
-    documents = list(documents)
-    share = shared.setdefault
-    for name in _REPEATING_FIELDS:
-        for document in documents:
-            value = document.get(name)
-            if value.__class__ is str:
-                document[name] = share(value, value)
-
-
 class ConversationStore:
-    def __init__(self, directory: Path, lean: bool = False) -> None:
-        """`lean`: the documents are compacted and share their repeating
-        values (users, models, states, branches...): ~80 MiB fewer at
-        100,000, ~0.4 s more to open. For the long-running server."""
+    def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._shared_values: dict[str, str] | None = {} if lean else None
         self._version_fd = self._open_version()
         self._write_lock = InterProcessLock(self.directory / "store.lock")
         self._index_lock = threading.RLock()
-        self._documents: dict[str, Document] = {}
+        self._documents: dict[str, StoredDocument] = {}
         self._haystacks: dict[str, str] = {}
         self._by_activity: SortedList = SortedList()
         self._ids: SortedList = SortedList()
         self._active: set[str] = set()  # stored as STARTING or RUNNING
-        self._shard_documents: dict[str, dict[str, Document]] = {}
+        self._archived: set[str] = set()
+        self._shard_documents: dict[str, dict[str, StoredDocument]] = {}
         self._shard_signatures: dict[str, _Signature] = {}
+        self._snapshot_signatures: dict[str, _Signature] | None = None  # what the snapshot file holds
         self._seen_version = -1
         self._columns: _Columns | None = None
         self._load_everything()
@@ -479,6 +478,7 @@ class ConversationStore:
             self._by_activity = SortedList()
             self._ids = SortedList()
             self._active.clear()
+            self._archived.clear()
             self._shard_documents.clear()
             self._shard_signatures.clear()
             self._columns = None
@@ -511,7 +511,7 @@ class ConversationStore:
                 signatures[name[len(SHARD_PREFIX) : -5]] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         return signatures
 
-    def _read_shard(self, shard: str) -> dict[str, Document]:
+    def _read_shard(self, shard: str) -> dict[str, StoredDocument]:
         path = self._shard_path(shard)
         try:
             raw = path.read_bytes()
@@ -520,18 +520,14 @@ class ConversationStore:
         except OSError as error:
             raise StorageError(describe_os_error(error, "read")) from error
         table = load_json_file(path, raw).get(TABLE, {})
-        documents: dict[str, Document] = {}
-        for document in table.values():
-            conversation_id = document.get("conversation_id") if isinstance(document, dict) else None
-            if not isinstance(conversation_id, str) or shard_of(conversation_id) != shard:
-                raise CorruptFile(path, "a document without a valid conversation_id")
-            documents[conversation_id] = document
-        if self._shared_values is not None:
-            # Now, shard by shard: what is freed leaves holes the next
-            # shard's parse fills (freed after the load, it would stay
-            # mapped, scattered among live objects).
-            documents = {conversation_id: _compact(document) for conversation_id, document in documents.items()}
-            _share_repeating_values(documents.values(), self._shared_values)
+        # Converted shard by shard: the parsed dicts freed leave holes the
+        # next shard's parse fills.
+        try:
+            documents = {document[ID]: document for document in map(StoredDocument.of, table.values())}
+        except (TypeError, AttributeError):  # a document that is not an object
+            documents = {None: None}
+        if not all(i.__class__ is str and i[:2] == shard for i in documents):
+            raise CorruptFile(path, "a document without a valid conversation_id")
         return documents
 
     def _remove_stale_temporaries(self) -> None:
@@ -548,36 +544,66 @@ class ConversationStore:
                         log.warning("could not remove %s: %s", path, error)
         except StorageError:
             pass  # a read-only directory: nothing can be cleaned, reading still works
+        remove_stale_temporaries(self.directory)
 
     def _load_everything(self) -> None:
         self._remove_stale_temporaries()
-        # 100,000 new dicts would trigger a dozen full garbage collections
-        # that find nothing to free: ~0.3 s of the open.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _no_collection():
             self._load_shards()
-        finally:
-            if collecting:
-                gc.enable()
 
     def _load_shards(self) -> None:
+        """Every shard's documents into the index: from the snapshot where
+        it holds a shard as it is now, else parsed."""
         with self._index_lock:
             version = self._read_version()
             signatures = self._scan_shards()
+            snapshot = read_snapshot(self.directory)
+            cached = snapshot.shards_as_of(signatures) if snapshot is not None else set()
             by_activity: list[ActivityKey] = []
-            for shard in sorted(signatures):
-                documents = self._read_shard(shard)
-                self._shard_documents[shard] = documents
-                for conversation_id, document in documents.items():
-                    self._documents[conversation_id] = document
-                    if document.get("status") in _ACTIVE:
-                        self._active.add(conversation_id)
-                    by_activity.append((document["last_updated_at"], conversation_id))
+            ids: list[str] = []
+            if cached:
+                documents = snapshot.documents  # oldest activity first: the sort below has little to do
+                ids = snapshot.ids
+                if len(cached) < len(snapshot.signatures):
+                    documents = [document for document in documents if document[ID][:2] in cached]
+                    ids = [i for i in ids if i[:2] in cached]
+                self._shard_documents = {shard: {} for shard in cached}
+                for document in documents:
+                    self._shard_documents[document[ID][:2]][document[ID]] = document
+                by_activity = list(zip(map(_updated, documents), map(_id, documents)))
+                self._index_shards(cached)
+            parsed = sorted(set(signatures) - cached)
+            for shard in parsed:
+                documents = self._shard_documents[shard] = self._read_shard(shard)
+                by_activity.extend(zip(map(_updated, documents.values()), documents))
+                ids.extend(documents)
+            self._index_shards(parsed)
             self._by_activity = SortedList(by_activity)
-            self._ids = SortedList(self._documents)
+            self._ids = SortedList(ids)
             self._shard_signatures = signatures
+            self._snapshot_signatures = signatures if cached and not parsed and cached == set(snapshot.signatures) else None
             self._seen_version = version
+
+    def _index_shards(self, shards: Iterable[str]) -> None:
+        """Loading: these shards' documents into the maps (not the sorted lists)."""
+        for shard in shards:
+            documents = self._shard_documents[shard]
+            self._documents.update(documents)
+            self._active.update(i for i, document in documents.items() if document[_STATUS] in _ACTIVE)
+            self._archived.update(i for i, document in documents.items() if document[_ARCHIVED])
+
+    def save_snapshot(self) -> None:
+        """Write what the index holds for the next open to read (see
+        store_snapshot), unless the file holds it already. Blocking: ~0.2 s
+        at 100,000, most of it outside the index lock."""
+        with self._index_lock:
+            signatures = dict(self._shard_signatures)
+            if signatures == self._snapshot_signatures:
+                return
+            documents = [self._documents[conversation_id] for _, conversation_id in self._by_activity]
+            ids = list(self._ids)
+        write_snapshot(self.directory, Snapshot(signatures, documents, ids))
+        self._snapshot_signatures = signatures
 
     def refresh(self) -> bool:
         """Take in what other processes wrote. Returns True if anything changed.
@@ -601,26 +627,29 @@ class ConversationStore:
     def _unindex(self, conversation_id: str) -> None:
         old = self._documents.pop(conversation_id)
         self._haystacks.pop(conversation_id, None)
-        key = (old["last_updated_at"], conversation_id)
+        key = (old[UPDATED], conversation_id)
         if self._columns is not None:
             self._columns.delete(len(self._by_activity) - 1 - self._by_activity.index(key))
         self._by_activity.remove(key)
         self._ids.remove(conversation_id)
         self._active.discard(conversation_id)
+        self._archived.discard(conversation_id)
 
-    def _index(self, conversation_id: str, document: Document) -> None:
+    def _index(self, conversation_id: str, document: StoredDocument) -> None:
         self._documents[conversation_id] = document
-        key = (document["last_updated_at"], conversation_id)
+        key = (document[UPDATED], conversation_id)
         self._by_activity.add(key)
         self._ids.add(conversation_id)
-        if document.get("status") in _ACTIVE:
+        if document[_STATUS] in _ACTIVE:
             self._active.add(conversation_id)
+        if document[_ARCHIVED]:
+            self._archived.add(conversation_id)
         if self._columns is not None:
             haystack = self._haystacks[conversation_id] = _haystack(document)
             position = len(self._by_activity) - 1 - self._by_activity.index(key)
-            self._columns.insert(position, _row(conversation_id, document, haystack))
+            self._columns.insert(position, _row(document, haystack))
 
-    def _apply_shard(self, shard: str, documents: dict[str, Document]) -> bool:
+    def _apply_shard(self, shard: str, documents: dict[str, StoredDocument]) -> bool:
         """Replace one shard's documents in the index, touching only those that
         differ. Returns True if any did."""
         old_documents = self._shard_documents.get(shard, {})
@@ -646,7 +675,7 @@ class ConversationStore:
     def get(self, conversation_id: str) -> Document | None:
         """A copy of the stored document, or None."""
         document = self._documents.get(conversation_id)
-        return _copy(document) if document is not None else None
+        return document.to_dict() if document is not None else None
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         with self._index_lock:
@@ -658,9 +687,11 @@ class ConversationStore:
             return found
 
     def active_documents(self) -> list[Document]:
-        """Documents stored as STARTING or RUNNING (few, even in a big store)."""
-        with self._index_lock:
-            return [_copy(self._documents[i]) for i in self._active]
+        """Documents stored as STARTING or RUNNING (few, even in a big store).
+        Without the index lock, so a keystroke never waits for a thread's
+        refresh: list() copies the set in one step under the GIL."""
+        found = map(self._documents.get, list(self._active))
+        return [document.to_dict() for document in found if document is not None]
 
     def all_ids(self) -> list[str]:
         with self._index_lock:
@@ -669,7 +700,8 @@ class ConversationStore:
     def _snapshot(self) -> _Columns:
         with self._index_lock:
             if self._columns is None:
-                self._columns = _Columns.build(self._by_activity, self._documents, self._haystacks)
+                with _no_collection():
+                    self._columns = _Columns.build(self._by_activity, self._documents, self._haystacks)
             return self._columns
 
     def search(
@@ -702,7 +734,7 @@ class ConversationStore:
                 found.extend(matcher(start, end))
                 start = end
                 chunk *= 4
-            documents = [_copy(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
+            documents = [self._documents[columns.ids[position]].to_dict() for position in found[: limit + 1]]
         if len(documents) > limit:
             last = documents[limit - 1]
             return documents[:limit], (last["last_updated_at"], last["conversation_id"])
@@ -726,13 +758,13 @@ class ConversationStore:
             plain = ConversationFilter(archived=query.archived)
             if query == plain and sort == "updated" and self._columns is None:
                 # The first paint: no need to wait for the columns.
-                documents = self._documents
-                wanted = query.archived
-                return tuple(
-                    conversation_id
-                    for _, conversation_id in reversed(self._by_activity)
-                    if wanted is None or bool(documents[conversation_id].get("archived")) is wanted
-                )
+                newest_first = map(_second, reversed(self._by_activity))
+                archived, wanted = self._archived, query.archived
+                if wanted is None or (not wanted and not archived):
+                    return tuple(newest_first)
+                if wanted:
+                    return tuple(i for i in newest_first if i in archived)
+                return tuple(i for i in newest_first if i not in archived)
             columns = self._snapshot()
             stop = len(columns.ids) if query.updated_since is None else columns.count_since(query.updated_since)
             words = (query.text or "").lower().split()
@@ -741,15 +773,15 @@ class ConversationStore:
                 return matched
             documents = self._documents
             if sort == "created":
-                ordered = sorted(matched, key=lambda i: documents[i]["created_at"], reverse=True)
+                ordered = sorted(matched, key=lambda i: documents[i][_CREATED], reverse=True)
             elif sort == "title":
-                ordered = sorted(matched, key=lambda i: (documents[i].get("title") or "").casefold())
+                ordered = sorted(matched, key=lambda i: (documents[i][_TITLE] or "").casefold())
             elif sort == "status":
                 rank = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
                 statuses = status_overrides or {}
                 ordered = sorted(matched, key=lambda i: rank.get(statuses.get(i) or display_status(documents[i]), 6))
             elif sort == "cost":
-                ordered = sorted(matched, key=lambda i: documents[i].get("accumulated_cost") or 0.0, reverse=True)
+                ordered = sorted(matched, key=lambda i: documents[i][_COST] or 0.0, reverse=True)
             else:
                 raise ValueError(f"unknown sort {sort!r}")
             return tuple(ordered)
@@ -789,7 +821,7 @@ class ConversationStore:
                     return ids.index(conversation_id)
                 except ValueError:
                     return None
-            wanted = (document["last_updated_at"], conversation_id)
+            wanted = (document[UPDATED], conversation_id)
             low, high = 0, len(ids)
             while low < high:  # newest first: keys descend (ascend when reversed)
                 middle = (low + high) // 2
@@ -799,7 +831,7 @@ class ConversationStore:
                         return ids.index(conversation_id)
                     except ValueError:
                         return None
-                key = (other["last_updated_at"], ids[middle])
+                key = (other[UPDATED], ids[middle])
                 if (key < wanted) if reverse else (key > wanted):
                     low = middle + 1
                 else:
@@ -807,9 +839,10 @@ class ConversationStore:
             return low if low < len(ids) and ids[low] == conversation_id else None
 
     def peek(self, conversation_id: str) -> Document | None:
-        """The stored document itself, not a copy: read it, never change it.
-        For rendering many rows without copying each."""
-        return self._documents.get(conversation_id)
+        """The stored document (a copy) without taking the index lock: for
+        rendering rows on the UI's event loop."""
+        document = self._documents.get(conversation_id)
+        return document.to_dict() if document is not None else None
 
     def count(self, query: ConversationFilter, status_overrides: dict[str, str] | None = None) -> int:
         """How many documents match."""
@@ -839,7 +872,7 @@ class ConversationStore:
         with self._index_lock:
             snapshot = list(self._documents.values())
         for document in snapshot:
-            yield _copy(document)
+            yield document.to_dict()
 
     # -- writing -----------------------------------------------------------------
 
@@ -859,7 +892,7 @@ class ConversationStore:
             storage = storage_holder[0]
             if storage.written is not None:
                 documents = {
-                    document["conversation_id"]: document
+                    document["conversation_id"]: StoredDocument.of(document)
                     for document in storage.written.get(TABLE, {}).values()
                 }
                 with self._index_lock:
