@@ -2,26 +2,23 @@
 
 litellm takes ~3.5 s to import and, by default, fetches a price map from the
 internet while importing; it is imported once, with the local price map
-forced, in the model worker process (see _ModelWorker). The UI starts that
-process in the background at launch when a model is configured; a call that
+forced, in model worker processes (see model_workers). The UI starts the
+first in the background at launch when a model is configured; a call that
 still has to wait for it can say so (model_worker_ready)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 
 from .errors import ConvtuiError, MissingSettings
+from .model_workers import ModelWorkers
 from .models import AgentState, RuntimeStatus
 from .redaction import Redactor, provider_keys_in_environment
 from .settings import Settings
@@ -50,166 +47,7 @@ def _import_litellm() -> Any:
     return _litellm
 
 
-class _ModelWorker:
-    """litellm spends 10-15 ms of Python per call (building the request,
-    parsing every streamed chunk, pricing). In the UI's process that competes
-    for the interpreter lock: 200 loops stalled the event loop for up to
-    0.8 s. So model calls run in one worker process (`model_worker.py`),
-    which also keeps litellm's 3.5 s import and 250 MB out of the UI.
-
-    Requests and replies are JSON lines over the worker's stdin/stdout; a
-    reader thread hands each reply to the event loop of the call that waits
-    for it, so any event loop (any test's) can make calls."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ready: threading.Event = threading.Event()  # the running worker has imported litellm
-        self._calls: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[str], None] | None]] = {}
-        self._next_id = 0
-
-    @property
-    def ready(self) -> bool:
-        """True once a worker runs and can answer at once (litellm imported)."""
-        with self._lock:
-            return self._process is not None and self._process.poll() is None and self._ready.is_set()
-
-    def warm(self) -> None:
-        """Start the worker now, if it is not running, so that the first call
-        does not wait for its start (a few seconds: litellm's import)."""
-        with self._lock:
-            self._ensure_started()
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Start the worker if needed and wait, at most `timeout` seconds,
-        until it can answer. False if it did not get there (it stopped, or is
-        still starting)."""
-        with self._lock:
-            self._ensure_started()
-            ready = self._ready
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready.is_set():
-            with self._lock:
-                if self._process is None or self._ready is not ready:
-                    return False  # it stopped
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    def stop(self) -> None:
-        """End the worker (it exits when its stdin closes); calls in flight fail."""
-        with self._lock:
-            process, self._process = self._process, None
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
-
-    def _ensure_started(self) -> None:
-        """With the lock held."""
-        if self._process is None or self._process.poll() is not None:
-            self._ready = threading.Event()
-            self._process = self._start(self._ready)
-
-    def _start(self, ready: threading.Event) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "convtui.backend.model_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
-        )
-        threading.Thread(target=self._read, args=(process, ready), name="convtui-model-replies", daemon=True).start()
-        return process
-
-    def submit(
-        self, request: dict[str, Any], on_text: Callable[[str], None] | None
-    ) -> tuple[int, asyncio.Future[Any]]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        with self._lock:
-            self._ensure_started()
-            self._next_id += 1
-            call_id = self._next_id
-            self._calls[call_id] = (loop, future, on_text)
-            self._send({**request, "id": call_id})
-        return call_id, future
-
-    def cancel(self, call_id: int) -> None:
-        with self._lock:
-            if self._calls.pop(call_id, None) is not None:
-                self._send({"cancel": call_id})
-
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self._process is not None and self._process.stdin is not None
-        try:
-            self._process.stdin.write(orjson.dumps(message) + b"\n")
-            self._process.stdin.flush()
-        except OSError:
-            pass  # the reader sees the worker gone and fails the calls
-
-    def _read(self, process: subprocess.Popen[bytes], ready: threading.Event) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            try:
-                reply = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if reply.get("ready"):
-                ready.set()
-                continue
-            with self._lock:
-                entry = self._calls.get(reply.get("id"))
-                if entry is not None and ("done" in reply or "error" in reply):
-                    del self._calls[reply["id"]]
-            if entry is not None:
-                loop, future, on_text = entry
-                try:
-                    loop.call_soon_threadsafe(_deliver, future, on_text, reply)
-                except RuntimeError:
-                    pass  # that event loop has closed
-        with self._lock:
-            orphans = [entry for entry in self._calls.values()]
-            self._calls.clear()
-            if self._process is process:
-                self._process = None
-        failure = {"error": {"message": "the model worker process stopped", "runtime_status": "STATUS$ERROR",
-                             "agent_state": "error", "retryable": True}}
-        for loop, future, on_text in orphans:
-            try:
-                loop.call_soon_threadsafe(_deliver, future, on_text, failure)
-            except RuntimeError:
-                pass
-
-
-def _deliver(future: asyncio.Future[Any], on_text: Callable[[str], None] | None, reply: dict[str, Any]) -> None:
-    """On the caller's event loop: a streamed piece, the result or the error."""
-    if "text" in reply:
-        if on_text is not None and not future.done():
-            on_text(reply["text"])
-        return
-    if future.done():
-        return
-    if "error" in reply:
-        error = reply["error"]
-        future.set_exception(
-            LLMFailure(
-                error["message"],
-                RuntimeStatus(error["runtime_status"]),
-                AgentState(error["agent_state"]),
-                retryable=bool(error.get("retryable")),
-            )
-        )
-        return
-    done = reply["done"]
-    done["tool_calls"] = [RawToolCall(**call) for call in done["tool_calls"]]
-    future.set_result(LLMResponse(**done))
-
-
-_model_worker = _ModelWorker()
+_model_workers = ModelWorkers()
 
 STARTING_MODEL_WORKER = "starting the model worker…"
 
@@ -217,19 +55,19 @@ STARTING_MODEL_WORKER = "starting the model worker…"
 def model_worker_ready() -> bool:
     """True if a model call would be answered without waiting for the
     worker process to start."""
-    return _model_worker.ready
+    return _model_workers.ready
 
 
 def start_model_worker() -> None:
     """Start the model worker process in the background (for a UI that has a
     model configured: its first call then does not wait). Returns at once."""
-    _model_worker.warm()
+    _model_workers.warm()
 
 
 async def wait_for_model_worker(timeout: float) -> bool:
     """Start the model worker if needed and wait until it can answer (True),
     at most `timeout` seconds."""
-    return await _model_worker.wait_ready(timeout)
+    return await _model_workers.wait_ready(timeout)
 
 
 async def load_litellm() -> Any:
@@ -444,12 +282,23 @@ async def complete(
         "max_tokens": max_tokens,
         "stream_text": on_text is not None,
     }
-    call_id, future = _model_worker.submit(request, on_text)
+    call_id, future = _model_workers.submit(request, on_text)
     try:
-        return await future
+        reply = await future
     except asyncio.CancelledError:
-        _model_worker.cancel(call_id)  # the worker abandons the HTTP request
+        _model_workers.cancel(call_id)  # the worker abandons the HTTP request
         raise
+    if "error" in reply:
+        error = reply["error"]
+        raise LLMFailure(
+            error["message"],
+            RuntimeStatus(error["runtime_status"]),
+            AgentState(error["agent_state"]),
+            retryable=bool(error.get("retryable")),
+        )
+    done = reply["done"]
+    done["tool_calls"] = [RawToolCall(**call) for call in done["tool_calls"]]
+    return LLMResponse(**done)
 
 
 async def complete_here(

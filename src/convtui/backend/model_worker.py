@@ -5,16 +5,24 @@ Python work never compete with the UI's event loop.
 Protocol, JSON lines. In: {"id", "config", "messages", "tools", "max_tokens",
 "stream_text"} starts a call, {"cancel": id} abandons one. Out: {"ready":
 true} once litellm is imported (calls sent before wait until then); {"id",
-"text"} for each streamed piece, then {"id", "done": LLMResponse fields} or
-{"id", "error": {"message", "runtime_status", "agent_state", "retryable"}}.
-The worker exits when its stdin closes (its parent is gone)."""
+"text"} for each streamed piece, then {"id", "done": LLMResponse fields,
+"cpu"} or {"id", "error": {"message", "runtime_status", "agent_state",
+"retryable"}, "cpu"}, "cpu" being this process's CPU time so far (the
+parent starts another worker when this one is busy). With `--idle
+SECONDS`, {"idle": true} once it has had no call that long (the parent
+may then end it). The worker exits when its stdin closes (its parent
+ended it, or is gone)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import dataclasses
+import os
 import sys
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -25,6 +33,7 @@ from .redaction import Redactor, provider_keys_in_environment
 # Every key this worker has been given: whatever it writes (error messages,
 # litellm's log lines on stderr) is redacted with all of them.
 _keys: set[str] = set(provider_keys_in_environment())
+NICENESS = 10
 _redact = Redactor(_keys)
 
 
@@ -51,6 +60,8 @@ class _RedactedStream:
 
 
 def _write(message: dict[str, Any]) -> None:
+    if "id" in message and "text" not in message:
+        message["cpu"] = time.process_time()
     sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
     sys.stdout.buffer.flush()
 
@@ -106,7 +117,15 @@ async def _call(request: dict[str, Any]) -> None:
         )
 
 
-async def main() -> None:
+async def _say_when_idle(calls: dict[int, asyncio.Task[None]], seconds: float, last_call: list[float]) -> None:
+    while True:
+        await asyncio.sleep(seconds / 4)
+        if not calls and time.monotonic() - last_call[0] >= seconds:
+            _write({"idle": True})
+            last_call[0] = time.monotonic()
+
+
+async def main(idle: float | None = None) -> None:
     loop = asyncio.get_running_loop()
     incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -119,6 +138,13 @@ async def main() -> None:
     await load_litellm()
     _write({"ready": True})  # the parent stops saying "starting the model worker…"
     calls: dict[int, asyncio.Task[None]] = {}
+    last_call = [time.monotonic()]
+
+    def _ended(call_id: int) -> None:
+        calls.pop(call_id, None)
+        last_call[0] = time.monotonic()
+
+    watch = asyncio.create_task(_say_when_idle(calls, idle, last_call)) if idle is not None else None
     while (line := await incoming.get()) is not None:
         try:
             message = orjson.loads(line)
@@ -129,16 +155,24 @@ async def main() -> None:
             if task is not None:
                 task.cancel()
             continue
+        last_call[0] = time.monotonic()
         task = asyncio.create_task(_call(message))
         calls[message["id"]] = task
-        task.add_done_callback(lambda _, call_id=message["id"]: calls.pop(call_id, None))
-    for task in calls.values():
-        task.cancel()
+        task.add_done_callback(lambda _, call_id=message["id"]: _ended(call_id))
+    for task in [*calls.values(), watch]:
+        if task is not None:
+            task.cancel()
 
 
 if __name__ == "__main__":
     sys.stderr = _RedactedStream(sys.stderr)  # before litellm sets up its log handlers
+    with contextlib.suppress(OSError):
+        # Throughput work: where cores are short, the UI's keys and the
+        # loops' event loop go first (a key waited behind two busy workers).
+        os.nice(NICENESS)
+    parser = argparse.ArgumentParser(description="convtui's model worker (started by convtui)")
+    parser.add_argument("--idle", type=float, default=None, help="say {'idle': true} after SECONDS without a call")
     try:
-        asyncio.run(main())
+        asyncio.run(main(parser.parse_args().idle))
     except KeyboardInterrupt:
         pass

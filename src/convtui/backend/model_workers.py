@@ -1,0 +1,264 @@
+"""The processes that make model calls (`model_worker.py`), seen from the
+convtui process that starts them.
+
+litellm spends 15-20 ms of Python per call (building the request, parsing
+every streamed chunk, pricing the reply three times). In the UI's process
+that competed for the interpreter lock: 200 loops stalled the event loop
+for up to 0.8 s. So calls run in worker processes, which also keep
+litellm's 3.5 s import and ~250 MB out of the UI. One worker is one core:
+at 200 loops it ran at 100% and was what the loops waited for. So another
+worker starts when every running one is busy (BUSY of a core over the last
+LOAD_WINDOW seconds, as the workers report their CPU time), up to one per
+core beyond the one this process needs (at most MAX_WORKERS, or
+$CONVTUI_MODEL_WORKERS); an extra worker that has had no call for
+IDLE_SECONDS ends (the first one stays, ready for the next call).
+
+On 2 cores that is one worker. Two there made 200 loops finish in 39 s
+instead of 52, but the loops' event loop stalled for up to 250 ms instead
+of 140 (p99 73 ms instead of 23): the cores were short, whatever the
+workers' niceness.
+
+Requests and replies are JSON lines over each worker's stdin/stdout; a
+reader thread per worker hands each reply to the event loop of the call
+that waits for it, so any event loop (any test's) can make calls. A call's
+future gets the worker's last reply ({"done": ...} or {"error": ...});
+llm.complete turns it into a response or a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAX_WORKERS = 4
+BUSY = 0.75  # of a core
+LOAD_WINDOW = 1.0  # seconds
+IDLE_SECONDS = 120.0  # an extra worker without a call this long ends
+
+OnText = Callable[[str], None] | None
+
+STOPPED = {
+    "error": {
+        "message": "the model worker process stopped",
+        "runtime_status": "STATUS$ERROR",
+        "agent_state": "error",
+        "retryable": True,
+    }
+}
+
+
+def max_workers() -> int:
+    """One worker per core but one, at least one and at most MAX_WORKERS;
+    $CONVTUI_MODEL_WORKERS (a number from 1) overrides it."""
+    chosen = os.environ.get("CONVTUI_MODEL_WORKERS", "")
+    if chosen.isdigit() and int(chosen) >= 1:
+        return int(chosen)
+    return max(1, min((os.cpu_count() or 1) - 1, MAX_WORKERS))
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    ready: threading.Event = field(default_factory=threading.Event)  # litellm imported
+    calls: set[int] = field(default_factory=set)  # in flight here
+    load: float = 0.0  # share of a core over the last window
+    _window: tuple[float, float] | None = None  # (wall, cpu) at its start
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def took_cpu(self, cpu: float) -> None:
+        """The worker's CPU time, as it reported it with a reply."""
+        now = time.monotonic()
+        if self._window is None:
+            self._window = (now, cpu)
+        elif now - self._window[0] >= LOAD_WINDOW:
+            self.load = (cpu - self._window[1]) / (now - self._window[0])
+            self._window = (now, cpu)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(orjson.dumps(message) + b"\n")
+            self.process.stdin.flush()
+        except OSError:
+            pass  # its reader sees it gone and fails its calls
+
+    def end(self) -> None:
+        """Close its stdin: it exits (calls in flight there fail)."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+
+
+class ModelWorkers:
+    """The pool. Thread-safe: calls come from any event loop's thread."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []  # the first is the one that stays
+        self._calls: dict[int, tuple[_Worker, asyncio.AbstractEventLoop, asyncio.Future[Any], OnText]] = {}
+        self._next_id = 0
+        self.limit = limit if limit is not None else max_workers()
+
+    @property
+    def ready(self) -> bool:
+        """True once a worker runs and can answer at once (litellm imported)."""
+        with self._lock:
+            return any(worker.ready.is_set() and worker.running() for worker in self._workers)
+
+    @property
+    def started(self) -> int:
+        """How many worker processes run (or start) now."""
+        with self._lock:
+            return sum(worker.running() for worker in self._workers)
+
+    def warm(self) -> None:
+        """Start the first worker now, if none runs, so that the first call
+        does not wait for its start (a few seconds: litellm's import)."""
+        with self._lock:
+            self._first()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Start a worker if needed and wait, at most `timeout` seconds,
+        until one can answer. False if none got there (it stopped, or is
+        still starting)."""
+        with self._lock:
+            first = self._first()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not first.ready.is_set():
+            if not first.running() or loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        """End every worker; calls in flight fail."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.end()
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(5)
+
+    def submit(self, request: dict[str, Any], on_text: OnText) -> tuple[int, asyncio.Future[Any]]:
+        """Send a call to the least busy ready worker (starting one if needed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            worker = self._choose()
+            self._next_id += 1
+            call_id = self._next_id
+            self._calls[call_id] = (worker, loop, future, on_text)
+            worker.calls.add(call_id)
+            worker.send({**request, "id": call_id})
+        return call_id, future
+
+    def cancel(self, call_id: int) -> None:
+        with self._lock:
+            entry = self._calls.pop(call_id, None)
+            if entry is not None:
+                entry[0].calls.discard(call_id)
+                entry[0].send({"cancel": call_id})
+
+    # -- with the lock held ----------------------------------------------------------
+
+    def _first(self) -> _Worker:
+        self._workers = [worker for worker in self._workers if worker.running()]
+        if not self._workers:
+            self._workers.append(self._start())
+        return self._workers[0]
+
+    def _choose(self) -> _Worker:
+        first = self._first()
+        ready = [worker for worker in self._workers if worker.ready.is_set()] or [first]
+        if len(self._workers) < self.limit and all(worker.load >= BUSY for worker in ready):
+            if all(worker.ready.is_set() for worker in self._workers):  # one starting at a time
+                self._workers.append(self._start(extra=True))
+        return min(ready, key=lambda worker: len(worker.calls))
+
+    def _start(self, extra: bool = False) -> _Worker:
+        command = [sys.executable, "-m", "convtui.backend.model_worker"]
+        if extra:
+            command += ["--idle", str(IDLE_SECONDS)]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
+        )
+        worker = _Worker(process)
+        threading.Thread(target=self._read, args=(worker,), name="convtui-model-replies", daemon=True).start()
+        return worker
+
+    # -- the reader thread, one per worker --------------------------------------------
+
+    def _read(self, worker: _Worker) -> None:
+        assert worker.process.stdout is not None
+        for line in worker.process.stdout:
+            try:
+                reply = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if reply.get("ready"):
+                worker.ready.set()
+                continue
+            if reply.get("idle"):
+                self._end_if_idle(worker)
+                continue
+            entry = None
+            with self._lock:
+                if "cpu" in reply:
+                    worker.took_cpu(reply["cpu"])
+                entry = self._calls.get(reply.get("id"))
+                if entry is not None and ("done" in reply or "error" in reply):
+                    del self._calls[reply["id"]]
+                    worker.calls.discard(reply["id"])
+            if entry is not None:
+                _, loop, future, on_text = entry
+                _hand_over(loop, future, on_text, reply)
+        with self._lock:
+            orphans = [call_id for call_id, entry in self._calls.items() if entry[0] is worker]
+            entries = [self._calls.pop(call_id) for call_id in orphans]
+            if worker in self._workers:
+                self._workers.remove(worker)
+        for _, loop, future, on_text in entries:
+            _hand_over(loop, future, on_text, STOPPED)
+
+    def _end_if_idle(self, worker: _Worker) -> None:
+        """An extra worker said it had no call for its idle time: end it,
+        unless a call has just been sent to it."""
+        with self._lock:
+            if worker.calls or not self._workers or worker is self._workers[0]:
+                return
+            self._workers.remove(worker)
+        worker.end()
+
+
+def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], on_text: OnText, reply: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(_deliver, future, on_text, reply)
+    except RuntimeError:
+        pass  # that event loop has closed
+
+
+def _deliver(future: asyncio.Future[Any], on_text: OnText, reply: dict[str, Any]) -> None:
+    """On the caller's event loop: a streamed piece, or the last reply."""
+    if "text" in reply:
+        if on_text is not None and not future.done():
+            on_text(reply["text"])
+        return
+    if not future.done():
+        future.set_result(reply)
