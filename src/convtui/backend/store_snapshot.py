@@ -28,7 +28,7 @@ from .stored_documents import StoredDocument
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "snapshot.bin"
-_MAGIC = b"convtui-store-snapshot 1 py%d.%d\n" % sys.version_info[:2]
+_MAGIC = b"convtui-store-snapshot 2 py%d.%d\n" % sys.version_info[:2]
 _CRC = 4  # bytes of CRC-32 after the magic
 Signature = tuple[int, int, int]  # (inode, size, mtime_ns)
 

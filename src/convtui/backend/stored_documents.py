@@ -5,12 +5,12 @@ Why. A parsed document is a dict of 26 fields: 1,168 bytes for the dict
 alone (orjson grows it key by key), and one string object per value even
 where every conversation holds the same user, trigger or status. At
 100,000 conversations that was ~200 MiB of the UI's memory. As a tuple
-(240 bytes) whose repeating strings are interned, the same documents take
-~95 MiB, and converting them costs ~1 µs each while the shard is parsed.
+(240 bytes) whose repeating values are shared, the same documents take
+~95 MiB, and converting them costs ~1.5 µs each while the shard is parsed.
 
 A StoredDocument is read-only and never handed out: the store gives callers
-`to_dict()` copies. Position i holds field FIELDS[i] (None where the
-document lacks it), so the store's hot paths read fields by position. The
+`to_dict()` copies. Position POSITION[name] holds that field (None where
+the document lacks it), so the store's hot paths read fields by position. The
 last slot is None but for irregular documents: it then holds the fields not
 in FIELDS (a newer convtui's, written back untouched) and the names of the
 fields the document lacks, so `to_dict()` returns exactly what was stored.
@@ -18,7 +18,6 @@ fields the document lacks, so `to_dict()` returns exactly what was stored.
 
 from __future__ import annotations
 
-import sys
 from operator import itemgetter
 from typing import Any
 
@@ -30,29 +29,31 @@ FIELDS = (
     "prompt_tokens", "completion_tokens", "total_tokens", "status", "runtime_status", "agent_state",
     "status_message", "runner_pid", "runner_host", "archived", "always_approve", "title_derived",
     "attention", "seen",
-)  # fmt: skip
-POSITION = {name: position for position, name in enumerate(FIELDS)}
-ID, UPDATED = POSITION["conversation_id"], POSITION["last_updated_at"]
-_PR_NUMBER, _SEEN = POSITION["pr_number"], POSITION["seen"]
-_IRREGULAR = len(FIELDS)  # the slot of (fields not in FIELDS, names absent), or None
+)  # fmt: skip  (the documents' own order: to_dict keeps it)
 
 # Values that repeat across conversations (a handful of users, models,
-# states, branches, repositories): one string object each, shared.
-_REPEATING = tuple(
-    POSITION[name]
-    for name in (
-        "user_id", "selected_repository", "selected_branch", "git_provider", "trigger",
-        "llm_model", "status", "runtime_status", "agent_state", "runner_host",
-    )
+# states, branches, repositories): one object each, shared.
+_REPEATING = (
+    "user_id", "selected_repository", "selected_branch", "git_provider", "trigger",
+    "llm_model", "status", "runtime_status", "agent_state", "runner_host",
 )  # fmt: skip
-
+# The order held: the repeating values first and the two containers last,
+# so that `of` treats each group with one C-level step.
+_HELD = (*_REPEATING, *(name for name in FIELDS if name not in _REPEATING and name not in ("pr_number", "seen")),
+         "pr_number", "seen")  # fmt: skip
+POSITION = {name: position for position, name in enumerate(_HELD)}
+ID, UPDATED = POSITION["conversation_id"], POSITION["last_updated_at"]
+_SHARED_END = len(_REPEATING)
+_IRREGULAR = len(FIELDS)  # the slot of (fields not in FIELDS, names absent), or None
 
 # Lists are held as tuples (smaller; a JSON document has none), and the
 # empty `seen` of most conversations as the empty frozenset (one object,
 # falsy like {}, and `marshal` writes it for the snapshot).
 _NO_ENTRIES: Any = frozenset()
-_every_field = itemgetter(*FIELDS)
-_intern = sys.intern
+_held_fields = itemgetter(*_HELD)
+_in_document_order = itemgetter(*(POSITION[name] for name in FIELDS))
+_shared: dict[Any, Any] = {}
+_share = _shared.setdefault  # _share(value, value): the one object equal to value
 
 
 class StoredDocument(tuple):
@@ -62,22 +63,21 @@ class StoredDocument(tuple):
     def of(cls, document: Document) -> StoredDocument:
         """`document` as stored (the dict is left as it was)."""
         try:
-            values = list(_every_field(document))
+            values = _held_fields(document)
             irregular = None if len(document) == len(FIELDS) else _irregular(document)
         except KeyError:  # an older document: some fields absent
-            values = [document.get(name) for name in FIELDS]
+            values = tuple(document.get(name) for name in _HELD)
             irregular = _irregular(document)
-        for position in _REPEATING:
-            value = values[position]
-            if value.__class__ is str:
-                values[position] = _intern(value)
-        if values[_PR_NUMBER].__class__ is list:
-            values[_PR_NUMBER] = tuple(values[_PR_NUMBER])
-        if values[_SEEN].__class__ is dict and not values[_SEEN]:
-            values[_SEEN] = _NO_ENTRIES
-        values.append(irregular)
-        return cls(values)
-
+        shared = values[:_SHARED_END]
+        pr_number, seen = values[-2], values[-1]
+        if pr_number.__class__ is list:
+            pr_number = tuple(pr_number)
+        if seen.__class__ is dict and not seen:
+            seen = _NO_ENTRIES
+        try:
+            return cls((*map(_share, shared, shared), *values[_SHARED_END:-2], pr_number, seen, irregular))
+        except TypeError:  # an unhashable value where a string belongs: kept as it is
+            return cls((*values[:-2], pr_number, seen, irregular))
 
     def get(self, name: str, default: Any = None) -> Any:
         """The field's value, as dict.get would give it, but read-only: a
@@ -98,9 +98,9 @@ class StoredDocument(tuple):
         """An independent copy of the document, as it was stored."""
         irregular = self[_IRREGULAR]
         if irregular is None:
-            return {name: _own(value) for name, value in zip(FIELDS, self)}
+            return {name: _own(value) for name, value in zip(FIELDS, _in_document_order(self))}
         extras, absent = irregular
-        document = {name: _own(value) for name, value in zip(FIELDS, self) if name not in absent}
+        document = {name: _own(value) for name, value in zip(FIELDS, _in_document_order(self)) if name not in absent}
         document.update((name, _own(value)) for name, value in extras.items())
         return document
 
