@@ -76,6 +76,12 @@ class _Worker:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def busy(self) -> bool:
+        """Busy over its last window, and that window is recent (a worker
+        that answered nothing lately is not busy, whatever it was)."""
+        window = self._window
+        return self.load >= BUSY and window is not None and time.monotonic() - window[0] < 2 * LOAD_WINDOW + 1
+
     def took_cpu(self, cpu: float) -> None:
         """The worker's CPU time, as it reported it with a reply."""
         now = time.monotonic()
@@ -183,7 +189,7 @@ class ModelWorkers:
     def _choose(self) -> _Worker:
         first = self._first()
         ready = [worker for worker in self._workers if worker.ready.is_set()] or [first]
-        if len(self._workers) < self.limit and all(worker.load >= BUSY for worker in ready):
+        if len(self._workers) < self.limit and all(worker.busy() for worker in ready):
             if all(worker.ready.is_set() for worker in self._workers):  # one starting at a time
                 self._workers.append(self._start(extra=True))
         return min(ready, key=lambda worker: len(worker.calls))
