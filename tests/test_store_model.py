@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from convtui.backend.models import ConversationMetadata, ConversationStatus, format_timestamp
+from convtui.backend import stored_documents
 from convtui.backend.store import ConversationFilter, ConversationStore
 from convtui.backend.store_snapshot import SNAPSHOT_FILE
 
@@ -418,6 +419,19 @@ def test_repeating_values_are_one_string_and_documents_read_back_exactly(tmp_pat
             reopened.close()
     finally:
         store.close()
+
+
+def test_the_shared_values_stay_bounded_in_a_long_running_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Branches are often one per conversation: a server that runs for months
+    must not keep every one it ever read."""
+    monkeypatch.setattr(stored_documents, "_SHARED_VALUES_MAX", 50)
+    for number in range(500):
+        document = ConversationMetadata(
+            conversation_id=f"{number:032x}", title="t", created_at=BASE, last_updated_at=BASE,
+            selected_branch=f"feature-{number}",
+        ).to_document()  # fmt: skip
+        assert stored_documents.StoredDocument.of(document).to_dict() == document
+        assert len(stored_documents._shared) <= 50 + len(stored_documents._REPEATING)
 
 
 def test_documents_handed_out_or_taken_in_are_independent_copies(tmp_path: Path) -> None:

@@ -525,8 +525,8 @@ class ConversationStore:
         try:
             documents = {document[ID]: document for document in map(StoredDocument.of, table.values())}
         except (TypeError, AttributeError):  # a document that is not an object
-            documents = {None: None}
-        if not all(i.__class__ is str and i[:2] == shard for i in documents):
+            documents = None
+        if documents is None or not all(i.__class__ is str and shard_of(i) == shard for i in documents):
             raise CorruptFile(path, "a document without a valid conversation_id")
         return documents
 
@@ -565,11 +565,11 @@ class ConversationStore:
                 documents = snapshot.documents  # oldest activity first: the sort below has little to do
                 ids = snapshot.ids
                 if len(cached) < len(snapshot.signatures):
-                    documents = [document for document in documents if document[ID][:2] in cached]
-                    ids = [i for i in ids if i[:2] in cached]
+                    documents = [document for document in documents if shard_of(document[ID]) in cached]
+                    ids = [i for i in ids if shard_of(i) in cached]
                 self._shard_documents = {shard: {} for shard in cached}
                 for document in documents:
-                    self._shard_documents[document[ID][:2]][document[ID]] = document
+                    self._shard_documents[shard_of(document[ID])][document[ID]] = document
                 by_activity = list(zip(map(_updated, documents), map(_id, documents)))
                 self._index_shards(cached)
             parsed = sorted(set(signatures) - cached)

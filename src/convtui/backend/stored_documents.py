@@ -54,6 +54,9 @@ _held_fields = itemgetter(*_HELD)
 _in_document_order = itemgetter(*(POSITION[name] for name in FIELDS))
 _shared: dict[Any, Any] = {}
 _share = _shared.setdefault  # _share(value, value): the one object equal to value
+# Values of long-deleted conversations would pile up in a server that runs
+# for months: past this many, sharing starts afresh.
+_SHARED_VALUES_MAX = 100_000
 
 
 class StoredDocument(tuple):
@@ -62,6 +65,8 @@ class StoredDocument(tuple):
     @classmethod
     def of(cls, document: Document) -> StoredDocument:
         """`document` as stored (the dict is left as it was)."""
+        if len(_shared) > _SHARED_VALUES_MAX:
+            _shared.clear()
         try:
             values = _held_fields(document)
             irregular = None if len(document) == len(FIELDS) else _irregular(document)
