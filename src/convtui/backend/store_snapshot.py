@@ -6,7 +6,8 @@ A cache, never the data: the shards stay the one record. Each shard's
 signature (inode, size, mtime) is kept beside its documents, and a shard
 whose file no longer has that signature (a write replaces the file, so a
 new inode) is parsed again. The file is `marshal` data (tuples, strings,
-numbers: C speed both ways, strings that were shared stay shared) behind a
+numbers: C speed both ways, strings that were shared stay shared; the
+documents in chunks, each marshalled apart) behind a
 header naming the format and the Python version, and a CRC of the payload:
 a torn, foreign or damaged file is ignored, then replaced.
 """
@@ -28,8 +29,11 @@ from .stored_documents import StoredDocument
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "snapshot.bin"
-_MAGIC = b"convtui-store-snapshot 2 py%d.%d\n" % sys.version_info[:2]
+_MAGIC = b"convtui-store-snapshot 3 py%d.%d\n" % sys.version_info[:2]
 _CRC = 4  # bytes of CRC-32 after the magic
+# Documents per marshal call: each call holds the interpreter lock, and a
+# UI writes its snapshot while you type (one call over 100,000 held it 0.3 s).
+_CHUNK = 5_000
 Signature = tuple[int, int, int]  # (inode, size, mtime_ns)
 
 
@@ -57,17 +61,24 @@ def read_snapshot(directory: Path) -> Snapshot | None:
     if zlib.crc32(payload) != int.from_bytes(raw[len(_MAGIC) : header], "little"):
         return None
     try:
-        signatures, documents, ids = marshal.loads(payload)
+        signatures, ids, chunks = marshal.loads(payload)
+        documents: list[StoredDocument] = []
+        for chunk in chunks:
+            documents.extend(map(StoredDocument, marshal.loads(chunk)))
     except (ValueError, EOFError, TypeError):
         return None
-    return Snapshot(signatures, list(map(StoredDocument, documents)), ids)
+    return Snapshot(signatures, documents, ids)
 
 
 def write_snapshot(directory: Path, snapshot: Snapshot) -> None:
     """Replace the snapshot in `directory`. A failure is logged, not raised:
     the next open parses the shards, as without one."""
-    documents = list(map(tuple, snapshot.documents))  # (marshal takes no subclass)
-    payload = marshal.dumps((snapshot.signatures, documents, snapshot.ids))
+    documents = snapshot.documents
+    chunks = [
+        marshal.dumps(list(map(tuple, documents[start : start + _CHUNK])))  # (marshal takes no subclass)
+        for start in range(0, len(documents), _CHUNK)
+    ]
+    payload = marshal.dumps((snapshot.signatures, snapshot.ids, chunks))
     data = _MAGIC + zlib.crc32(payload).to_bytes(_CRC, "little") + payload
     try:
         atomic_write(directory / SNAPSHOT_FILE, data)
