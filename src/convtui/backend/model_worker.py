@@ -60,8 +60,6 @@ class _RedactedStream:
 
 
 def _write(message: dict[str, Any]) -> None:
-    if "id" in message and "text" not in message:
-        message["cpu"] = time.process_time()
     sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
     sys.stdout.buffer.flush()
 
@@ -88,41 +86,52 @@ async def _call(request: dict[str, Any]) -> None:
         if on_text is not None and (rest := stream.flush()):
             _write({"id": call_id, "text": rest})
         done = redact.json(dataclasses.asdict(response))
-        _write({"id": call_id, "done": done})
+        _finish(call_id, done=done)
     except LLMFailure as failure:
-        _write(
-            {
-                "id": call_id,
-                "error": {
-                    "message": redact(str(failure)),
-                    "runtime_status": failure.runtime_status.value,
-                    "agent_state": failure.agent_state.value,
-                    "retryable": failure.retryable,
-                },
-            }
+        _finish(
+            call_id,
+            error={
+                "message": redact(str(failure)),
+                "runtime_status": failure.runtime_status.value,
+                "agent_state": failure.agent_state.value,
+                "retryable": failure.retryable,
+            },
         )
     except asyncio.CancelledError:
         pass
     except Exception as error:  # a bug here must not end the worker
-        _write(
-            {
-                "id": call_id,
-                "error": {
-                    "message": redact(f"model call failed: {type(error).__name__}: {error}")[:300],
-                    "runtime_status": "STATUS$ERROR",
-                    "agent_state": "error",
-                    "retryable": False,
-                },
-            }
+        _finish(
+            call_id,
+            error={
+                "message": redact(f"model call failed: {type(error).__name__}: {error}")[:300],
+                "runtime_status": "STATUS$ERROR",
+                "agent_state": "error",
+                "retryable": False,
+            },
         )
 
 
-async def _say_when_idle(calls: dict[int, asyncio.Task[None]], seconds: float, last_call: list[float]) -> None:
-    while True:
-        await asyncio.sleep(seconds / 4)
-        if not calls and time.monotonic() - last_call[0] >= seconds:
-            _write({"idle": True})
-            last_call[0] = time.monotonic()
+def _finish(call_id: int, **reply: Any) -> None:
+    """A call's last reply, with this process's CPU time so far."""
+    _write({"id": call_id, **reply, "cpu": time.process_time()})
+
+
+class _Quiet:
+    """Since when this worker has had no call in flight."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+
+    def restart(self) -> None:
+        self.since = time.monotonic()
+
+    async def say_when_idle(self, calls: dict[int, asyncio.Task[None]], seconds: float) -> None:
+        """Write {"idle": true} each time `seconds` pass without a call."""
+        while True:
+            await asyncio.sleep(seconds / 4)
+            if not calls and time.monotonic() - self.since >= seconds:
+                _write({"idle": True})
+                self.restart()
 
 
 async def main(idle: float | None = None) -> None:
@@ -138,13 +147,13 @@ async def main(idle: float | None = None) -> None:
     await load_litellm()
     _write({"ready": True})  # the parent stops saying "starting the model worker…"
     calls: dict[int, asyncio.Task[None]] = {}
-    last_call = [time.monotonic()]
+    quiet = _Quiet()
 
-    def _ended(call_id: int) -> None:
+    def ended(call_id: int) -> None:
         calls.pop(call_id, None)
-        last_call[0] = time.monotonic()
+        quiet.restart()
 
-    watch = asyncio.create_task(_say_when_idle(calls, idle, last_call)) if idle is not None else None
+    watch = asyncio.create_task(quiet.say_when_idle(calls, idle)) if idle is not None else None
     while (line := await incoming.get()) is not None:
         try:
             message = orjson.loads(line)
@@ -155,10 +164,10 @@ async def main(idle: float | None = None) -> None:
             if task is not None:
                 task.cancel()
             continue
-        last_call[0] = time.monotonic()
+        quiet.restart()
         task = asyncio.create_task(_call(message))
         calls[message["id"]] = task
-        task.add_done_callback(lambda _, call_id=message["id"]: _ended(call_id))
+        task.add_done_callback(lambda _, call_id=message["id"]: ended(call_id))
     for task in [*calls.values(), watch]:
         if task is not None:
             task.cancel()
@@ -168,7 +177,7 @@ if __name__ == "__main__":
     sys.stderr = _RedactedStream(sys.stderr)  # before litellm sets up its log handlers
     with contextlib.suppress(OSError):
         # Throughput work: where cores are short, the UI's keys and the
-        # loops' event loop go first (a key waited behind two busy workers).
+        # loops' event loop should go first.
         os.nice(NICENESS)
     parser = argparse.ArgumentParser(description="convtui's model worker (started by convtui)")
     parser.add_argument("--idle", type=float, default=None, help="say {'idle': true} after SECONDS without a call")

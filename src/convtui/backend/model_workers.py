@@ -42,6 +42,7 @@ import orjson
 MAX_WORKERS = 4
 BUSY = 0.75  # of a core
 LOAD_WINDOW = 1.0  # seconds
+LOAD_TRUSTED = 3.0  # seconds: an older load sample says nothing of now
 IDLE_SECONDS = 120.0  # an extra worker without a call this long ends
 
 OnText = Callable[[str], None] | None
@@ -80,7 +81,7 @@ class _Worker:
         """Busy over its last window, and that window is recent (a worker
         that answered nothing lately is not busy, whatever it was)."""
         window = self._window
-        return self.load >= BUSY and window is not None and time.monotonic() - window[0] < 2 * LOAD_WINDOW + 1
+        return self.load >= BUSY and window is not None and time.monotonic() - window[0] < LOAD_TRUSTED
 
     def took_cpu(self, cpu: float) -> None:
         """The worker's CPU time, as it reported it with a reply."""
