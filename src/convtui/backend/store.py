@@ -420,6 +420,18 @@ def shard_of(conversation_id: str) -> str:
     return conversation_id[:2]
 
 
+def _signature(path: Path) -> _Signature | None:
+    """What tells one version of a shard file from another; None if absent."""
+    try:
+        return _signature_of(os.stat(path))
+    except OSError:
+        return None
+
+
+def _signature_of(stat: os.stat_result) -> _Signature:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 class ConversationStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -508,7 +520,7 @@ class ConversationStore:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                signatures[name[len(SHARD_PREFIX) : -5]] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                signatures[name[len(SHARD_PREFIX) : -5]] = _signature_of(stat)
         return signatures
 
     def _read_shard(self, shard: str) -> dict[str, StoredDocument]:
@@ -876,10 +888,17 @@ class ConversationStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def _write(self, shard: str, operation: Callable[[Any], Any]) -> Any:
-        """Run a TinyDB operation on one shard under the inter-process lock,
-        then take the written shard into the index and signal other processes."""
+    def _write(self, conversation_id: str, operation: Callable[[Any], Any]) -> Any:
+        """Run a TinyDB operation on the shard of `conversation_id` (the one
+        document it changes) under the inter-process lock, then take the
+        written shard into the index and signal other processes."""
+        shard = shard_of(conversation_id)
         with self._write_lock:
+            with self._index_lock:
+                # No other process wrote the shard since it was indexed: its
+                # other documents are those held, and need no converting.
+                unchanged = _signature(self._shard_path(shard)) == self._shard_signatures.get(shard)
+                held = self._shard_documents.get(shard, {}) if unchanged else {}
             storage_holder: list[DurableJSONStorage] = []
 
             def make_storage(path: Path) -> DurableJSONStorage:
@@ -891,17 +910,18 @@ class ConversationStore:
             result = operation(database.table(TABLE))
             storage = storage_holder[0]
             if storage.written is not None:
-                documents = {
-                    document["conversation_id"]: StoredDocument.of(document)
-                    for document in storage.written.get(TABLE, {}).values()
-                }
+                documents = {}
+                for document in storage.written.get(TABLE, {}).values():
+                    written_id = document["conversation_id"]
+                    kept = held.get(written_id) if written_id != conversation_id else None
+                    documents[written_id] = kept if kept is not None else StoredDocument.of(document)
                 with self._index_lock:
                     self._apply_shard(shard, documents)
-                    try:
-                        stat = os.stat(storage.path)
-                        self._shard_signatures[shard] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-                    except OSError:
+                    signature = _signature(storage.path)
+                    if signature is None:
                         self._shard_signatures.pop(shard, None)
+                    else:
+                        self._shard_signatures[shard] = signature
                     self._bump_version()
             return result
 
@@ -926,7 +946,7 @@ class ConversationStore:
                 raise ValueError(f"conversation {conversation_id} exists already")
             table.insert(_copy(document))
 
-        self._write(shard_of(conversation_id), operation)
+        self._write(conversation_id, operation)
 
     def update(self, conversation_id: str, change: Callable[[Document], Document | None]) -> Document | None:
         """Apply `change` to the current document (read under the lock, so no
@@ -956,7 +976,7 @@ class ConversationStore:
                 return None
             return _copy(stored[0]) if stored else None
 
-        return self._write(shard_of(conversation_id), operation)
+        return self._write(conversation_id, operation)
 
     def remove(self, conversation_id: str) -> bool:
         """Remove a document. Returns False if there was none (nothing written)."""
@@ -965,7 +985,7 @@ class ConversationStore:
             condition = Query().conversation_id == conversation_id
             return table.contains(condition) and bool(table.remove(condition))
 
-        return self._write(shard_of(conversation_id), operation)
+        return self._write(conversation_id, operation)
 
     def close(self) -> None:
         """Idempotent: a second close must not close an fd since reused."""
