@@ -225,9 +225,9 @@ class StoreModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def damage_snapshot(self, data: st.DataObject) -> None:
         path = self.directory / SNAPSHOT_FILE
-        if not path.exists():
+        raw = bytearray(path.read_bytes()) if path.exists() else bytearray()
+        if not raw:  # none written yet, or an earlier step truncated it to nothing
             return
-        raw = bytearray(path.read_bytes())
         how = data.draw(st.sampled_from(["truncate", "flip", "foreign"]))
         if how == "truncate":
             raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
