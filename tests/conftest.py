@@ -65,3 +65,18 @@ async def service(data_dir: Path) -> AsyncIterator[ConversationService]:
     opened = await ConversationService.open(data_dir, user_id="alice")
     yield opened
     opened.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Whether the remote backend met a real OpenHands server in this run."""
+    from .openhands.server import openhands_python
+    from .openhands.version import OPENHANDS_VERSION
+
+    python = openhands_python()
+    if python is not None:
+        terminalreporter.write_line(f"OpenHands server tests: run against openhands-ai {OPENHANDS_VERSION} ({python})")
+    else:
+        terminalreporter.write_line(
+            "OpenHands server tests: SKIPPED, no OpenHands installed "
+            "(python3 tests/openhands/setup.py installs it; the replayed recordings ran)"
+        )

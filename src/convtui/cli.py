@@ -22,7 +22,7 @@ from .backend.data_dir import DATA_DIR_VARIABLE, default_data_dir
 from .backend.errors import ConvtuiError, InvalidInput, MissingSettings, describe_os_error
 from .backend.events import EventDict, event_kind, exit_code_of
 from .backend.models import ConversationInfo, ConversationTrigger, NewConversationRequest, ProviderType
-from .backend.settings import SETTING_NAMES, Settings, display_value, masked, parse_setting
+from .backend.settings import SETTING_NAMES, display_value, masked, parse_setting
 from .formatting import format_cost, format_tokens, relative_time
 from .terminal_text import inert, one_line
 
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-mouse",
         action="store_true",
         help="leave the mouse to the terminal, so text can be selected and copied (also: config set mouse off)",
+    )
+    parser.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="work on the conversations of an OpenHands server added with `convtui remote add` "
+        "(the UI, and every conversation command)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -216,6 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve_status.add_argument("--json", action="store_true")
     serve_commands.add_parser("stop", help="stop the server's loops cleanly, then the server")
 
+    remote = commands.add_parser(
+        "remote",
+        help="OpenHands servers whose conversations convtui manages (add, list, remove, test)",
+        description="An OpenHands server added here is used with --remote NAME. Its API key (sent as "
+        "X-Session-API-Key) is read from the environment variable --api-key-env names, or, with "
+        "--api-key-stdin, stored in the data directory's remotes.json (mode 0600); it is never printed.",
+    )
+    remote_commands = remote.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
+    remote_add = remote_commands.add_parser("add", help="add an OpenHands server")
+    remote_add.add_argument("name", help="a short name: a-z, 0-9, - and _")
+    remote_add.add_argument("url", help="the server's address, e.g. https://openhands.example.com")
+    remote_add.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
+    remote_add.add_argument("--api-key-stdin", action="store_true", help="read the API key from standard input and store it (0600)")
+    remote_add.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate (warns on every use)")
+    remote_list = remote_commands.add_parser("list", help="the servers added, and where each one's API key comes from")
+    remote_list.add_argument("--json", action="store_true")
+    remote_remove = remote_commands.add_parser("remove", help="forget a server (its conversations stay on it)")
+    remote_remove.add_argument("name")
+    remote_test = remote_commands.add_parser("test", help="reach a server with its API key and count its conversations")
+    remote_test.add_argument("name")
+
     doctor = commands.add_parser("doctor", help="check the data directory for damaged files")
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside and recover")
     doctor.add_argument("--json", action="store_true")
@@ -329,7 +356,8 @@ async def cmd_list(backend: Backend, arguments: argparse.Namespace) -> int:
         return EXIT_OK
     _print_table(result.results)
     if result.next_page_id:
-        print(f"more: convtui list --page {result.next_page_id}")
+        remote = f"--remote {arguments.remote} " if getattr(arguments, "remote", None) else ""
+        print(f"more: convtui {remote}list --page {result.next_page_id}")
     return EXIT_OK
 
 
@@ -695,6 +723,46 @@ async def cmd_config(backend: Backend, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_remote(arguments: argparse.Namespace) -> int:
+    from .backend.remotes import RemotesStore
+
+    store = RemotesStore((arguments.data_dir or default_data_dir()).expanduser())
+    action = arguments.remote_command
+    if action == "add":
+        key = None
+        if arguments.api_key_stdin:
+            key = sys.stdin.readline().strip()
+            if not key:
+                raise InvalidInput("no API key on standard input")
+        remote = store.add(arguments.name, arguments.url, arguments.api_key_env, key, arguments.insecure)
+        print(f"added {remote.name}: {remote.url} (API key: {remote.key_source()}); use it with: convtui --remote {remote.name}")
+    elif action == "remove":
+        print(f"removed {store.remove(arguments.name).name}")
+    elif action == "list":
+        remotes = list(store.load().values())
+        if arguments.json:
+            _print_json([{"name": r.name, "url": r.url, "api_key": r.key_source(), "insecure": r.insecure} for r in remotes])
+        elif not remotes:
+            print("No remotes. Add one with: convtui remote add NAME URL [--api-key-env VAR]")
+        for remote in [] if arguments.json else remotes:
+            insecure = "  (TLS not verified)" if remote.insecure else ""
+            print(f"{remote.name:<16} {remote.url}  API key: {remote.key_source()}{insecure}")
+    else:
+        return asyncio.run(_test_remote(store.get(arguments.name)))
+    return EXIT_OK
+
+
+async def _test_remote(remote: Any) -> int:
+    from .backend.openhands_backend import OpenHandsBackend
+
+    backend = OpenHandsBackend.for_remote(remote, on_wait=lambda why: print(f"convtui: {why}", file=sys.stderr))
+    try:
+        print(f"{remote.name}: {remote.url} answers; it holds {await backend.count()} conversation(s)")
+    finally:
+        await backend.close()
+    return EXIT_OK
+
+
 def cmd_doctor(arguments: argparse.Namespace) -> int:
     from .backend.doctor import report_json, run_doctor
 
@@ -923,9 +991,31 @@ async def _run(arguments: argparse.Namespace) -> int:
     from .backend.connect import open_backend
 
     root = (arguments.data_dir or default_data_dir()).expanduser()
+    if arguments.remote is not None:
+        return await _run_remote(root, arguments)
     # (watch follows the server's loops: it starts one like `run`, and keeps it from idling out)
     runs_a_loop = arguments.command in ("run", "watch") or (arguments.command == "new" and arguments.start)
     backend = await open_backend(root, no_server=arguments.no_server, start=runs_a_loop)
+    try:
+        return await COMMANDS[arguments.command](backend, arguments)
+    finally:
+        await backend.close()
+
+
+# What a command needs that only convtui's own data directory has.
+LOCAL_ONLY = {"config": "the server's settings are changed in its own web UI", "import": "", "trash": "", "dismiss": ""}
+
+
+async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
+    """A conversation command against an OpenHands server (--remote NAME)."""
+    from .backend.openhands_backend import OpenHandsBackend, Unsupported
+    from .backend.remotes import RemotesStore
+
+    if arguments.command in LOCAL_ONLY:
+        instead = LOCAL_ONLY[arguments.command]
+        raise Unsupported(f"`{arguments.command}` is not available on an OpenHands server{f': {instead}' if instead else ''}")
+    remote = RemotesStore(root).get(arguments.remote)
+    backend = OpenHandsBackend.for_remote(remote, on_wait=lambda why: print(f"convtui: {why}", file=sys.stderr))
     try:
         return await COMMANDS[arguments.command](backend, arguments)
     finally:
@@ -969,10 +1059,14 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="convtui: warning: %(message)s")
     try:
+        if arguments.remote is not None and arguments.command in ("serve", "doctor", "remote"):
+            parser.error(f"--remote does not apply to `{arguments.command}`: it works on this machine's data directory")
         if arguments.command is None:
             return run_ui(arguments)
         if arguments.command == "doctor":
             return cmd_doctor(arguments)
+        if arguments.command == "remote":
+            return cmd_remote(arguments)
         if arguments.command == "serve":
             return cmd_serve(arguments)
         return asyncio.run(_run(arguments))

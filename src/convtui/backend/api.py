@@ -25,7 +25,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 
 from .. import __version__
 from ..terminal_text import one_line
@@ -168,7 +169,7 @@ class BodyLimit:
             return
         received = 0
 
-        async def counted() -> Message:
+        async def counted() -> ASGIMessage:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))

@@ -1,0 +1,417 @@
+"""The Backend over an OpenHands server's own API (its V1 routes, as
+openhands-ai 1.7 and later serve them): `convtui --remote NAME` and every
+subcommand's `--remote NAME`.
+
+What the server keeps is the server's: its settings, secrets, sandboxes and
+agent. What it cannot do (archive, a trash, searching what conversations
+did, convtui's own settings) raises Unsupported, naming what to do instead.
+Where it cannot filter (repository, trigger, status), the pages it gives are
+filtered here, page by page, and a listing says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from .errors import AmbiguousId, ConvtuiError, InvalidInput, NotFound
+from .events import EventDict, EventFilter
+from .inbox import InboxItem
+from .models import (
+    ConversationInfo,
+    ConversationInfoResultSet,
+    ConversationResponse,
+    ConversationStatus,
+    ExperimentConfig,
+    NewConversationRequest,
+    validate_title,
+)
+from .openhands_http import OpenHandsHTTP
+from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk
+from .remotes import Remote
+from .sandbox import SandboxStatus
+from .settings import Settings
+from .trash import TrashedConversation
+from .update_journal import StreamReset
+from .updates import LoopUpdate
+
+CONVERSATIONS = "/api/v1/app-conversations"
+PAGE_MAX = 100  # the server's limit per page
+SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
+RESOLVE_PAGES = 20  # an id prefix is looked for among the newest 2,000
+EVENTS_MAX = 10_000  # events read for one conversation, at most
+START_TIMEOUT = 180.0  # a new conversation's sandbox may take minutes to start
+START_POLL = 1.0
+# The start task's steps, in words.
+START_STEPS = {
+    "WORKING": "starting",
+    "WAITING_FOR_SANDBOX": "waiting for its sandbox",
+    "PREPARING_REPOSITORY": "preparing the repository",
+    "RUNNING_SETUP_SCRIPT": "running the setup script",
+    "SETTING_UP_GIT_HOOKS": "setting up git hooks",
+    "SETTING_UP_SKILLS": "setting up skills",
+    "STARTING_CONVERSATION": "starting the conversation",
+}
+# The triggers OpenHands knows (convtui's cli and replay are its own).
+SERVER_TRIGGERS = {"resolver", "gui", "suggested_task", "openhands_api", "slack", "microagent_management", "jira", "jira_dc", "linear", "bitbucket"}
+
+
+class Unsupported(ConvtuiError):
+    """The OpenHands server has no such operation."""
+
+
+def _unsupported(what: str, instead: str = "") -> Unsupported:
+    return Unsupported(f"{what} is not available on an OpenHands server{f': {instead}' if instead else ''}")
+
+
+class OpenHandsBackend:
+    """One OpenHands server's conversations. `on_wait` hears why a call is
+    waiting ("server unreachable, retrying in 4 s")."""
+
+    def __init__(self, http: OpenHandsHTTP, name: str) -> None:
+        self.http = http
+        self.name = name
+        self.where = http.url
+
+    @classmethod
+    def for_remote(cls, remote: Remote, *, transport: Any = None, on_wait: Callable[[str], None] | None = None) -> OpenHandsBackend:
+        http = OpenHandsHTTP(remote.url, remote.key(), insecure=remote.insecure, transport=transport, on_wait=on_wait)
+        return cls(http, remote.name)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def count(self) -> int:
+        """How many conversations the server holds (what `remote test` asks)."""
+        answer = await self.http.json("GET", f"{CONVERSATIONS}/count")
+        if not isinstance(answer, int):
+            raise ConvtuiError(f"{self.where} answered the count with {type(answer).__name__}: is it an OpenHands server?")
+        return answer
+
+    # -- ids ----------------------------------------------------------------------------
+
+    async def resolve(self, id_or_prefix: str) -> str:
+        text = id_or_prefix.strip().lower()
+        if len(text.replace("-", "")) == 32:
+            return conversation_id(text)
+        if not text or not HEX_ID.fullmatch(text.ljust(32, "0")):
+            raise InvalidInput(f"{id_or_prefix!r} is not an OpenHands conversation id or a prefix of one")
+        found: list[str] = []
+        page_id = None
+        for _ in range(RESOLVE_PAGES):
+            page = await self._page(page_id, PAGE_MAX)
+            found += [item["id"] for item in page["items"] if str(item["id"]).startswith(text)]
+            page_id = page.get("next_page_id")
+            if len(found) > 1 or not page_id:
+                break
+        if not found:
+            where = "" if not page_id else f" among the newest {RESOLVE_PAGES * PAGE_MAX} (give the whole id)"
+            raise NotFound(f"no conversation's id starts with {text!r}{where}")
+        if len(found) > 1:
+            raise AmbiguousId(f"{text!r} is the start of several ids ({found[0][:12]}, {found[1][:12]}…): give more of it")
+        return found[0]
+
+    # -- listing --------------------------------------------------------------------------
+
+    async def _page(self, page_id: str | None, limit: int, title: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if page_id:
+            params["page_id"] = page_id
+        if title:
+            params["title__contains"] = title
+        page = await self.http.json("GET", f"{CONVERSATIONS}/search", params=params)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise ConvtuiError(f"{self.where} answered a search with something else than a page: is it an OpenHands server?")
+        return page
+
+    async def search(
+        self,
+        page_id: str | None = None,
+        limit: int = 20,
+        selected_repository: str | None = None,
+        conversation_trigger: str | None = None,
+        status: str | None = None,
+        query: str | None = None,
+        archived: bool | None = False,
+        all_ages: bool = False,
+        event_words: str | None = None,
+        event_path: str | None = None,
+        event_command: str | None = None,
+    ) -> ConversationInfoResultSet:
+        """A page, newest activity first (the server's order). The title words
+        are the server's filter; repository, trigger and status are applied
+        here to the server's pages: a page may then hold fewer than `limit`
+        while `next_page_id` says more may follow."""
+        if not 1 <= limit <= PAGE_MAX:
+            raise InvalidInput(f"limit must be 1-{PAGE_MAX}, not {limit}")
+        if event_words or event_path or event_command:
+            raise _unsupported("searching what conversations did (--text, --file, --cmd)", "filter by title words instead")
+        if archived:
+            raise _unsupported("the archive", "it keeps every conversation in one list")
+        wanted = _local_filter(selected_repository, conversation_trigger, status)
+        results: list[ConversationInfo] = []
+        for _ in range(SCAN_PAGES if wanted is not None else 1):
+            page = await self._page(page_id, limit, (query or "").strip() or None)
+            infos = [conversation_info(item) for item in page["items"]]
+            results += [info for info in infos if wanted is None or wanted(info)]
+            page_id = page.get("next_page_id")
+            if not page_id or len(results) >= limit:
+                break
+        return ConversationInfoResultSet(results=results[:limit], next_page_id=page_id)
+
+    async def get(self, conversation_id: str) -> ConversationInfo:
+        full_id = await self.resolve(conversation_id)
+        return conversation_info(await self._item(full_id))
+
+    async def _item(self, full_id: str) -> dict[str, Any]:
+        answer = await self.http.json("GET", CONVERSATIONS, params={"ids": full_id})
+        item = answer[0] if isinstance(answer, list) and answer else None
+        if not isinstance(item, dict):
+            raise NotFound(f"no conversation {full_id} on {self.where}")
+        return item
+
+    # -- changes ------------------------------------------------------------------------
+
+    async def new_conversation(self, request: NewConversationRequest) -> ConversationResponse:
+        """Asks the server to start one and follows its start task until the
+        conversation exists (its sandbox may take a minute or more)."""
+        if request.replay_json:
+            raise _unsupported("replaying a trajectory")
+        body: dict[str, Any] = {
+            "selected_repository": request.repository,
+            "selected_branch": request.selected_branch,
+            "git_provider": request.git_provider.value if request.git_provider else None,
+            "system_message_suffix": request.conversation_instructions,
+            "trigger": request.trigger.value if request.trigger.value in SERVER_TRIGGERS else None,
+        }
+        if request.initial_user_msg or request.image_urls:
+            content: list[dict[str, Any]] = [{"type": "text", "text": request.initial_user_msg or ""}]
+            if request.image_urls:
+                content.append({"type": "image", "image_urls": list(request.image_urls)})
+            body["initial_message"] = {"role": "user", "content": content, "run": True}
+        task = await self.http.json("POST", CONVERSATIONS, json={k: v for k, v in body.items() if v is not None})
+        full_id = await self._follow_start(task)
+        info = conversation_info(await self._item(full_id))
+        return ConversationResponse(status="ok", conversation_id=full_id, conversation_status=info.status)
+
+    async def _follow_start(self, task: dict[str, Any]) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            status = task.get("status")
+            if status == "READY" and task.get("app_conversation_id"):
+                return str(task["app_conversation_id"]).replace("-", "")
+            if status == "ERROR":
+                raise ConvtuiError(f"{self.where} could not start the conversation: {task.get('detail') or 'no reason given'}")
+            if time.monotonic() > deadline:
+                step = START_STEPS.get(str(status), str(status))
+                raise ConvtuiError(f"the conversation is still {step} after {START_TIMEOUT:g} s (start task {task.get('id')}); it may appear later")
+            await asyncio.sleep(START_POLL)
+            answer = await self.http.json("GET", f"{CONVERSATIONS}/start-tasks", params={"ids": task["id"]})
+            if isinstance(answer, list) and answer and isinstance(answer[0], dict):
+                task = answer[0]
+
+    async def rename(self, conversation_id: str, title: str) -> ConversationInfo:
+        try:
+            title = validate_title(title)
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+        full_id = await self.resolve(conversation_id)
+        return conversation_info(await self.http.json("PATCH", f"{CONVERSATIONS}/{full_id}", json={"title": title}))
+
+    async def delete(self, conversation_id: str) -> bool:
+        full_id = await self.resolve(conversation_id)
+        try:
+            await self.http.request("DELETE", f"{CONVERSATIONS}/{full_id}")
+        except NotFound:
+            return False
+        return True
+
+    async def start(self, conversation_id: str, confirm: bool | None = None, until_idle: bool = False) -> ConversationStatus:
+        """Resumes the conversation's sandbox (the agent goes on where it was)."""
+        item = await self._item(await self.resolve(conversation_id))
+        if item.get("sandbox_status") == "MISSING":
+            raise ConvtuiError("its sandbox is gone (deleted on the server): send a message in the OpenHands web UI to recreate it")
+        if item.get("sandbox_status") in ("PAUSED", "ERROR"):
+            await self.http.request("POST", f"/api/v1/sandboxes/{item['sandbox_id']}/resume")
+            return ConversationStatus.STARTING
+        return conversation_info(item).status
+
+    async def stop(self, conversation_id: str) -> ConversationResponse:
+        """Pauses the conversation's sandbox, as the OpenHands web UI does."""
+        item = await self._item(await self.resolve(conversation_id))
+        running = item.get("sandbox_status") in ("RUNNING", "STARTING")
+        if running:
+            await self.http.request("POST", f"/api/v1/sandboxes/{item['sandbox_id']}/pause")
+        from .interface import stop_response
+
+        return stop_response(str(item["id"]), running, ConversationStatus.STOPPED if running else conversation_info(item).status)
+
+    async def stop_explained(self, conversation_id: str) -> ConversationResponse:
+        return await self.stop(conversation_id)
+
+    async def send_message(self, conversation_id: str, text: str) -> EventDict:
+        if not text.strip():
+            raise InvalidInput("the message is empty")
+        full_id = await self.resolve(conversation_id)
+        body = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
+        answer = await self.http.json("POST", f"{CONVERSATIONS}/{full_id}/send-message", json=body, idempotent=False)
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise ConvtuiError(f"{self.where} did not take the message: {answer.get('message') or 'no reason given'}")
+        return {"source": "user", "action": "message", "message": text, "args": {"content": text}}
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _events(self, full_id: str) -> list[EventDict]:
+        """Every event, oldest first, numbered by its place among all the
+        server's events (stable while the server appends)."""
+        events: list[EventDict] = []
+        number = 0
+        page_id = None
+        while number < EVENTS_MAX:
+            params: dict[str, Any] = {"limit": PAGE_MAX, "sort_order": "TIMESTAMP"}
+            if page_id:
+                params["page_id"] = page_id
+            page = await self.http.json("GET", f"/api/v1/conversation/{full_id}/events/search", params=params)
+            for raw in page.get("items") or []:
+                event = event_from_sdk(raw, number) if isinstance(raw, dict) else None
+                number += 1
+                if event is not None:
+                    events.append(event)
+            page_id = page.get("next_page_id")
+            if not page_id:
+                break
+        return events
+
+    async def search_events(
+        self,
+        conversation_id: str,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        filter: EventFilter | None = None,
+        limit: int | None = None,
+    ) -> list[EventDict]:
+        events = [
+            event
+            for event in await self._events(await self.resolve(conversation_id))
+            if event["id"] >= start_id and (end_id is None or event["id"] <= end_id) and (filter is None or filter.include(event))
+        ]
+        if reverse:
+            events.reverse()
+        return events if limit is None else events[:limit]
+
+    async def export_json(self, conversation_id: str) -> bytes:
+        from .trajectory import to_json
+
+        return to_json(await self._events(await self.resolve(conversation_id)))
+
+    async def export_markdown(self, conversation_id: str) -> str:
+        from .trajectory import to_markdown
+
+        full_id = await self.resolve(conversation_id)
+        return to_markdown(await self.get(full_id), await self._events(full_id))
+
+    async def workspace(self, conversation_id: str) -> str:
+        item = await self._item(await self.resolve(conversation_id))
+        return f"sandbox {item.get('sandbox_id')} on {self.where}"
+
+    async def sandbox_status(self) -> SandboxStatus:
+        return SandboxStatus(sandboxed=True, description=f"in the sandboxes of {self.where} (its runtime)")
+
+    # -- what only convtui's own store has ------------------------------------------------
+
+    async def change_archived(self, conversation_id: str, archived: bool) -> tuple[ConversationInfo, str | None]:
+        raise _unsupported("archiving", "delete it, or leave it in the list")
+
+    async def trash(self, conversation_id: str) -> str:
+        raise _unsupported("the trash", "`convtui --remote NAME delete` deletes for good")
+
+    async def list_trash(self) -> list[TrashedConversation]:
+        raise _unsupported("the trash")
+
+    async def restore(self, conversation_id: str) -> ConversationInfo:
+        raise _unsupported("the trash")
+
+    async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
+        raise _unsupported("the trash")
+
+    async def import_trajectory(self, raw: bytes) -> ConversationResponse:
+        raise _unsupported("importing a trajectory")
+
+    async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
+        raise _unsupported("an experiment config")
+
+    async def processes(self, conversation_id: str) -> list[str]:
+        raise _unsupported("listing a workspace's background processes")
+
+    async def stop_processes(self, conversation_id: str) -> int:
+        raise _unsupported("stopping a workspace's background processes")
+
+    async def pending_action(self, conversation_id: str) -> EventDict | None:
+        return None
+
+    async def pending_diff(self, conversation_id: str) -> list[str] | None:
+        return None
+
+    async def approve(self, conversation_id: str, always: bool = False) -> None:
+        raise _unsupported("approving from convtui yet", "approve it in the OpenHands web UI")
+
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        raise _unsupported("rejecting from convtui yet", "reject it in the OpenHands web UI")
+
+    async def inbox(self) -> list[InboxItem]:
+        raise _unsupported("the inbox yet", "`convtui --remote NAME list` shows each conversation's state")
+
+    async def dismiss(self, conversation_id: str) -> ConversationInfo:
+        raise _unsupported("the inbox yet")
+
+    async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
+        raise _unsupported("unread markers yet")
+
+    async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
+        raise _unsupported("always approve", "set the confirmation mode in the server's settings")
+
+    async def remember_prompt(self, conversation_id: str, event_id: int) -> str:
+        raise _unsupported("remember prompt yet")
+
+    async def load_settings(self) -> Settings:
+        raise _unsupported("convtui's settings", "the server's settings are changed in its own web UI")
+
+    async def update_settings(self, values: dict[str, Any]) -> Settings:
+        raise _unsupported("changing settings", "the server's settings are changed in its own web UI")
+
+    async def settings_overrides(self) -> dict[str, str]:
+        return {}
+
+    async def position(self) -> str:
+        raise _unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+
+    def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
+        raise _unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+
+    async def wait(self, conversation_id: str) -> None:
+        return None
+
+
+def _local_filter(repository: str | None, trigger: str | None, status: str | None) -> Callable[[ConversationInfo], bool] | None:
+    """What the server cannot filter on, as a test of one conversation (None: nothing to test)."""
+    if repository is None and trigger is None and status is None:
+        return None
+    wanted_status = status.strip().upper() if status else None
+    known = {s.value for s in ConversationStatus} | {"WAITING", "FINISHED"}
+    if wanted_status is not None and wanted_status not in known:
+        raise InvalidInput(f"status must be one of {', '.join(sorted(known)).lower()}, not {status!r}")
+
+    def wanted(info: ConversationInfo) -> bool:
+        if repository is not None and (info.selected_repository or "").lower() != repository.lower():
+            return False
+        if trigger is not None and (info.trigger.value if info.trigger else None) != trigger:
+            return False
+        if wanted_status == "WAITING":
+            return info.agent_state is not None and info.agent_state.value in ("awaiting_user_input", "awaiting_user_confirmation", "error")
+        if wanted_status == "FINISHED":
+            return info.agent_state is not None and info.agent_state.value == "finished"
+        return wanted_status is None or info.status.value == wanted_status
+
+    return wanted

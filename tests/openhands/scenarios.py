@@ -1,0 +1,161 @@
+"""What convtui does with an OpenHands server, as scenarios that check
+themselves. Each runs against the real server (tests/test_openhands_live.py,
+which can record the exchanges) and against the recording
+(tests/test_openhands_replay.py): the same calls, the same checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from convtui.backend.errors import InvalidInput, NotFound, PermissionDenied
+from convtui.backend.events import event_kind
+from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
+from convtui.backend.openhands_backend import OpenHandsBackend, Unsupported
+
+from ..fake_llm import Text, ToolCall
+
+SEEDED = 250  # conversations seed.py stores before the scenarios run
+WAIT_SECONDS = 90.0
+
+
+async def listing(backend: OpenHandsBackend) -> None:
+    """Paging newest first, the server's title filter, the local repository
+    filter, get and id prefixes, on the seeded conversations."""
+    assert await backend.count() == SEEDED
+    pages = [await backend.search(limit=100)]
+    while pages[-1].next_page_id:
+        pages.append(await backend.search(page_id=pages[-1].next_page_id, limit=100))
+    assert [len(page.results) for page in pages] == [100, 100, 50]
+    titles = [info.title for page in pages for info in page.results]
+    assert titles == [f"seeded {number:05d}" for number in reversed(range(SEEDED))]  # newest activity first
+    infos = [info for page in pages for info in page.results]
+    assert len({info.conversation_id for info in infos}) == SEEDED
+    # Their sandboxes do not exist: stopped, listed, not archived.
+    assert {info.status for info in infos} == {ConversationStatus.STOPPED}
+    assert not any(info.archived for info in infos)
+    assert all(info.status_message.startswith("sandbox missing") for info in infos)
+    assert all(info.agent_state is None for info in infos)
+
+    # Title words: the server's filter.
+    found = await backend.search(query="seeded 0012", limit=20)
+    assert sorted(info.title for info in found.results) == [f"seeded 0012{n}" for n in range(10)]
+    assert found.next_page_id is None
+    # Repository: filtered here, over the server's pages (every fifth has one).
+    with_repository = await backend.search(selected_repository="org/repo", limit=10)
+    assert [info.title for info in with_repository.results] == [f"seeded {n:05d}" for n in range(245, 195, -5)]
+    assert with_repository.next_page_id is not None
+
+    one = infos[7]
+    assert (await backend.get(one.conversation_id)).title == one.title
+    assert (await backend.get(str(uuid.UUID(one.conversation_id)))).conversation_id == one.conversation_id
+    assert await backend.resolve(one.conversation_id[:10]) == one.conversation_id
+    with pytest.raises(NotFound):
+        await backend.get(uuid.UUID(int=1).hex)
+    with pytest.raises(InvalidInput):  # refused here: never sent
+        await backend.search(limit=101)
+    with pytest.raises(Unsupported):
+        await backend.search(event_words="pytest")
+
+
+async def changes(backend: OpenHandsBackend) -> None:
+    """Rename (with convtui's title rules checked before sending) and delete."""
+    page = await backend.search(limit=3)
+    target = page.results[2]
+    renamed = await backend.rename(target.conversation_id, "  Renamed by convtui é  ")
+    assert renamed.title == "Renamed by convtui é"
+    assert renamed.conversation_id == target.conversation_id
+    assert (await backend.get(target.conversation_id)).title == "Renamed by convtui é"
+    for bad in ("", "   ", "x" * 201, "bell\x07"):
+        with pytest.raises(InvalidInput):
+            await backend.rename(target.conversation_id, bad)
+    with pytest.raises(InvalidInput):  # the server's PATCH would answer a 500
+        await backend.rename("not-a-uuid", "x")
+    assert await backend.delete(target.conversation_id) is True
+    with pytest.raises(NotFound):
+        await backend.get(target.conversation_id)
+    assert await backend.count() == SEEDED - 1
+    assert await backend.delete(target.conversation_id) is False
+
+
+async def refused_key(backend: OpenHandsBackend) -> None:
+    """A backend with the wrong key: the server's 401, in words."""
+    with pytest.raises(PermissionDenied, match="refused the API key"):
+        await backend.count()
+
+
+async def bursts(backend: OpenHandsBackend) -> None:
+    """25 calls at once from a client that does not pace itself: the server
+    answers some 429 with Retry-After; every call still succeeds."""
+    backend.http.pacer.rate = 1000
+    counts = await asyncio.gather(*(backend.count() for _ in range(25)))
+    assert set(counts) == {SEEDED - 1}
+
+
+def agent_model(body: dict[str, Any]) -> Any:
+    """The fake model's answers to OpenHands' agent: a title when asked
+    without tools; else a command, then finish; and finish after a thanks."""
+    if not body.get("tools"):
+        return Text("Hello file")
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    said = json.dumps(last.get("content"))
+    if last.get("role") == "user" and "thanks" in said:
+        return ToolCall("finish", {"message": "bye"})
+    if last.get("role") == "user":
+        return ToolCall("terminal", {"command": "echo hello > hello.txt && cat hello.txt", "security_risk": "LOW"})
+    return ToolCall("finish", {"message": "wrote hello.txt"})
+
+
+async def _until(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        info = await backend.get(conversation_id)
+        if test(info):
+            return info
+        assert time.monotonic() < deadline, f"still {info.status} / {info.agent_state} after {WAIT_SECONDS:g} s"
+        await asyncio.sleep(pause)
+
+
+async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
+    """Create with a first message, the agent's run with the fake model, its
+    events and exports, stop (pause), start (resume), and a message."""
+    created = await backend.new_conversation(NewConversationRequest(initial_user_msg="write hello.txt"))
+    conversation_id = created.conversation_id
+    finished = await _until(backend, conversation_id, lambda info: info.agent_state is AgentState.FINISHED, pause)
+    assert finished.status is ConversationStatus.RUNNING
+    assert finished.llm_model == "openai/fake-model"
+
+    events = await backend.search_events(conversation_id)
+    said = [(event["source"], event_kind(event)) for event in events]
+    assert said[0] == ("user", "message") and events[0]["message"] == "write hello.txt"
+    command = next(event for event in events if event_kind(event) == "run" and event.get("action"))
+    assert command["args"]["command"] == "echo hello > hello.txt && cat hello.txt"
+    output = next(event for event in events if event_kind(event) == "run" and event.get("observation"))
+    assert "hello" in output["content"] and output["extras"]["metadata"]["exit_code"] == 0
+    assert ("agent", "finish") in said
+    assert [event["id"] for event in events] == sorted(event["id"] for event in events)
+    newest = await backend.search_events(conversation_id, reverse=True, limit=2)
+    assert newest == list(reversed(events))[:2]
+
+    assert json.loads(await backend.export_json(conversation_id)) == events
+    assert "echo hello > hello.txt" in await backend.export_markdown(conversation_id)
+
+    stopped = await backend.stop(conversation_id)
+    assert stopped.message == "Conversation stopped successfully"
+    paused = await backend.get(conversation_id)
+    assert paused.status is ConversationStatus.STOPPED and paused.status_message == "sandbox paused"
+    assert (await backend.stop(conversation_id)).message == "Conversation was not running"
+
+    assert await backend.start(conversation_id) is ConversationStatus.STARTING
+    await _until(backend, conversation_id, lambda info: info.status is ConversationStatus.RUNNING, pause)
+    await backend.send_message(conversation_id, "thanks")
+    await _until(backend, conversation_id, lambda info: info.agent_state is AgentState.FINISHED and info.total_tokens > finished.total_tokens, pause)
+    after = await backend.search_events(conversation_id, start_id=events[-1]["id"] + 1)
+    assert any(event.get("message") == "thanks" for event in after)
+    assert any(event.get("message") == "bye" for event in after if event_kind(event) == "finish")

@@ -1,0 +1,148 @@
+"""The remote backend against a real OpenHands server (openhands-ai from
+PyPI, started as its users start it: see tests/openhands/server.py), with
+its agent talking to the fake model. Skipped, saying why, when no OpenHands
+is installed (`python3 tests/openhands/setup.py` installs it).
+
+With CONVTUI_RECORD_OPENHANDS=1 each scenario's exchanges are written to
+tests/fixtures/openhands/, which tests/test_openhands_replay.py replays."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from convtui.backend.openhands_backend import OpenHandsBackend
+from convtui.backend.openhands_http import ServerUnreachable
+from convtui.backend.remotes import Remote
+
+from .fake_llm import FakeLLMServer
+from .openhands import scenarios
+from .openhands.recording import RECORD_VARIABLE, RecordingTransport
+from .openhands.server import PYTHON_VARIABLE, SESSION_KEY, OpenHandsServer, openhands_python
+
+PYTHON = openhands_python()
+pytestmark = pytest.mark.skipif(
+    PYTHON is None,
+    reason=f"no OpenHands to test against: `python3 tests/openhands/setup.py` installs it (or set ${PYTHON_VARIABLE})",
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer.in_thread() as server:
+        server.responder = scenarios.agent_model
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model: FakeLLMServer) -> Iterator[OpenHandsServer]:
+    assert PYTHON is not None
+    running = OpenHandsServer(PYTHON, tmp_path_factory.mktemp("openhands")).start()
+    try:
+        running.seed(scenarios.SEEDED)
+        running.use_model(model.base_url)
+        yield running
+    finally:
+        running.kill()
+
+
+def backend_for(server: OpenHandsServer, key: str = SESSION_KEY, recording: RecordingTransport | None = None, **options) -> OpenHandsBackend:
+    remote = Remote(name="test", url=server.url, api_key=key)
+    return OpenHandsBackend.for_remote(remote, transport=recording, **options)
+
+
+async def play(server: OpenHandsServer, name: str, scenario, key: str = SESSION_KEY, **arguments) -> None:
+    """Run `scenario` with a backend on the real server; record it if asked."""
+    recording = RecordingTransport() if os.environ.get(RECORD_VARIABLE) else None
+    backend = backend_for(server, key, recording)
+    try:
+        await scenario(backend, **arguments)
+    finally:
+        await backend.close()
+    if recording is not None:
+        recording.save(name)
+
+
+# In this order: each starts from what the one before left.
+
+
+async def test_listing(server: OpenHandsServer) -> None:
+    await play(server, "listing", scenarios.listing)
+
+
+async def test_changes(server: OpenHandsServer) -> None:
+    await play(server, "changes", scenarios.changes)
+
+
+async def test_a_wrong_key_is_refused(server: OpenHandsServer) -> None:
+    await play(server, "refused_key", scenarios.refused_key, key="not-the-key")
+
+
+async def test_bursts_are_retried_after_the_servers_429(server: OpenHandsServer) -> None:
+    await play(server, "bursts", scenarios.bursts)
+
+
+async def test_a_paced_client_is_never_refused(server: OpenHandsServer) -> None:
+    """convtui's own pace (10 a second) keeps under the server's limit."""
+    recording = RecordingTransport()
+    backend = backend_for(server, recording=recording)
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(backend.count() for _ in range(25)))
+    finally:
+        await backend.close()
+    assert {exchange["status"] for exchange in recording.exchanges} == {200}
+    assert time.monotonic() - started >= 2.0
+
+
+async def test_agent_run(server: OpenHandsServer) -> None:
+    await play(server, "agent_run", scenarios.agent_run)
+
+
+async def test_a_killed_server_is_waited_for_then_answers_again(server: OpenHandsServer) -> None:
+    heard: list[str] = []
+    backend = backend_for(server, on_wait=heard.append)
+    backend.http.retry_delays = (0.2, 0.4)
+    try:
+        before = await backend.count()
+        server.kill()
+        with pytest.raises(ServerUnreachable, match="cannot reach"):
+            await backend.count()
+        assert heard == ["server unreachable (All connection attempts failed), retrying in 0.2 s",
+                         "server unreachable (All connection attempts failed), retrying in 0.4 s"]
+        server.start()  # the same port and persistence directory
+        assert await backend.count() == before
+    finally:
+        await backend.close()
+
+
+
+def test_the_command_line_on_the_server(server: OpenHandsServer, tmp_path) -> None:
+    """`convtui remote add`, then `convtui --remote NAME ...` as a user types them."""
+    environment = {**os.environ, "OH_TEST_KEY": SESSION_KEY, "CONVTUI_DATA_DIR": str(tmp_path / "data")}
+
+    def convtui(*arguments: str, code: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "convtui", *arguments], env=environment, capture_output=True, text=True, timeout=120)
+        assert done.returncode == code, done.stderr
+        return done
+
+    convtui("remote", "add", "oh", server.url, "--api-key-env", "OH_TEST_KEY")
+    assert "holds" in convtui("remote", "test", "oh").stdout
+    listing = json.loads(convtui("--remote", "oh", "list", "--json", "--limit", "5").stdout)
+    assert len(listing["results"]) == 5 and listing["next_page_id"]
+    first = listing["results"][0]["conversation_id"]
+    assert f"more: convtui --remote oh list --page {listing['next_page_id']}" in convtui("--remote", "oh", "list", "--limit", "5").stdout
+    convtui("--remote", "oh", "rename", first[:8], "From the command line")
+    shown = json.loads(convtui("--remote", "oh", "show", first, "--json").stdout)
+    assert shown["title"] == "From the command line" and shown["conversation_id"] == first
+    refused = convtui("--remote", "oh", "archive", first, code=1).stderr
+    assert refused.strip().endswith("archiving is not available on an OpenHands server: delete it, or leave it in the list")
+    environment["OH_TEST_KEY"] = "wrong"
+    assert "refused the API key" in convtui("--remote", "oh", "list", code=1).stderr
