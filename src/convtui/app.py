@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -46,12 +47,15 @@ class ConvtuiApp(KeysInOrderApp[None]):
         user_id: str | None = None,
         on_ready: Callable[[ConvtuiApp], None] | None = None,
         no_server: bool = False,
+        remote: str | None = None,
     ) -> None:
         """`no_server`: loops run in this process (else in the data
-        directory's server when the `server` setting is on)."""
+        directory's server when the `server` setting is on). `remote`: the
+        name of an OpenHands server (convtui remote add) to work on instead."""
         super().__init__()
         self.data_dir = data_dir
         self.no_server = no_server
+        self.remote = remote
         self.clock = clock
         self.user_id = user_id
         self.on_ready = on_ready
@@ -75,7 +79,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         return self._offered_themes[1]
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Opening {self.data_dir} …", id="loading")
+        yield Static(f"Opening {self.remote or self.data_dir} …", id="loading")
 
     def on_mount(self) -> None:
         self.screen_change_signal.subscribe(self, self._still_cursors)
@@ -99,9 +103,13 @@ class ConvtuiApp(KeysInOrderApp[None]):
         from .screens.main import MainScreen
 
         try:
-            self.backend = await open_ui_backend(self.data_dir, user_id=self.user_id, no_server=self.no_server)
+            if self.remote is not None:
+                self.backend = await self._open_remote(self.remote)
+            else:
+                self.backend = await open_ui_backend(self.data_dir, user_id=self.user_id, no_server=self.no_server)
         except ConvtuiError as error:
-            self.query_one("#loading", Static).update(f"convtui cannot open its data:\n\n{error}\n\nPress q to quit.")
+            what = f"the OpenHands server {self.remote!r}" if self.remote is not None else "its data"
+            self.query_one("#loading", Static).update(f"convtui cannot open {what}:\n\n{error}\n\nPress q to quit.")
             self.bind("q", "quit")
             return
         self.alerts = TerminalAlerts(self.backend, self._looking_at, self.write_to_terminal, self._notify_alert)
@@ -120,6 +128,23 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.run_worker(main.while_away(), group="digest")
         if self.on_ready is not None:
             self.on_ready(self)
+
+    async def _open_remote(self, name: str) -> UIBackend:
+        """An OpenHands server's first page, read before the list shows
+        (the loading line says why it waits, while it does)."""
+        from .backend.openhands_ui_backend import OpenHandsUIBackend
+        from .backend.remotes import RemotesStore
+
+        remote = await asyncio.to_thread(RemotesStore(self.data_dir).get, name)
+        backend = OpenHandsUIBackend.for_remote_ui(remote, self.data_dir)
+        loading = self.query_one("#loading", Static)
+        loading.update(f"Opening {name} ({remote.url}) …")
+        try:
+            await backend.open(on_wait=lambda why: loading.update(f"Opening {name} ({remote.url}) … {why}"))
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
 
     async def _connect(self) -> None:
         """The list is up meanwhile: only loop actions wait for the server."""

@@ -1037,7 +1037,7 @@ def run_ui(arguments: argparse.Namespace) -> int:
 
     root = (arguments.data_dir or default_data_dir()).expanduser()
     with ends_cleanly_on_termination() as termination:  # loops stop, their commands die
-        termination.app = ConvtuiApp(root, no_server=arguments.no_server)
+        termination.app = ConvtuiApp(root, no_server=arguments.no_server, remote=arguments.remote)
         termination.app.run(mouse=not arguments.no_mouse and _mouse_setting(root))
     return termination.exit_code or EXIT_OK
 

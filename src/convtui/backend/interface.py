@@ -207,6 +207,15 @@ class UIBackend(Backend, Protocol):
         """True when the loops go on after the UI quits (they run in a server)."""
         ...
 
+    @property
+    def has_trash(self) -> bool:
+        """True when a delete moves to a trash (False: an OpenHands server deletes for good)."""
+        ...
+
+    def list_note(self) -> str | None:
+        """What the list's status line adds (a remote: how much is loaded, and trouble reaching it)."""
+        ...
+
     async def connect(self) -> None:
         """Reach whatever runs the loops; raises ConvtuiError when nothing can."""
         ...
@@ -516,6 +525,11 @@ class LocalBackend:
     @property
     def outlives_the_ui(self) -> bool:
         return self.manager.outlives_the_ui
+
+    has_trash = True
+
+    def list_note(self) -> str | None:
+        return None
 
     async def connect(self) -> None:
         await self.manager.connect()

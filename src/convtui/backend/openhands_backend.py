@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -57,11 +58,35 @@ START_STEPS = {
 SERVER_TRIGGERS = {"resolver", "gui", "suggested_task", "openhands_api", "slack", "microagent_management", "jira", "jira_dc", "linear", "bitbucket"}
 
 
+@dataclass
+class EventTrail:
+    """What has been read of one conversation's events. Each is numbered by
+    its place among all the server's events, oldest first (stable while the
+    server appends); a later read asks only from the newest timestamp on."""
+
+    events: list[EventDict] = field(default_factory=list)
+    raw_count: int = 0
+    last_timestamp: str | None = None
+    at_last: set[str] = field(default_factory=set)  # the ids read with that timestamp
+    read_at: float = float("-inf")
+
+    def take(self, raw: dict[str, Any]) -> EventDict | None:
+        """The next raw event as shown (None: bookkeeping, or read already)."""
+        moment, identifier = raw.get("timestamp"), raw.get("id")
+        if moment == self.last_timestamp and identifier in self.at_last:
+            return None
+        if moment != self.last_timestamp:
+            self.last_timestamp, self.at_last = moment, set()
+        self.at_last.add(identifier)
+        self.raw_count += 1
+        return event_from_sdk(raw, self.raw_count - 1)
+
+
 class Unsupported(ConvtuiError):
     """The OpenHands server has no such operation."""
 
 
-def _unsupported(what: str, instead: str = "") -> Unsupported:
+def unsupported(what: str, instead: str = "") -> Unsupported:
     return Unsupported(f"{what} is not available on an OpenHands server{f': {instead}' if instead else ''}")
 
 
@@ -146,9 +171,9 @@ class OpenHandsBackend:
         if not 1 <= limit <= PAGE_MAX:
             raise InvalidInput(f"limit must be 1-{PAGE_MAX}, not {limit}")
         if event_words or event_path or event_command:
-            raise _unsupported("searching what conversations did (--text, --file, --cmd)", "filter by title words instead")
+            raise unsupported("searching what conversations did (--text, --file, --cmd)", "filter by title words instead")
         if archived:
-            raise _unsupported("the archive", "it keeps every conversation in one list")
+            raise unsupported("the archive", "it keeps every conversation in one list")
         wanted = _local_filter(selected_repository, conversation_trigger, status)
         results: list[ConversationInfo] = []
         for _ in range(SCAN_PAGES if wanted is not None else 1):
@@ -177,7 +202,7 @@ class OpenHandsBackend:
         """Asks the server to start one and follows its start task until the
         conversation exists (its sandbox may take a minute or more)."""
         if request.replay_json:
-            raise _unsupported("replaying a trajectory")
+            raise unsupported("replaying a trajectory")
         body: dict[str, Any] = {
             "selected_repository": request.repository,
             "selected_branch": request.selected_branch,
@@ -263,25 +288,31 @@ class OpenHandsBackend:
     # -- events ---------------------------------------------------------------------------
 
     async def _events(self, full_id: str) -> list[EventDict]:
-        """Every event, oldest first, numbered by its place among all the
-        server's events (stable while the server appends)."""
-        events: list[EventDict] = []
-        number = 0
+        """Every event, oldest first (see EventTrail)."""
+        trail = EventTrail()
+        await self._read_events(full_id, trail)
+        return trail.events
+
+    async def _read_events(self, full_id: str, trail: EventTrail) -> list[EventDict]:
+        """The events after those `trail` holds, added to it; returns them."""
+        new: list[EventDict] = []
         page_id = None
-        while number < EVENTS_MAX:
+        while trail.raw_count < EVENTS_MAX:
             params: dict[str, Any] = {"limit": PAGE_MAX, "sort_order": "TIMESTAMP"}
+            if trail.last_timestamp is not None:
+                params["timestamp__gte"] = trail.last_timestamp
             if page_id:
                 params["page_id"] = page_id
             page = await self.http.json("GET", f"/api/v1/conversation/{full_id}/events/search", params=params)
             for raw in page.get("items") or []:
-                event = event_from_sdk(raw, number) if isinstance(raw, dict) else None
-                number += 1
+                event = trail.take(raw) if isinstance(raw, dict) else None
                 if event is not None:
-                    events.append(event)
+                    new.append(event)
             page_id = page.get("next_page_id")
             if not page_id:
                 break
-        return events
+        trail.events += new
+        return new
 
     async def search_events(
         self,
@@ -322,31 +353,31 @@ class OpenHandsBackend:
     # -- what only convtui's own store has ------------------------------------------------
 
     async def change_archived(self, conversation_id: str, archived: bool) -> tuple[ConversationInfo, str | None]:
-        raise _unsupported("archiving", "delete it, or leave it in the list")
+        raise unsupported("archiving", "delete it, or leave it in the list")
 
     async def trash(self, conversation_id: str) -> str:
-        raise _unsupported("the trash", "`convtui --remote NAME delete` deletes for good")
+        raise unsupported("the trash", "`convtui --remote NAME delete` deletes for good")
 
     async def list_trash(self) -> list[TrashedConversation]:
-        raise _unsupported("the trash")
+        raise unsupported("the trash")
 
     async def restore(self, conversation_id: str) -> ConversationInfo:
-        raise _unsupported("the trash")
+        raise unsupported("the trash")
 
     async def empty_trash(self, conversation_ids: Sequence[str] | None = None) -> int:
-        raise _unsupported("the trash")
+        raise unsupported("the trash")
 
     async def import_trajectory(self, raw: bytes) -> ConversationResponse:
-        raise _unsupported("importing a trajectory")
+        raise unsupported("importing a trajectory")
 
     async def set_experiment_config(self, conversation_id: str, config: ExperimentConfig | dict[str, Any]) -> bool:
-        raise _unsupported("an experiment config")
+        raise unsupported("an experiment config")
 
     async def processes(self, conversation_id: str) -> list[str]:
-        raise _unsupported("listing a workspace's background processes")
+        raise unsupported("listing a workspace's background processes")
 
     async def stop_processes(self, conversation_id: str) -> int:
-        raise _unsupported("stopping a workspace's background processes")
+        raise unsupported("stopping a workspace's background processes")
 
     async def pending_action(self, conversation_id: str) -> EventDict | None:
         return None
@@ -355,40 +386,40 @@ class OpenHandsBackend:
         return None
 
     async def approve(self, conversation_id: str, always: bool = False) -> None:
-        raise _unsupported("approving from convtui yet", "approve it in the OpenHands web UI")
+        raise unsupported("approving from convtui yet", "approve it in the OpenHands web UI")
 
     async def reject(self, conversation_id: str, reason: str | None = None) -> None:
-        raise _unsupported("rejecting from convtui yet", "reject it in the OpenHands web UI")
+        raise unsupported("rejecting from convtui yet", "reject it in the OpenHands web UI")
 
     async def inbox(self) -> list[InboxItem]:
-        raise _unsupported("the inbox yet", "`convtui --remote NAME list` shows each conversation's state")
+        raise unsupported("the inbox yet", "`convtui --remote NAME list` shows each conversation's state")
 
     async def dismiss(self, conversation_id: str) -> ConversationInfo:
-        raise _unsupported("the inbox yet")
+        raise unsupported("the inbox yet")
 
     async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
-        raise _unsupported("unread markers yet")
+        raise unsupported("unread markers yet")
 
     async def set_always_approve(self, conversation_id: str, on: bool) -> ConversationInfo:
-        raise _unsupported("always approve", "set the confirmation mode in the server's settings")
+        raise unsupported("always approve", "set the confirmation mode in the server's settings")
 
     async def remember_prompt(self, conversation_id: str, event_id: int) -> str:
-        raise _unsupported("remember prompt yet")
+        raise unsupported("remember prompt yet")
 
     async def load_settings(self) -> Settings:
-        raise _unsupported("convtui's settings", "the server's settings are changed in its own web UI")
+        raise unsupported("convtui's settings", "the server's settings are changed in its own web UI")
 
     async def update_settings(self, values: dict[str, Any]) -> Settings:
-        raise _unsupported("changing settings", "the server's settings are changed in its own web UI")
+        raise unsupported("changing settings", "the server's settings are changed in its own web UI")
 
     async def settings_overrides(self) -> dict[str, str]:
         return {}
 
     async def position(self) -> str:
-        raise _unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+        raise unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
 
     def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
-        raise _unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+        raise unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
 
     async def wait(self, conversation_id: str) -> None:
         return None

@@ -166,9 +166,9 @@ class OpenHandsHTTP:
                 if wait is None:
                     raise error_for(response, self.url)
             if wait is None:
-                raise ServerUnreachable(f"cannot reach {self.url}: {why.removeprefix('server unreachable ')}")
+                raise ServerUnreachable(f"cannot reach {self.url}: {why.removeprefix('server unreachable (').removesuffix(')')}")
             if self.on_wait is not None:
-                self.on_wait(f"{why}, retrying in {wait:g} s")
+                self.on_wait(f"{why.split(' (')[0]}, retrying in {wait:g} s")
             await asyncio.sleep(wait)
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:

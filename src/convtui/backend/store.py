@@ -145,6 +145,11 @@ def display_state(document: Document | StoredDocument) -> str:
     return _display_state(display_status(document), document.get("agent_state"), document.get("attention"))
 
 
+def state_of(status: str, agent_state: str | None, attention: str | None) -> str:
+    """display_state from a conversation's parts (a remote server's rows)."""
+    return _display_state(status, agent_state, attention)
+
+
 def _display_state(status: str, agent_state: str | None, attention: str | None) -> str:
     if status in _ACTIVE and agent_state in _WAITING_AGENT_STATES:
         return WAITING

@@ -19,13 +19,16 @@ TITLES_SHOWN = 5
 TITLE_WIDTH = 62
 
 
-def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
+FOR_GOOD = "For good: the OpenHands server has no trash."
+
+
+def describe_deletion(titles: list[str], to_trash: bool = True) -> tuple[str, Content, str]:
     """The question, the titles (as literal text) and the consequence line."""
     if len(titles) == 1:
         return (
             "Delete this conversation?",
             Content(one_line(titles[0])),
-            "With its events and workspace, to the trash: u undoes (30 s), convtui trash restores.",
+            "With its events and workspace, to the trash: u undoes (30 s), convtui trash restores." if to_trash else FOR_GOOD,
         )
     lines = [f"• {one_line(title, TITLE_WIDTH)}" for title in titles[:TITLES_SHOWN]]
     if len(titles) > TITLES_SHOWN:
@@ -33,7 +36,7 @@ def describe_deletion(titles: list[str]) -> tuple[str, Content, str]:
     return (
         f"Delete {len(titles)} conversations?",
         Content("\n".join(lines)),
-        "With their events and workspaces, to the trash: u undoes (30 s), convtui trash restores.",
+        "With their events and workspaces, to the trash: u undoes (30 s), convtui trash restores." if to_trash else FOR_GOOD,
     )
 
 
@@ -56,14 +59,15 @@ class ConfirmDeleteScreen(ModalScreen[bool]):
         Binding("n,escape", "cancel", "Cancel", id="confirm_delete.no"),
     ]
 
-    def __init__(self, titles: list[str]) -> None:
+    def __init__(self, titles: list[str], to_trash: bool = True) -> None:
         if not titles:
             raise ValueError("ConfirmDeleteScreen needs at least one title")
         super().__init__()
         self.titles = list(titles)
+        self.to_trash = to_trash
 
     def compose(self) -> ComposeResult:
-        question, titles, consequence = describe_deletion(self.titles)
+        question, titles, consequence = describe_deletion(self.titles, self.to_trash)
         with Vertical(classes="dialog--box") as box:
             box.border_title = "Delete"
             yield Label(question, id="question", classes="dialog--text")

@@ -284,6 +284,9 @@ class MainScreen(Screen[None]):
         # What changes as you type comes first: a narrow list column cuts
         # the end of the line, and the sort is the thing least looked at.
         parts = [f"{shown:,} of {total:,}"]
+        note = self.backend.list_note()  # a remote server's: how much is loaded, and trouble reaching it
+        if note:
+            parts.append(note)
         waiting = self._waiting_count
         if waiting:
             parts.insert(0, f"{waiting} need{'s' if waiting == 1 else ''} you ({self._inbox_key()})")
@@ -756,7 +759,7 @@ class MainScreen(Screen[None]):
         targets = self._targets()
         if targets:
             titles = [(self.backend.row(i).title if self.backend.row(i) else i) for i in targets]
-            self.app.push_screen(ConfirmDeleteScreen(titles), partial(self._delete, targets))
+            self.app.push_screen(ConfirmDeleteScreen(titles, to_trash=self.backend.has_trash), partial(self._delete, targets))
 
     @work(group="dialogs")
     async def _delete(self, targets: list[str], confirmed: bool | None) -> None:
@@ -767,7 +770,10 @@ class MainScreen(Screen[None]):
         trashed: list[str] = []
         for conversation_id in targets:
             try:
-                trashed.append(await self.backend.trash(conversation_id))
+                if self.backend.has_trash:
+                    trashed.append(await self.backend.trash(conversation_id))
+                elif await self.backend.delete(conversation_id):
+                    self.notify(f"Deleted {conversation_id[:8]} for good", timeout=5)
             except ConvtuiError as error:
                 self.notify(str(error), title="Not deleted", severity="error", timeout=8)
         self.conversation_list.clear_marks()

@@ -1,0 +1,309 @@
+"""A terminal UI on an OpenHands server (`convtui --remote NAME`): the
+UIBackend over OpenHandsBackend.
+
+The first page is read before the list shows; the rest load in the
+background, a page at a time within the client's pace, and the list filters
+and sorts what is loaded (the status line says how much). While the UI runs
+it follows the server: the newest page again every FOLLOW_SECONDS (changed
+rows are published like a local loop's updates), and the new events of the
+conversations being looked at. A server that stops answering is said on the
+status line; the UI never waits on it. convtui's own settings (theme, keys)
+stay in the local data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .data_dir import DataDirectory
+from .digest import DigestEntry
+from .errors import ConvtuiError
+from .events import EventDict, EventFilter
+from .models import ConversationInfo, ConversationResponse, ConversationStatus, NewConversationRequest
+from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, unsupported
+from .openhands_http import OpenHandsHTTP
+from .openhands_mapping import conversation_info
+from .remote_rows import RemoteRows
+from .remotes import Remote
+from .settings import Settings, SettingsStore
+from .store import WAITING, ConversationFilter
+from .updates import EventAdded, StatusChanged, Subscriber, UpdateHub
+
+log = logging.getLogger(__name__)
+
+AUTO_LOAD = 10_000  # conversations loaded without being asked
+FOLLOW_SECONDS = 2.0
+EVENTS_FRESH_SECONDS = 2.0  # events read again at most this often
+WATCHED_SECONDS = 30.0  # a conversation whose events were asked for within this is followed
+
+
+class OpenHandsUIBackend(OpenHandsBackend):
+    outlives_the_ui = True  # the server's agents go on after the UI quits
+    has_trash = False
+
+    def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
+        super().__init__(http, name)
+        self.settings_store = SettingsStore(DataDirectory(root).settings)
+        self.listing = RemoteRows()
+        self.hub = UpdateHub()
+        self._total = 0
+        self._version = 0
+        self._next_page: str | None = None
+        self._trails: dict[str, EventTrail] = {}
+        self._watched: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._trouble: str | None = None  # why the server is being waited for, while it is
+        self._reading: dict[str, asyncio.Lock] = {}  # one read of a conversation's events at a time
+        http.on_wait = self._waiting
+
+    @classmethod
+    def for_remote_ui(cls, remote: Remote, root: Path, *, transport: Any = None) -> OpenHandsUIBackend:
+        http = OpenHandsHTTP(remote.url, remote.key(), insecure=remote.insecure, transport=transport)
+        return cls(http, remote.name, root)
+
+    def _waiting(self, why: str) -> None:
+        self._trouble = why
+        self._changed()
+
+    def _changed(self) -> None:
+        self._version += 1  # the screen's next poll reloads the list and its status line
+
+    async def open(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """The first page and the count (before the list shows); `on_wait`
+        hears why it waits meanwhile."""
+        self.http.on_wait = on_wait
+        try:
+            await self._load_page()
+            self._total = await self.count()
+        finally:
+            self.http.on_wait = self._waiting
+
+    async def _load_page(self) -> None:
+        page = await self._page(self._next_page, PAGE_MAX)
+        self.listing.merge(conversation_info(item) for item in page["items"])
+        self._next_page = page.get("next_page_id")
+
+    async def connect(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._load_rest()), asyncio.create_task(self._follow())]
+
+    async def _load_rest(self) -> None:
+        while self._next_page and len(self.listing) < AUTO_LOAD:
+            try:
+                await self._load_page()
+                self._trouble = None
+            except ConvtuiError as error:
+                self._trouble = f"{self.name}: {error}"
+                await asyncio.sleep(FOLLOW_SECONDS)
+            self._changed()
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            try:
+                await self._follow_once()
+                if self._trouble is not None:
+                    self._trouble = None
+                    self._changed()
+            except ConvtuiError as error:
+                self._trouble = f"{self.name}: {error}"
+                self._changed()
+
+    async def _follow_once(self) -> None:
+        page = await self._page(None, PAGE_MAX)
+        infos = [conversation_info(item) for item in page["items"]]
+        known = set(self.listing.rows)
+        changed = self.listing.merge(infos)
+        for info in changed:
+            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+        total = await self.count()
+        if total != self._total or any(info.conversation_id not in known for info in changed) or changed:
+            self._total = total
+            self._changed()
+        now = time.monotonic()
+        for conversation_id, asked_at in list(self._watched.items()):
+            if now - asked_at > WATCHED_SECONDS:
+                del self._watched[conversation_id]
+            elif self.is_running(conversation_id) and conversation_id in self._trails:
+                for event in await self._fresh_events(conversation_id):
+                    self.hub.publish(EventAdded(conversation_id, event))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+    # -- what a screen reads between two frames --------------------------------------
+
+    def list_note(self) -> str | None:
+        """What the status line adds: how much is loaded, and any trouble."""
+        parts = []
+        if len(self.listing) < self._total:
+            parts.append(f"{len(self.listing):,} newest loaded from {self.name}")
+        if self._trouble:
+            parts.append(self._trouble)
+        return " · ".join(parts) or None
+
+    def row(self, conversation_id: str) -> ConversationInfo | None:
+        return self.listing.rows.get(conversation_id)
+
+    def list_ids_now(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str] | None:
+        return None if query.searches_events else self.listing.ids(query, sort, reverse)
+
+    async def list_ids(self, query: ConversationFilter, sort: str, reverse: bool) -> Sequence[str]:
+        if query.searches_events:
+            raise unsupported("searching what conversations did (text:, file:, cmd:, status:unread)", "filter by their titles")
+        return self.listing.ids(query, sort, reverse)
+
+    def position_in(self, ids: Sequence[str], conversation_id: str, sort: str, reverse: bool) -> int | None:
+        try:
+            return ids.index(conversation_id)
+        except ValueError:
+            return None
+
+    def total(self) -> int:
+        return max(self._total, len(self.listing))
+
+    def data_version(self) -> int:
+        return self._version
+
+    async def refresh(self) -> None:
+        return None  # followed in the background
+
+    async def warm(self) -> None:
+        return None
+
+    def workspace_path(self, conversation_id: str) -> Path | None:
+        return None  # on the server's sandbox
+
+    def is_running(self, conversation_id: str) -> bool:
+        info = self.row(conversation_id)
+        return info is not None and info.status in (ConversationStatus.RUNNING, ConversationStatus.STARTING)
+
+    def running_ids(self) -> list[str]:
+        return [i for i in self.listing.rows if self.is_running(i)]
+
+    def pending_action_now(self, conversation_id: str) -> EventDict | None:
+        return None
+
+    def processes_now(self, conversation_id: str) -> tuple[str, ...]:
+        return ()
+
+    def waiting_count_now(self) -> int | None:
+        return len(self.listing.ids(ConversationFilter(status=WAITING), "updated", False))
+
+    def ui_closed_at(self) -> datetime | None:
+        return None
+
+    def note_ui_closed(self) -> None:
+        return None
+
+    async def digest(self, since: datetime) -> list[DigestEntry]:
+        return []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        return self.hub.subscribe(subscriber)
+
+    async def stop_all(self) -> int:
+        return 0  # the server's agents are not the UI's to stop on the way out
+
+    async def test_model(self, values: dict[str, Any]) -> str:
+        raise unsupported("testing convtui's model", "the server's agents use the model in its own settings")
+
+    async def warm_model(self) -> None:
+        return None
+
+    # -- convtui's own settings: this machine's ---------------------------------------
+
+    async def load_settings(self) -> Settings:
+        return await asyncio.to_thread(self.settings_store.load)
+
+    async def update_settings(self, values: dict[str, Any]) -> Settings:
+        return await asyncio.to_thread(self.settings_store.update, values)
+
+    async def settings_overrides(self) -> dict[str, str]:
+        return self.settings_store.overridden()
+
+    # -- changes, taken into the rows at once -------------------------------------------
+
+    async def _reread(self, conversation_id: str) -> None:
+        try:
+            info = await super().get(conversation_id)
+        except ConvtuiError:
+            return
+        if self.listing.merge([info]):
+            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+            self._changed()
+
+    async def rename(self, conversation_id: str, title: str) -> ConversationInfo:
+        info = await super().rename(conversation_id, title)
+        self.listing.merge([info])
+        self._changed()
+        return info
+
+    async def delete(self, conversation_id: str) -> bool:
+        full_id = await self.resolve(conversation_id)
+        deleted = await super().delete(full_id)
+        self.listing.drop(full_id)
+        self._total = max(0, self._total - 1) if deleted else self._total
+        self._changed()
+        return deleted
+
+    async def new_conversation(self, request: NewConversationRequest) -> ConversationResponse:
+        response = await super().new_conversation(request)
+        self._total += 1
+        await self._reread(response.conversation_id)
+        return response
+
+    async def start(self, conversation_id: str, confirm: bool | None = None, until_idle: bool = False) -> ConversationStatus:
+        status = await super().start(conversation_id, confirm, until_idle)
+        await self._reread(await self.resolve(conversation_id))
+        return status
+
+    async def stop(self, conversation_id: str) -> ConversationResponse:
+        response = await super().stop(conversation_id)
+        await self._reread(response.conversation_id)
+        return response
+
+    async def send_message(self, conversation_id: str, text: str) -> EventDict:
+        sent = await super().send_message(conversation_id, text)
+        self._watched[await self.resolve(conversation_id)] = time.monotonic()
+        return sent
+
+    # -- events: read once, then only what is new -----------------------------------------
+
+    async def _fresh_events(self, full_id: str) -> list[EventDict]:
+        trail = self._trails.setdefault(full_id, EventTrail())
+        async with self._reading.setdefault(full_id, asyncio.Lock()):
+            if time.monotonic() - trail.read_at < EVENTS_FRESH_SECONDS:
+                return []
+            new = await self._read_events(full_id, trail)
+            trail.read_at = time.monotonic()
+            return new
+
+    async def search_events(
+        self,
+        conversation_id: str,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        filter: EventFilter | None = None,
+        limit: int | None = None,
+    ) -> list[EventDict]:
+        full_id = await self.resolve(conversation_id)
+        self._watched[full_id] = time.monotonic()
+        await self._fresh_events(full_id)
+        events = [
+            event
+            for event in self._trails[full_id].events
+            if event["id"] >= start_id and (end_id is None or event["id"] <= end_id) and (filter is None or filter.include(event))
+        ]
+        if reverse:
+            events.reverse()
+        return events if limit is None else events[:limit]

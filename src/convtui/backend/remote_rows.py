@@ -1,0 +1,87 @@
+"""The conversations of a remote server that a UI has loaded, in memory:
+filtered and sorted here on every keystroke as the store does it locally
+(the same ConversationFilter, the same sorts), over what is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .models import ConversationInfo, format_timestamp
+from .store import ConversationFilter, state_of
+
+STATUS_RANK = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
+
+
+def _state(info: ConversationInfo) -> str:
+    return state_of(info.status.value, info.agent_state.value if info.agent_state else None, info.attention)
+
+
+def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[str]) -> bool:
+    """Whether `info` passes `query` (not its event searches: no remote row holds them)."""
+    if query.archived and not info.archived:
+        return False
+    if query.archived is False and info.archived:
+        return False
+    if query.repository is not None and (info.selected_repository or "").lower() != query.repository.lower():
+        return False
+    if query.trigger is not None and (info.trigger.value if info.trigger else None) != query.trigger:
+        return False
+    if query.status is not None and query.status not in (info.status.value, _state(info)):
+        return False
+    if query.updated_since is not None or query.updated_before is not None:
+        updated = format_timestamp(info.last_updated_at)
+        if query.updated_since is not None and updated < query.updated_since:
+            return False
+        if query.updated_before is not None and updated >= query.updated_before:
+            return False
+    cost = info.accumulated_cost
+    if query.cost_above is not None and (cost is None or cost <= query.cost_above):
+        return False
+    if query.cost_below is not None and (cost is None or cost >= query.cost_below):
+        return False
+    if query.within is not None and info.conversation_id not in query.within:
+        return False
+    if words:
+        searched = " ".join(filter(None, (info.title, info.selected_repository, info.selected_branch))).lower()
+        return all(word in searched or info.conversation_id.startswith(word) for word in words)
+    return True
+
+
+class RemoteRows:
+    """Rows by id, listed newest activity first unless sorted otherwise."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ConversationInfo] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def merge(self, infos: Iterable[ConversationInfo]) -> list[ConversationInfo]:
+        """Take in what the server said; the rows that are new or changed."""
+        changed = []
+        for info in infos:
+            if self.rows.get(info.conversation_id) != info:
+                self.rows[info.conversation_id] = info
+                changed.append(info)
+        return changed
+
+    def drop(self, conversation_id: str) -> None:
+        self.rows.pop(conversation_id, None)
+
+    def ids(self, query: ConversationFilter, sort: str, reverse: bool) -> tuple[str, ...]:
+        words = (query.text or "").lower().split()
+        found = [info for info in self.rows.values() if matches(info, query, words)]
+        if sort == "updated":
+            found.sort(key=lambda info: (info.last_updated_at, info.conversation_id), reverse=True)
+        elif sort == "created":
+            found.sort(key=lambda info: info.created_at, reverse=True)
+        elif sort == "title":
+            found.sort(key=lambda info: info.title.casefold())
+        elif sort == "status":
+            found.sort(key=lambda info: STATUS_RANK.get(_state(info), 6))
+        elif sort == "cost":
+            found.sort(key=lambda info: info.accumulated_cost or 0.0, reverse=True)
+        else:
+            raise ValueError(f"unknown sort {sort!r}")
+        ids = tuple(info.conversation_id for info in found)
+        return ids[::-1] if reverse else ids

@@ -1,0 +1,55 @@
+"""A remote server's loaded rows, filtered and sorted in memory as the
+store does it: on what a real OpenHands server listed (the recording)."""
+
+from __future__ import annotations
+
+import json
+
+from convtui.backend.models import ConversationStatus
+from convtui.backend.openhands_mapping import conversation_info
+from convtui.backend.remote_rows import RemoteRows
+from convtui.backend.store import ConversationFilter
+
+from .openhands.recording import ReplayTransport
+
+
+def recorded_rows() -> RemoteRows:
+    transport = ReplayTransport("listing")
+    rows = RemoteRows()
+    for exchange in transport.exchanges:
+        query = dict(exchange["request"]["query"])
+        if exchange["request"]["path"].endswith("/search") and query["limit"] == "100" and "title__contains" not in query:
+            rows.merge(conversation_info(item) for item in json.loads(exchange["text"])["items"])
+    return rows
+
+
+def test_filters_and_sorts_like_the_store() -> None:
+    rows = recorded_rows()
+    assert len(rows) == 250
+    titles = lambda ids: [rows.rows[i].title for i in ids]  # noqa: E731
+    newest = rows.ids(ConversationFilter(), "updated", False)
+    assert titles(newest[:2]) == ["seeded 00249", "seeded 00248"]
+    assert rows.ids(ConversationFilter(), "updated", True) == newest[::-1]
+    assert titles(rows.ids(ConversationFilter(text="SEEDED 0012"), "title", False)) == [
+        "seeded 00012", *[f"seeded 0012{n}" for n in range(10)]
+    ]
+    assert len(rows.ids(ConversationFilter(repository="ORG/repo"), "updated", False)) == 50
+    assert rows.ids(ConversationFilter(archived=True), "updated", False) == ()
+    assert len(rows.ids(ConversationFilter(archived=None), "updated", False)) == 250
+    assert len(rows.ids(ConversationFilter(status="STOPPED"), "status", False)) == 250
+    assert rows.ids(ConversationFilter(status="RUNNING"), "updated", False) == ()
+    assert titles(rows.ids(ConversationFilter(updated_since="2026-01-01T04:08:00+00:00"), "created", False)) == [
+        "seeded 00249", "seeded 00248"
+    ]
+    one = newest[3]
+    assert rows.ids(ConversationFilter(text=one[:6]), "updated", False)[0] == one
+
+
+def test_merge_says_what_changed() -> None:
+    rows = recorded_rows()
+    first = next(iter(rows.rows.values()))
+    assert rows.merge([first]) == []
+    moved = first.model_copy(update={"status": ConversationStatus.RUNNING})
+    assert rows.merge([moved]) == [moved]
+    rows.drop(first.conversation_id)
+    assert first.conversation_id not in rows.rows
