@@ -106,6 +106,14 @@ async def test_agent_run(server: OpenHandsServer) -> None:
     await play(server, "agent_run", scenarios.agent_run)
 
 
+async def test_approvals(server: OpenHandsServer) -> None:
+    server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": True, "security_analyzer": "none"}})
+    try:
+        await play(server, "approvals", scenarios.approvals)
+    finally:
+        server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": False}})
+
+
 async def test_a_killed_server_is_waited_for_then_answers_again(server: OpenHandsServer) -> None:
     heard: list[str] = []
     backend = backend_for(server, on_wait=heard.append)

@@ -18,7 +18,9 @@ from .openhands.recording import ReplayTransport
 def replaying(name: str, key: str = "a-key") -> tuple[OpenHandsBackend, ReplayTransport]:
     transport = ReplayTransport(name)
     remote = Remote(name="recorded", url="http://127.0.0.1:3000", api_key=key)
-    return OpenHandsBackend.for_remote(remote, transport=transport), transport
+    backend = OpenHandsBackend.for_remote(remote, transport=transport)
+    backend.http.pacer.rate = 10_000  # the pace is tested on a real socket (test_openhands_http.py)
+    return backend, transport
 
 
 @pytest.mark.parametrize("name", ["listing", "changes", "refused_key", "bursts"])
@@ -31,11 +33,12 @@ async def test_scenario(name: str) -> None:
     assert transport.finished, f"{transport.position} of {len(transport.exchanges)} recorded requests were made"
 
 
-async def test_agent_run(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["agent_run", "approvals"])
+async def test_runs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openhands_backend, "START_POLL", 0.0)
-    backend, transport = replaying("agent_run")
+    backend, transport = replaying(name)
     try:
-        await scenarios.agent_run(backend, pause=0.0)
+        await getattr(scenarios, name)(backend, pause=0.0)
     finally:
         await backend.close()
     assert transport.finished

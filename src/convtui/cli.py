@@ -748,18 +748,9 @@ def cmd_remote(arguments: argparse.Namespace) -> int:
             insecure = "  (TLS not verified)" if remote.insecure else ""
             print(f"{remote.name:<16} {remote.url}  API key: {remote.key_source()}{insecure}")
     else:
-        return asyncio.run(_test_remote(store.get(arguments.name)))
-    return EXIT_OK
+        from .backend.remotes import reach_remote
 
-
-async def _test_remote(remote: Any) -> int:
-    from .backend.openhands_backend import OpenHandsBackend
-
-    backend = OpenHandsBackend.for_remote(remote, on_wait=lambda why: print(f"convtui: {why}", file=sys.stderr))
-    try:
-        print(f"{remote.name}: {remote.url} answers; it holds {await backend.count()} conversation(s)")
-    finally:
-        await backend.close()
+        print(asyncio.run(reach_remote(store.root, arguments.name, lambda why: print(f"convtui: {why}", file=sys.stderr))))
     return EXIT_OK
 
 

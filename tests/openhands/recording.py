@@ -3,13 +3,14 @@
 RecordingTransport sits under convtui's httpx client while a scenario runs
 against the real server (tests/test_openhands_live.py with
 CONVTUI_RECORD_OPENHANDS=1) and keeps every exchange; `save` writes them to
-tests/fixtures/openhands/NAME.json, with the agent servers' session keys
+tests/fixtures/openhands/NAME.json.xz, with the agent servers' session keys
 blanked. ReplayTransport answers the same scenario from that file, checking
 that each request is the one recorded, so the fast tests of the client run
 on what the server really said."""
 
 from __future__ import annotations
 
+import lzma
 import json
 import re
 from pathlib import Path
@@ -64,8 +65,11 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     def save(self, name: str) -> None:
+        """Compressed (xz: its window spans many answers): the event pages
+        repeat the agent's system prompt and state on every read."""
         FIXTURES.mkdir(parents=True, exist_ok=True)
-        (FIXTURES / f"{name}.json").write_text(json.dumps(self.exchanges, indent=1, ensure_ascii=False) + "\n")
+        text = json.dumps(self.exchanges, indent=1, ensure_ascii=False) + "\n"
+        (FIXTURES / f"{name}.json.xz").write_bytes(lzma.compress(text.encode(), preset=9))
 
 
 class ReplayTransport(httpx.AsyncBaseTransport):
@@ -74,7 +78,7 @@ class ReplayTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.exchanges: list[dict[str, Any]] = json.loads((FIXTURES / f"{name}.json").read_text())
+        self.exchanges: list[dict[str, Any]] = json.loads(lzma.decompress((FIXTURES / f"{name}.json.xz").read_bytes()))
         self.position = 0
 
     def find(self, predicate) -> dict[str, Any]:

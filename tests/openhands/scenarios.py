@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from convtui.backend.errors import InvalidInput, NotFound, PermissionDenied
-from convtui.backend.events import event_kind
+from convtui.backend.events import EventDict, event_kind
 from convtui.backend.models import AgentState, ConversationStatus, NewConversationRequest
 from convtui.backend.openhands_backend import OpenHandsBackend, Unsupported
 
@@ -107,6 +107,8 @@ def agent_model(body: dict[str, Any]) -> Any:
     said = json.dumps(last.get("content"))
     if last.get("role") == "user" and "thanks" in said:
         return ToolCall("finish", {"message": "bye"})
+    if last.get("role") == "user" and "again" in said:
+        return ToolCall("terminal", {"command": "echo again", "security_risk": "LOW"})
     if last.get("role") == "user":
         return ToolCall("terminal", {"command": "echo hello > hello.txt && cat hello.txt", "security_risk": "LOW"})
     return ToolCall("finish", {"message": "wrote hello.txt"})
@@ -122,6 +124,29 @@ async def _until(backend: OpenHandsBackend, conversation_id: str, test: Any, pau
         await asyncio.sleep(pause)
 
 
+async def _until_pending(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        action = await backend.pending_action(conversation_id)
+        if action is not None and test(action):
+            return action
+        assert time.monotonic() < deadline, f"still waiting on {action} after {WAIT_SECONDS:g} s"
+        await asyncio.sleep(pause)
+
+
+async def _until_event(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> EventDict:
+    """The first event `test` accepts, once the server has it (its agent
+    server sends events on a little after the state they lead to)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        events = await backend.search_events(conversation_id)
+        found = next((event for event in events if test(event)), None)
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, [(e["source"], event_kind(e), e.get("content") or e.get("message")) for e in events]
+        await asyncio.sleep(pause)
+
+
 async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
     """Create with a first message, the agent's run with the fake model, its
     events and exports, stop (pause), start (resume), and a message."""
@@ -131,6 +156,7 @@ async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
     assert finished.status is ConversationStatus.RUNNING
     assert finished.llm_model == "openai/fake-model"
 
+    await _until_event(backend, conversation_id, lambda event: event_kind(event) == "finish" and event.get("observation"), pause)
     events = await backend.search_events(conversation_id)
     said = [(event["source"], event_kind(event)) for event in events]
     assert said[0] == ("user", "message") and events[0]["message"] == "write hello.txt"
@@ -156,6 +182,51 @@ async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
     await _until(backend, conversation_id, lambda info: info.status is ConversationStatus.RUNNING, pause)
     await backend.send_message(conversation_id, "thanks")
     await _until(backend, conversation_id, lambda info: info.agent_state is AgentState.FINISHED and info.total_tokens > finished.total_tokens, pause)
+    await _until_event(backend, conversation_id, lambda event: event_kind(event) == "finish" and event.get("message") == "bye", pause)
     after = await backend.search_events(conversation_id, start_id=events[-1]["id"] + 1)
     assert any(event.get("message") == "thanks" for event in after)
-    assert any(event.get("message") == "bye" for event in after if event_kind(event) == "finish")
+
+
+async def approvals(backend: OpenHandsBackend, pause: float = 1.0) -> None:
+    """Confirmation mode (the server's settings ask before every action):
+    the action waited on, in the inbox; approve; reject with a reason (the
+    agent reads it); approve always (the next action runs unasked)."""
+    created = await backend.new_conversation(NewConversationRequest(initial_user_msg="write hello.txt"))
+    conversation_id = created.conversation_id
+    action = await _until_pending(backend, conversation_id, lambda action: True, pause)
+    assert event_kind(action) == "run" and action["args"]["command"] == "echo hello > hello.txt && cat hello.txt"
+    assert (await backend.get(conversation_id)).agent_state is AgentState.AWAITING_USER_CONFIRMATION
+    [item] = [item for item in await backend.inbox() if item.conversation.conversation_id == conversation_id]
+    assert item.kind.value == "approve" and item.action["openhands_id"] == action["openhands_id"]
+
+    await backend.approve(conversation_id)
+    finished = lambda info: info.agent_state is AgentState.FINISHED  # noqa: E731
+    await _until(backend, conversation_id, finished, pause)
+    output = await _until_event(backend, conversation_id, lambda event: event_kind(event) == "run" and event.get("observation"), pause)
+    assert output["action_openhands_id"] == action["openhands_id"] and "hello" in output["content"]
+    assert await backend.pending_action(conversation_id) is None
+    with pytest.raises(InvalidInput, match="no action waits"):
+        await backend.approve(conversation_id)
+
+    await backend.send_message(conversation_id, "again")
+    again = await _until_pending(backend, conversation_id, lambda action: action["openhands_id"] != output["action_openhands_id"], pause)
+    assert again["args"]["command"] == "echo again"
+    await backend.reject(conversation_id, "not that: say bye")
+    idle = lambda info: info.agent_state is AgentState.AWAITING_USER_INPUT  # noqa: E731  (a rejection ends the run)
+    await _until(backend, conversation_id, idle, pause)
+    rejected = await _until_event(backend, conversation_id, lambda event: event_kind(event) == "user_rejected", pause)
+    assert rejected["content"] == "not that: say bye" and rejected["action_openhands_id"] == again["openhands_id"]
+
+    await backend.send_message(conversation_id, "again, please")
+    third = await _until_pending(backend, conversation_id, lambda action: action["openhands_id"] != again["openhands_id"], pause)
+    await backend.approve(conversation_id, always=True)
+    await _until(backend, conversation_id, finished, pause)
+    ran = len([event for event in await backend.search_events(conversation_id) if event.get("observation") == "run"])
+    await backend.send_message(conversation_id, "again, unasked")
+    await _until(backend, conversation_id, lambda info: finished(info) and info.total_tokens > 0, pause)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len([event for event in await backend.search_events(conversation_id) if event.get("observation") == "run"]) < ran + 1:
+        assert await backend.pending_action(conversation_id) is None, "asked again after always approve"
+        assert time.monotonic() < deadline
+        await asyncio.sleep(pause)
+    assert third["args"]["command"] == "echo again"

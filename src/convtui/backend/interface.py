@@ -37,6 +37,7 @@ from .models import (
     ExperimentConfig,
     NewConversationRequest,
 )
+from .remotes import Remote, RemotesStore, reach_remote
 from .service import ConversationService
 from .sandbox import SandboxPolicy, SandboxStatus
 from .sandbox import status as sandbox_status
@@ -287,6 +288,14 @@ class UIBackend(Backend, Protocol):
 
     async def warm_model(self) -> None:
         """With a model configured, start the model worker now (its first call then does not wait)."""
+        ...
+
+    async def remotes(self) -> list[Remote]:
+        """The OpenHands servers added with `convtui remote add`."""
+        ...
+
+    async def test_remote(self, name: str) -> str:
+        """Reach one with its key; what it answered (raises ConvtuiError)."""
         ...
 
 
@@ -622,6 +631,12 @@ class LocalBackend:
             from .llm import start_model_worker
 
             await asyncio.to_thread(start_model_worker)
+
+    async def remotes(self) -> list[Remote]:
+        return list((await asyncio.to_thread(RemotesStore(self.service.data_dir.root).load)).values())
+
+    async def test_remote(self, name: str) -> str:
+        return await reach_remote(self.service.data_dir.root, name)
 
     # -- what the CLI also asks (Backend) -----------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import AmbiguousId, ConvtuiError, InvalidInput, NotFound
 from .events import EventDict, EventFilter
-from .inbox import InboxItem
+from .inbox import InboxItem, InboxKind, inbox_item, inbox_kind, oldest_first
 from .models import (
     ConversationInfo,
     ConversationInfoResultSet,
@@ -28,8 +28,8 @@ from .models import (
     NewConversationRequest,
     validate_title,
 )
-from .openhands_http import OpenHandsHTTP
-from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk
+from .openhands_http import SESSION_KEY_HEADER, OpenHandsHTTP
+from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk, pending_action
 from .remotes import Remote
 from .sandbox import SandboxStatus
 from .settings import Settings
@@ -42,6 +42,7 @@ PAGE_MAX = 100  # the server's limit per page
 SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
 RESOLVE_PAGES = 20  # an id prefix is looked for among the newest 2,000
 EVENTS_MAX = 10_000  # events read for one conversation, at most
+INBOX_EVENTS_LOOKED_AT = 20  # the newest events searched for the agent's last words
 START_TIMEOUT = 180.0  # a new conversation's sandbox may take minutes to start
 START_POLL = 1.0
 # The start task's steps, in words.
@@ -380,22 +381,73 @@ class OpenHandsBackend:
         raise unsupported("stopping a workspace's background processes")
 
     async def pending_action(self, conversation_id: str) -> EventDict | None:
-        return None
+        """The action a conversation in confirmation mode waits on (None: it waits on none)."""
+        full_id = await self.resolve(conversation_id)
+        item = await self._item(full_id)
+        if item.get("execution_status") != "waiting_for_confirmation":
+            return None
+        return pending_action(await self.search_events(full_id))
 
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
-        return None
+        return None  # the file is in the server's sandbox
+
+    async def _agent_server(self, full_id: str) -> tuple[str, dict[str, str]]:
+        """The conversation's agent server (where confirmations go) and its own key."""
+        item = await self._item(full_id)
+        url = item.get("conversation_url")
+        if item.get("sandbox_status") != "RUNNING" or not url:
+            raise InvalidInput("its sandbox is not running, so nothing waits for approval there")
+        key = item.get("session_api_key")
+        return str(url), {SESSION_KEY_HEADER: key} if key else {}
+
+    async def _respond(self, conversation_id: str, accept: bool, reason: str | None = None) -> str:
+        full_id = await self.resolve(conversation_id)
+        if await self.pending_action(full_id) is None:
+            raise InvalidInput("no action waits for approval in this conversation")
+        url, headers = await self._agent_server(full_id)
+        body: dict[str, Any] = {"accept": accept}
+        if reason:
+            body["reason"] = reason
+        await self.http.request("POST", f"{url}/events/respond_to_confirmation", json=body, headers=headers, idempotent=False)
+        return full_id
 
     async def approve(self, conversation_id: str, always: bool = False) -> None:
-        raise unsupported("approving from convtui yet", "approve it in the OpenHands web UI")
+        """Runs the action; `always` also stops asking in this conversation
+        (the agent server's NeverConfirm policy)."""
+        full_id = await self._respond(conversation_id, True)
+        if always:
+            url, headers = await self._agent_server(full_id)
+            body = {"policy": {"kind": "NeverConfirm"}}
+            await self.http.request("POST", f"{url}/confirmation_policy", json=body, headers=headers)
 
     async def reject(self, conversation_id: str, reason: str | None = None) -> None:
-        raise unsupported("rejecting from convtui yet", "reject it in the OpenHands web UI")
+        await self._respond(conversation_id, False, reason)
 
     async def inbox(self) -> list[InboxItem]:
-        raise unsupported("the inbox yet", "`convtui --remote NAME list` shows each conversation's state")
+        """The conversations of the newest pages that wait for a person."""
+        infos: list[ConversationInfo] = []
+        page_id = None
+        for _ in range(SCAN_PAGES):
+            page = await self._page(page_id, PAGE_MAX)
+            infos += [conversation_info(item) for item in page["items"]]
+            page_id = page.get("next_page_id")
+            if not page_id:
+                break
+        return await self._inbox_of(infos)
+
+    async def _inbox_of(self, infos: Sequence[ConversationInfo]) -> list[InboxItem]:
+        items = []
+        for info in infos:
+            kind = inbox_kind(info)
+            if kind is None:
+                continue
+            recent = await self.search_events(info.conversation_id, reverse=True, limit=INBOX_EVENTS_LOOKED_AT)
+            action = pending_action(list(reversed(recent))) if kind is InboxKind.APPROVE else None
+            items.append(inbox_item(info, kind, action, recent))
+        return oldest_first(items)
 
     async def dismiss(self, conversation_id: str) -> ConversationInfo:
-        raise unsupported("the inbox yet")
+        raise unsupported("dismissing", "a conversation leaves the inbox when it runs again or is stopped")
 
     async def mark_seen(self, conversation_id: str, event_id: int) -> ConversationInfo:
         raise unsupported("unread markers yet")

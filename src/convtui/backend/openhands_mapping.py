@@ -138,7 +138,11 @@ def event_from_sdk(raw: dict[str, Any], number: int) -> EventDict | None:
     kind = raw.get("kind")
     if kind in SKIPPED_EVENTS:
         return None
-    event: EventDict = {"id": number, "timestamp": raw.get("timestamp"), "source": _source(raw), "openhands_id": raw.get("id")}
+    moment = raw.get("timestamp")
+    if isinstance(moment, str) and moment[10:11] == "T" and not moment.endswith("Z") and "+" not in moment[10:]:
+        moment += "+00:00"  # the agent SDK writes UTC without saying so
+    event: EventDict = {"id": number, "timestamp": moment, "source": _source(raw), "openhands_id": raw.get("id")}
+    answers = {"action_openhands_id": raw["action_id"]} if raw.get("action_id") else {}
     if kind == "MessageEvent":
         text = _text((raw.get("llm_message") or {}).get("content"))
         return {**event, "action": "message", "message": text, "args": {"content": text}}
@@ -156,17 +160,27 @@ def event_from_sdk(raw: dict[str, Any], number: int) -> EventDict | None:
         name = ACTIONS.get(str(observation.get("kind", "")).replace("Observation", "Action"), raw.get("tool_name") or "observation")
         content = _text(observation.get("content"))
         if observation.get("is_error"):
-            return {**event, "observation": "error", "content": content, "extras": {"tool": raw.get("tool_name")}}
+            return {**event, **answers, "observation": "error", "content": content, "extras": {"tool": raw.get("tool_name")}}
         extras: dict[str, Any] = {}
         if name == "run":
             extras = {"command": observation.get("command") or "", "metadata": {"exit_code": observation.get("exit_code")}}
         elif observation.get("path"):
             extras = {"path": observation.get("path")}
-        return {**event, "observation": name, "content": content, "extras": extras}
+        return {**event, **answers, "observation": name, "content": content, "extras": extras}
     if kind == "AgentErrorEvent":
-        return {**event, "observation": "error", "content": str(raw.get("error") or "")}
+        return {**event, **answers, "observation": "error", "content": str(raw.get("error") or "")}
     if kind == "UserRejectObservation":
-        return {**event, "observation": "user_rejected", "content": str(raw.get("rejection_reason") or "")}
+        return {**event, **answers, "observation": "user_rejected", "content": str(raw.get("rejection_reason") or "")}
     if kind == "PauseEvent":
         return {**event, "observation": "agent_state_changed", "content": "paused", "extras": {"agent_state": "paused"}}
     return {**event, "observation": str(kind or "unknown"), "content": _text(raw.get("content")) or ""}
+
+
+def pending_action(events: list[EventDict]) -> EventDict | None:
+    """The newest action nothing has answered yet (what a conversation
+    waiting for confirmation waits on)."""
+    answered = {event.get("action_openhands_id") for event in events if event.get("observation")}
+    for event in reversed(events):
+        if event.get("action") not in (None, "message") and event.get("openhands_id") not in answered:
+            return event
+    return None

@@ -24,12 +24,13 @@ from .data_dir import DataDirectory
 from .digest import DigestEntry
 from .errors import ConvtuiError
 from .events import EventDict, EventFilter
-from .models import ConversationInfo, ConversationResponse, ConversationStatus, NewConversationRequest
+from .inbox import InboxItem
+from .models import AgentState, ConversationInfo, ConversationResponse, ConversationStatus, NewConversationRequest
 from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, unsupported
 from .openhands_http import OpenHandsHTTP
-from .openhands_mapping import conversation_info
+from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
-from .remotes import Remote
+from .remotes import Remote, RemotesStore, reach_remote
 from .settings import Settings, SettingsStore
 from .store import WAITING, ConversationFilter
 from .updates import EventAdded, StatusChanged, Subscriber, UpdateHub
@@ -48,6 +49,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
         super().__init__(http, name)
+        self.root = root
         self.settings_store = SettingsStore(DataDirectory(root).settings)
         self.listing = RemoteRows()
         self.hub = UpdateHub()
@@ -190,7 +192,10 @@ class OpenHandsUIBackend(OpenHandsBackend):
         return [i for i in self.listing.rows if self.is_running(i)]
 
     def pending_action_now(self, conversation_id: str) -> EventDict | None:
-        return None
+        info, trail = self.row(conversation_id), self._trails.get(conversation_id)
+        if info is None or trail is None or info.agent_state is not AgentState.AWAITING_USER_CONFIRMATION:
+            return None
+        return pending_action(trail.events)
 
     def processes_now(self, conversation_id: str) -> tuple[str, ...]:
         return ()
@@ -220,6 +225,12 @@ class OpenHandsUIBackend(OpenHandsBackend):
         return None
 
     # -- convtui's own settings: this machine's ---------------------------------------
+
+    async def remotes(self) -> list[Remote]:
+        return list((await asyncio.to_thread(RemotesStore(self.root).load)).values())
+
+    async def test_remote(self, name: str) -> str:
+        return await reach_remote(self.root, name)
 
     async def load_settings(self) -> Settings:
         return await asyncio.to_thread(self.settings_store.load)
@@ -270,6 +281,19 @@ class OpenHandsUIBackend(OpenHandsBackend):
         response = await super().stop(conversation_id)
         await self._reread(response.conversation_id)
         return response
+
+    async def approve(self, conversation_id: str, always: bool = False) -> None:
+        await super().approve(conversation_id, always)
+        await self._reread(await self.resolve(conversation_id))
+
+    async def reject(self, conversation_id: str, reason: str | None = None) -> None:
+        await super().reject(conversation_id, reason)
+        await self._reread(await self.resolve(conversation_id))
+
+    async def inbox(self) -> list[InboxItem]:
+        """The loaded conversations that wait for a person."""
+        waiting = self.listing.ids(ConversationFilter(status=WAITING), "updated", False)
+        return await self._inbox_of([self.listing.rows[i] for i in waiting])
 
     async def send_message(self, conversation_id: str, text: str) -> EventDict:
         sent = await super().send_message(conversation_id, text)

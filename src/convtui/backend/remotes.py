@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -90,7 +91,8 @@ class Remote(BaseModel):
 
 class RemotesStore:
     def __init__(self, root: Path) -> None:
-        self.path = Path(root) / REMOTES_FILE
+        self.root = Path(root)
+        self.path = self.root / REMOTES_FILE
 
     def load(self) -> dict[str, Remote]:
         try:
@@ -149,3 +151,19 @@ class RemotesStore:
             os.chmod(self.path, 0o600)
         except OSError as error:
             raise StorageError(describe_os_error(error, "write", self.path)) from error
+
+
+async def reach_remote(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> str:
+    """Reach remote `name` with its key: what it answered, in one line
+    (raises ConvtuiError); `on_wait` hears why it waits meanwhile."""
+    import asyncio
+
+    from .openhands_backend import OpenHandsBackend
+
+    remote = await asyncio.to_thread(RemotesStore(root).get, name)
+    backend = OpenHandsBackend.for_remote(remote, on_wait=on_wait)
+    try:
+        count = await backend.count()
+    finally:
+        await backend.close()
+    return f"{remote.name}: {remote.url} answers; it holds {count:,} conversation(s)"

@@ -848,7 +848,10 @@ class MainScreen(Screen[None]):
 
     def action_settings(self) -> None:
         # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
-        self.app.push_screen(SettingsScreen(self.backend.load_settings, self.backend.test_model), self._save_settings)
+        self.app.push_screen(
+            SettingsScreen(self.backend.load_settings, self.backend.test_model, self.backend.remotes, self.backend.test_remote),
+            self._save_settings,
+        )
 
     @work(group="dialogs")
     async def _save_settings(self, values: dict | None) -> None:

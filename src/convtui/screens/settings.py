@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, LoadingIndicator, Select, Switch
 
 from ..backend.errors import ConvtuiError
+from ..backend.remotes import Remote
 from ..backend.settings import THEME_NAMES, Settings, display_value, mask_secret, plain_words
 from ..terminal_text import one_line
 from ..widgets.no_layout import KeysFooter
@@ -110,11 +111,18 @@ class SettingsScreen(ModalScreen[dict | None]):
         self,
         settings: Settings | Callable[[], Awaitable[Settings]],
         test_connection: Callable[[dict], Awaitable[str]],
+        remotes: Callable[[], Awaitable[list[Remote]]] | None = None,
+        test_remote: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
+        """`remotes` lists the OpenHands servers added (`convtui remote
+        add`), each with a button that `test_remote`s it."""
         super().__init__()
         self._load = None if isinstance(settings, Settings) else settings
         self.settings = settings if isinstance(settings, Settings) else Settings()
         self._test_connection = test_connection
+        self._remotes = remotes
+        self._test_remote = test_remote
+        self._remote_names: list[str] = []
         self._as_opened: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
@@ -149,6 +157,9 @@ class SettingsScreen(ModalScreen[dict | None]):
                     compact=True,
                     tooltip=Settings.model_fields["keymap"].description,
                 )
+                if self._remotes is not None:
+                    yield Label("OpenHands")
+                    yield Vertical(id="remotes")
             with Horizontal(id="testing", classes="dialog--progress"):
                 yield LoadingIndicator()
                 yield Label("testing…")
@@ -200,6 +211,37 @@ class SettingsScreen(ModalScreen[dict | None]):
         for name in SWITCH_MEANINGS:
             self._describe_switch(name)
         self._as_opened = self._form()
+        if self._remotes is not None:
+            await self._list_remotes(self._remotes)
+
+    async def _list_remotes(self, remotes: Callable[[], Awaitable[list[Remote]]]) -> None:
+        """A row per OpenHands server added: its Test button, address and key source."""
+        box = self.query_one("#remotes", Vertical)
+        try:
+            found = await remotes()
+        except ConvtuiError as error:
+            await box.mount(Label(Content(one_line(str(error))), classes="remote--none"))
+            return
+        self._remote_names = [remote.name for remote in found]
+        if not found:
+            await box.mount(Label("none (convtui remote add NAME URL adds one)", classes="remote--none"))
+        for number, remote in enumerate(found):
+            row = Horizontal(classes="remote--row")
+            await box.mount(row)
+            await row.mount(
+                Button(f"Test {remote.name}", id=f"remote-{number}", compact=True),
+                Label(Content(one_line(f"{remote.url} · key {remote.key_source()}"))),
+            )
+
+    @on(Button.Pressed, ".remote--row Button")
+    def _remote_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        name = self._remote_names[int(str(event.button.id).removeprefix("remote-"))]
+        self._run_remote_test(name)
+
+    @work(exclusive=True, group="settings-test-connection")
+    async def _run_remote_test(self, name: str) -> None:
+        await self._show_test(self._test_remote(name))
 
     def _fill(self) -> None:
         """Show the loaded settings in the fields composed with defaults."""
@@ -311,11 +353,14 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     @work(exclusive=True, group="settings-test-connection")
     async def _run_connection_test(self, values: dict[str, Any]) -> None:
-        """Await the caller's test; show its answer or its error, one line."""
+        await self._show_test(self._test_connection(values))
+
+    async def _show_test(self, test: Awaitable[str]) -> None:
+        """Await a test; show its answer or its error, one line."""
         self._show_status("", error=False)
         self.query_one("#testing").display = True
         try:
-            answer = await self._test_connection(values)
+            answer = await test
         except Exception as error:  # shown to the user, never as a traceback
             self._show_status(one_line(str(error)) or type(error).__name__, error=True)
         else:
