@@ -15,25 +15,7 @@ from convtui.backend.remotes import REMOTES_FILE
 from convtui.cli import main
 
 from .openhands.server import free_port
-
-
-class Cli:
-    def __init__(self, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.data_dir = data_dir
-        self.capsys = capsys
-
-    def __call__(self, *arguments: str, code: int = 0) -> str:
-        self.capsys.readouterr()
-        exit_code = main(["--data-dir", str(self.data_dir), *arguments])
-        captured = self.capsys.readouterr()
-        assert exit_code == code, captured.err
-        self.err = captured.err
-        return captured.out
-
-
-@pytest.fixture
-def cli(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(data_dir, capsys)
+from .test_cli import Cli, cli  # noqa: F401 (the fixture)
 
 
 def test_add_list_remove(cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

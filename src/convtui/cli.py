@@ -1005,6 +1005,8 @@ async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
     if arguments.command in LOCAL_ONLY:
         instead = LOCAL_ONLY[arguments.command]
         raise Unsupported(f"`{arguments.command}` is not available on an OpenHands server{f': {instead}' if instead else ''}")
+    if arguments.command == "new" and arguments.start:
+        raise Unsupported("an OpenHands server starts a conversation given a first message at once: leave out --start")
     remote = RemotesStore(root).get(arguments.remote)
     backend = OpenHandsBackend.for_remote(remote, on_wait=lambda why: print(f"convtui: {why}", file=sys.stderr))
     try:

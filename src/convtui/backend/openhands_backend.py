@@ -204,12 +204,15 @@ class OpenHandsBackend:
         conversation exists (its sandbox may take a minute or more)."""
         if request.replay_json:
             raise unsupported("replaying a trajectory")
+        if request.create_microagent is not None:
+            raise unsupported("creating a microagent conversation")
         body: dict[str, Any] = {
             "selected_repository": request.repository,
             "selected_branch": request.selected_branch,
             "git_provider": request.git_provider.value if request.git_provider else None,
             "system_message_suffix": request.conversation_instructions,
             "trigger": request.trigger.value if request.trigger.value in SERVER_TRIGGERS else None,
+            "suggested_task": _suggested_task(request),
         }
         if request.initial_user_msg or request.image_urls:
             content: list[dict[str, Any]] = [{"type": "text", "text": request.initial_user_msg or ""}]
@@ -324,14 +327,7 @@ class OpenHandsBackend:
         filter: EventFilter | None = None,
         limit: int | None = None,
     ) -> list[EventDict]:
-        events = [
-            event
-            for event in await self._events(await self.resolve(conversation_id))
-            if event["id"] >= start_id and (end_id is None or event["id"] <= end_id) and (filter is None or filter.include(event))
-        ]
-        if reverse:
-            events.reverse()
-        return events if limit is None else events[:limit]
+        return select_events(await self._events(await self.resolve(conversation_id)), start_id, end_id, reverse, filter, limit)
 
     async def export_json(self, conversation_id: str) -> bytes:
         from .trajectory import to_json
@@ -475,6 +471,28 @@ class OpenHandsBackend:
 
     async def wait(self, conversation_id: str) -> None:
         return None
+
+
+def select_events(
+    events: list[EventDict], start_id: int, end_id: int | None, reverse: bool, filter: EventFilter | None, limit: int | None
+) -> list[EventDict]:
+    """What search_events answers from every event read."""
+    chosen = [
+        event
+        for event in events
+        if event["id"] >= start_id and (end_id is None or event["id"] <= end_id) and (filter is None or filter.include(event))
+    ]
+    if reverse:
+        chosen.reverse()
+    return chosen if limit is None else chosen[:limit]
+
+
+def _suggested_task(request: NewConversationRequest) -> dict[str, Any] | None:
+    """The task as OpenHands takes it (its provider is required there: GitHub, as convtui assumes)."""
+    if request.suggested_task is None:
+        return None
+    task = request.suggested_task.model_dump(mode="json")
+    return {**task, "git_provider": task["git_provider"] or "github"}
 
 
 def _local_filter(repository: str | None, trigger: str | None, status: str | None) -> Callable[[ConversationInfo], bool] | None:

@@ -26,7 +26,7 @@ from .errors import ConvtuiError
 from .events import EventDict, EventFilter
 from .inbox import InboxItem
 from .models import AgentState, ConversationInfo, ConversationResponse, ConversationStatus, NewConversationRequest
-from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, unsupported
+from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, select_events, unsupported
 from .openhands_http import OpenHandsHTTP
 from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
@@ -323,11 +323,4 @@ class OpenHandsUIBackend(OpenHandsBackend):
         full_id = await self.resolve(conversation_id)
         self._watched[full_id] = time.monotonic()
         await self._fresh_events(full_id)
-        events = [
-            event
-            for event in self._trails[full_id].events
-            if event["id"] >= start_id and (end_id is None or event["id"] <= end_id) and (filter is None or filter.include(event))
-        ]
-        if reverse:
-            events.reverse()
-        return events if limit is None else events[:limit]
+        return select_events(self._trails[full_id].events, start_id, end_id, reverse, filter, limit)
