@@ -53,3 +53,20 @@ def test_merge_says_what_changed() -> None:
     assert rows.merge([moved]) == [moved]
     rows.drop(first.conversation_id)
     assert first.conversation_id not in rows.rows
+
+
+def test_words_alone_and_every_condition_agree() -> None:
+    """The quick path for filter words and the row-by-row test answer alike."""
+    from convtui.backend.remote_rows import matches
+
+    rows = recorded_rows()
+    hidden = next(iter(rows.rows.values())).model_copy(update={"archived": True})
+    rows.merge([hidden])
+    for text in (None, "seeded", "0012", "SEEDED 0004", hidden.conversation_id[:5], "nothing"):
+        for archived in (False, None, True):
+            query = ConversationFilter(text=text, archived=archived)
+            words = (text or "").lower().split()
+            slow = tuple(i for i in rows.newest_first() if matches(rows.rows[i], query, words))
+            assert rows.ids(query, "updated", False) == slow
+    assert hidden.conversation_id not in rows.ids(ConversationFilter(), "updated", False)
+    assert hidden.conversation_id in rows.ids(ConversationFilter(archived=None), "updated", False)

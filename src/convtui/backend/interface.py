@@ -217,6 +217,11 @@ class UIBackend(Backend, Protocol):
         """What the list's status line adds (a remote: how much is loaded, and trouble reaching it)."""
         ...
 
+    @property
+    def remote_name(self) -> str | None:
+        """The OpenHands server's name (`--remote NAME`); None for this machine's conversations."""
+        ...
+
     async def connect(self) -> None:
         """Reach whatever runs the loops; raises ConvtuiError when nothing can."""
         ...
@@ -536,6 +541,7 @@ class LocalBackend:
         return self.manager.outlives_the_ui
 
     has_trash = True
+    remote_name = None
 
     def list_note(self) -> str | None:
         return None

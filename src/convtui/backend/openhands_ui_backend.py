@@ -49,6 +49,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
         super().__init__(http, name)
+        self.remote_name = name
         self.root = root
         self.settings_store = SettingsStore(DataDirectory(root).settings)
         self.listing = RemoteRows()
@@ -147,7 +148,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
         """What the status line adds: how much is loaded, and any trouble."""
         parts = []
         if len(self.listing) < self._total:
-            parts.append(f"{len(self.listing):,} newest loaded from {self.name}")
+            parts.append(f"{len(self.listing):,} loaded")
         if self._trouble:
             parts.append(self._trouble)
         return " · ".join(parts) or None
@@ -216,7 +217,14 @@ class OpenHandsUIBackend(OpenHandsBackend):
         return self.hub.subscribe(subscriber)
 
     async def stop_all(self) -> int:
-        return 0  # the server's agents are not the UI's to stop on the way out
+        """Pause every running conversation loaded (Q, after asking)."""
+        running = self.running_ids()
+        for conversation_id in running:
+            try:
+                await self.stop(conversation_id)
+            except ConvtuiError as error:
+                log.warning("could not stop %s: %s", conversation_id, error)
+        return len(running)
 
     async def test_model(self, values: dict[str, Any]) -> str:
         raise unsupported("testing convtui's model", "the server's agents use the model in its own settings")

@@ -5,10 +5,12 @@ filtered and sorted here on every keystroke as the store does it locally
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from .models import ConversationInfo, format_timestamp
 from .store import ConversationFilter, state_of
 
+PLAIN = ConversationFilter(archived=False)
 STATUS_RANK = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
 
 
@@ -16,8 +18,14 @@ def _state(info: ConversationInfo) -> str:
     return state_of(info.status.value, info.agent_state.value if info.agent_state else None, info.attention)
 
 
-def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[str]) -> bool:
-    """Whether `info` passes `query` (not its event searches: no remote row holds them)."""
+def searched_text(info: ConversationInfo) -> str:
+    """What filter words are looked for in: title, repository and branch, lower case."""
+    return " ".join(filter(None, (info.title, info.selected_repository, info.selected_branch))).lower()
+
+
+def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[str], searched: str | None = None) -> bool:
+    """Whether `info` passes `query` (not its event searches: no remote row
+    holds them). `searched`: its searched_text, when kept."""
     if query.archived and not info.archived:
         return False
     if query.archived is False and info.archived:
@@ -42,7 +50,7 @@ def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[s
     if query.within is not None and info.conversation_id not in query.within:
         return False
     if words:
-        searched = " ".join(filter(None, (info.title, info.selected_repository, info.selected_branch))).lower()
+        searched = searched_text(info) if searched is None else searched
         return all(word in searched or info.conversation_id.startswith(word) for word in words)
     return True
 
@@ -52,6 +60,9 @@ class RemoteRows:
 
     def __init__(self) -> None:
         self.rows: dict[str, ConversationInfo] = {}
+        self._searched: dict[str, str] = {}  # id -> searched_text, kept: each filter key reads them all
+        self._newest_first: tuple[str, ...] | None = None  # kept until a row changes
+        self._archived: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -62,17 +73,45 @@ class RemoteRows:
         for info in infos:
             if self.rows.get(info.conversation_id) != info:
                 self.rows[info.conversation_id] = info
+                self._searched[info.conversation_id] = searched_text(info)
+                (self._archived.add if info.archived else self._archived.discard)(info.conversation_id)
                 changed.append(info)
+        if changed:
+            self._newest_first = None
         return changed
 
     def drop(self, conversation_id: str) -> None:
-        self.rows.pop(conversation_id, None)
+        if self.rows.pop(conversation_id, None) is not None:
+            del self._searched[conversation_id]
+            self._archived.discard(conversation_id)
+            self._newest_first = None
+
+    def newest_first(self) -> tuple[str, ...]:
+        if self._newest_first is None:
+            order = sorted(self.rows.values(), key=lambda info: (info.last_updated_at, info.conversation_id), reverse=True)
+            self._newest_first = tuple(info.conversation_id for info in order)
+        return self._newest_first
 
     def ids(self, query: ConversationFilter, sort: str, reverse: bool) -> tuple[str, ...]:
         words = (query.text or "").lower().split()
-        found = [info for info in self.rows.values() if matches(info, query, words)]
+        rows, searched = self.rows, self._searched
+        if replace(query, text=None, archived=False) == PLAIN and not query.archived:
+            # Words alone (each key of a filter being typed): no call per row.
+            archived = self._archived if query.archived is False else frozenset()
+            if not words:
+                chosen = [i for i in self.newest_first() if i not in archived] if archived else list(self.newest_first())
+            else:
+                chosen = [
+                    i for i in self.newest_first()
+                    if i not in archived and all(word in searched[i] or i.startswith(word) for word in words)
+                ]  # fmt: skip
+            if sort == "updated":
+                return tuple(chosen[::-1] if reverse else chosen)
+            found = [rows[i] for i in chosen]
+        else:
+            found = [rows[i] for i in self.newest_first() if matches(rows[i], query, words, searched[i])]
         if sort == "updated":
-            found.sort(key=lambda info: (info.last_updated_at, info.conversation_id), reverse=True)
+            pass  # in that order already
         elif sort == "created":
             found.sort(key=lambda info: info.created_at, reverse=True)
         elif sort == "title":

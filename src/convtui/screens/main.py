@@ -874,6 +874,9 @@ class MainScreen(Screen[None]):
         if not running:
             self.app.exit()
             return
+        if self.backend.remote_name is not None:
+            self.app.exit(message=f"{len(running)} conversation(s) keep running on the OpenHands server {self.backend.remote_name}")
+            return
         if self.backend.outlives_the_ui:
             self.app.exit(
                 message=f"{len(running)} loop(s) keep running in the convtui server; `convtui serve stop` ends them"
