@@ -721,6 +721,8 @@ class MainScreen(Screen[None]):
     async def _create(self, result: NewConversationResult | None) -> None:
         if result is None:
             return
+        if self.backend.remote_name is not None:
+            self.notify(f"Starting it on {self.backend.remote_name}: its sandbox may take a minute…", timeout=10)
         try:
             response = await self.backend.new_conversation(result.request)
         except ConvtuiError as error:
