@@ -98,3 +98,13 @@ def test_an_unreachable_server_is_retried_then_named(cli: Cli, monkeypatch: pyte
     assert lines[-1].startswith("convtui: cannot reach http://127.0.0.1:")
     cli("--remote", "gone", "list", code=1)
     assert "Traceback" not in cli.err
+
+
+def test_a_server_that_is_not_openhands_is_named_so(cli: Cli) -> None:
+    """A real HTTP server without OpenHands' routes (the fake model's)."""
+    from .fake_llm import FakeLLMServer
+
+    with FakeLLMServer.in_thread() as other:
+        cli("remote", "add", "other", other.base_url.removesuffix("/v1"))
+        cli("remote", "test", "other", code=1)
+    assert "has no /api/v1/app-conversations: not an OpenHands server, or one older than 1.7" in cli.err

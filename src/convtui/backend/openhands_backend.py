@@ -110,7 +110,13 @@ class OpenHandsBackend:
 
     async def count(self) -> int:
         """How many conversations the server holds (what `remote test` asks)."""
-        answer = await self.http.json("GET", f"{CONVERSATIONS}/count")
+        try:
+            answer = await self.http.json("GET", f"{CONVERSATIONS}/count")
+        except NotFound:
+            raise ConvtuiError(
+                f"{self.where} has no {CONVERSATIONS}: not an OpenHands server, or one older than 1.7 "
+                "(convtui speaks the V1 routes only, so far)"
+            ) from None
         if not isinstance(answer, int):
             raise ConvtuiError(f"{self.where} answered the count with {type(answer).__name__}: is it an OpenHands server?")
         return answer

@@ -81,8 +81,8 @@ class OpenHandsUIBackend(OpenHandsBackend):
         hears why it waits meanwhile."""
         self.http.on_wait = on_wait
         try:
+            self._total = await self.count()  # (first: it says when the server is not OpenHands)
             await self._load_page()
-            self._total = await self.count()
         finally:
             self.http.on_wait = self._waiting
 
