@@ -846,7 +846,7 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         from ..keymap import shown_keys
 
-        self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app))))
+        self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app), to_trash=self.backend.has_trash)))
 
     def action_settings(self) -> None:
         # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
@@ -921,10 +921,11 @@ def _no_match_text(query_text: str, parsed: ParsedQuery) -> str:
     return "\n\n".join(lines)
 
 
-def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections(keys: Callable[[str], str], to_trash: bool = True) -> list[tuple[str, list[tuple[str, str]]]]:
     """Every key, for the help screen (kept beside the bindings it describes).
     `keys(binding_id)` shows a binding's keys as they are now (keymap.shown_keys:
-    the settings' keymap can change them)."""
+    the settings' keymap can change them). `to_trash`: False on an OpenHands
+    server, which deletes for good."""
     marked_actions = " ".join(keys(binding_id) for binding_id in ("start", "stop", "delete", "archive"))
     return [
         (
@@ -938,7 +939,10 @@ def help_sections(keys: Callable[[str], str]) -> list[tuple[str, list[tuple[str,
                 (keys("new"), "new conversation"),
                 (keys("rename"), "rename"),
                 (f"{keys('start')} / {keys('stop')}", "start / stop the agent loop"),
-                (keys("delete"), "delete: to the trash (asks first; convtui trash restores)"),
+                (
+                    keys("delete"),
+                    "delete: to the trash (asks first; convtui trash restores)" if to_trash else "delete for good (asks first)",
+                ),
                 (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
                 (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
                 (keys("inbox"), "inbox: every conversation waiting for you, oldest first; answer each there"),
