@@ -4,6 +4,7 @@ store does it: on what a real OpenHands server listed (the recording)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from convtui.backend.models import ConversationStatus
 from convtui.backend.openhands_mapping import conversation_info
@@ -49,8 +50,11 @@ def test_merge_says_what_changed() -> None:
     rows = recorded_rows()
     first = next(iter(rows.rows.values()))
     assert rows.merge([first]) == []
-    moved = first.model_copy(update={"status": ConversationStatus.RUNNING})
+    newest = rows.rows[rows.newest_first()[0]]
+    moved = first.model_copy(update={"status": ConversationStatus.RUNNING, "last_updated_at": newest.last_updated_at + timedelta(seconds=1)})
     assert rows.merge([moved]) == [moved]
+    assert rows.ids(ConversationFilter(), "updated", False)[:2] == (moved.conversation_id, newest.conversation_id)
+    assert len(rows.newest_first()) == len(rows) == 250
     rows.drop(first.conversation_id)
     assert first.conversation_id not in rows.rows
 

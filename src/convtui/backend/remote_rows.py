@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from sortedcontainers import SortedList
+
 from .models import ConversationInfo, format_timestamp
 from .store import ConversationFilter, state_of
 
@@ -62,6 +64,8 @@ class RemoteRows:
         self.rows: dict[str, ConversationInfo] = {}
         self._searched: dict[str, str] = {}  # id -> searched_text, kept: each filter key reads them all
         self._newest_first: tuple[str, ...] | None = None  # kept until a row changes
+        self._by_activity = SortedList()  # (last activity, id), oldest first: a page merged re-sorts nothing
+        self._placed: dict[str, tuple[float, str]] = {}
         self._archived: set[str] = set()
 
     def __len__(self) -> int:
@@ -75,6 +79,7 @@ class RemoteRows:
                 self.rows[info.conversation_id] = info
                 self._searched[info.conversation_id] = searched_text(info)
                 (self._archived.add if info.archived else self._archived.discard)(info.conversation_id)
+                self._place(info)
                 changed.append(info)
         if changed:
             self._newest_first = None
@@ -84,12 +89,21 @@ class RemoteRows:
         if self.rows.pop(conversation_id, None) is not None:
             del self._searched[conversation_id]
             self._archived.discard(conversation_id)
+            self._by_activity.remove(self._placed.pop(conversation_id))
             self._newest_first = None
+
+    def _place(self, info: ConversationInfo) -> None:
+        key = (info.last_updated_at.timestamp(), info.conversation_id)
+        old = self._placed.get(info.conversation_id)
+        if old != key:
+            if old is not None:
+                self._by_activity.remove(old)
+            self._by_activity.add(key)
+            self._placed[info.conversation_id] = key
 
     def newest_first(self) -> tuple[str, ...]:
         if self._newest_first is None:
-            order = sorted(self.rows.values(), key=lambda info: (info.last_updated_at, info.conversation_id), reverse=True)
-            self._newest_first = tuple(info.conversation_id for info in order)
+            self._newest_first = tuple(conversation_id for _, conversation_id in reversed(self._by_activity))
         return self._newest_first
 
     def ids(self, query: ConversationFilter, sort: str, reverse: bool) -> tuple[str, ...]:
