@@ -48,7 +48,7 @@ def test_filters_and_sorts_like_the_store() -> None:
 
 def test_merge_says_what_changed() -> None:
     rows = recorded_rows()
-    first = next(iter(rows.rows.values()))
+    first = rows.rows[rows.newest_first()[-1]]  # the oldest activity
     assert rows.merge([first]) == []
     newest = rows.rows[rows.newest_first()[0]]
     moved = first.model_copy(update={"status": ConversationStatus.RUNNING, "last_updated_at": newest.last_updated_at + timedelta(seconds=1)})
@@ -56,7 +56,7 @@ def test_merge_says_what_changed() -> None:
     assert rows.ids(ConversationFilter(), "updated", False)[:2] == (moved.conversation_id, newest.conversation_id)
     assert len(rows.newest_first()) == len(rows) == 250
     rows.drop(first.conversation_id)
-    assert first.conversation_id not in rows.rows
+    assert first.conversation_id not in rows.rows and rows.newest_first()[0] == newest.conversation_id
 
 
 def test_words_alone_and_every_condition_agree() -> None:
