@@ -356,7 +356,7 @@ async def cmd_list(backend: Backend, arguments: argparse.Namespace) -> int:
         return EXIT_OK
     _print_table(result.results)
     if result.next_page_id:
-        remote = f"--remote {arguments.remote} " if getattr(arguments, "remote", None) else ""
+        remote = f"--remote {arguments.remote} " if arguments.remote else ""
         print(f"more: convtui {remote}list --page {result.next_page_id}")
     return EXIT_OK
 
@@ -744,9 +744,10 @@ def cmd_remote(arguments: argparse.Namespace) -> int:
             _print_json([{"name": r.name, "url": r.url, "api_key": r.key_source(), "insecure": r.insecure} for r in remotes])
         elif not remotes:
             print("No remotes. Add one with: convtui remote add NAME URL [--api-key-env VAR]")
-        for remote in [] if arguments.json else remotes:
-            insecure = "  (TLS not verified)" if remote.insecure else ""
-            print(f"{remote.name:<16} {remote.url}  API key: {remote.key_source()}{insecure}")
+        else:
+            for remote in remotes:
+                insecure = "  (TLS not verified)" if remote.insecure else ""
+                print(f"{remote.name:<16} {remote.url}  API key: {remote.key_source()}{insecure}")
     else:
         from .backend.remotes import reach_remote
 
