@@ -16,15 +16,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from version import OPENHANDS_VERSION, cached_venv  # noqa: E402
 
 
+def is_python_312(candidate: str) -> bool:
+    """Whether `candidate` runs as Python 3.12 (a pyenv shim may exist and refuse)."""
+    try:
+        done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.stdout.strip() == "True"
+
+
 def find_python() -> str | None:
-    for candidate in ("python3.12",):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    pyenv = Path.home() / ".pyenv" / "versions"
-    for found in sorted(pyenv.glob("3.12*/bin/python3.12"), reverse=True):
-        return str(found)
-    return None
+    candidates = [shutil.which("python3.12")]
+    candidates += [str(path) for path in sorted((Path.home() / ".pyenv" / "versions").glob("3.12*/bin/python3.12"), reverse=True)]
+    return next((candidate for candidate in candidates if candidate and is_python_312(candidate)), None)
 
 
 def main() -> int:
