@@ -230,6 +230,9 @@ def test_a_terminal_that_hangs_up_loses_nothing(tmp_path: Path, data_dir: Path, 
     try:
         second.wait_for("needs approval", timeout=30)
         second.wait_for("echo survived", timeout=10)
+        # y acts once the UI holds the action waited on (the server's stream
+        # brings it, a moment after the row's state): the footer offers it then.
+        second.wait_for("y Approve", timeout=10)
         second.press("y")
         deadline = time.monotonic() + 20
         proof = data_dir / "conversations" / conversation_id / "workspace" / "hangup.txt"
