@@ -24,15 +24,18 @@ from .models import (
     ConversationInfoResultSet,
     ConversationResponse,
     ConversationStatus,
+    ConversationTrigger,
     ExperimentConfig,
     NewConversationRequest,
     validate_title,
 )
 from .openhands_http import SESSION_KEY_HEADER, OpenHandsHTTP
 from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk, pending_action
+from .remote_rows import matches
 from .remotes import Remote
 from .sandbox import SandboxStatus
 from .settings import Settings
+from .store import ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset
 from .updates import LoopUpdate
@@ -181,12 +184,19 @@ class OpenHandsBackend:
             raise unsupported("searching what conversations did (--text, --file, --cmd)", "filter by title words instead")
         if archived:
             raise unsupported("the archive", "it keeps every conversation in one list")
-        wanted = _local_filter(selected_repository, conversation_trigger, status)
+        if status is not None and status.strip().lower() == "unread":
+            raise unsupported("unread markers")
+        wanted = None
+        if selected_repository is not None or conversation_trigger is not None or status is not None:
+            from .service import enum_value, status_value  # (the local store's rules, read when filtering)
+
+            trigger = enum_value(ConversationTrigger, conversation_trigger, "trigger")
+            wanted = ConversationFilter(repository=selected_repository, trigger=trigger, status=status_value(status))
         results: list[ConversationInfo] = []
         for _ in range(SCAN_PAGES if wanted is not None else 1):
             page = await self._page(page_id, limit, (query or "").strip() or None)
             infos = [conversation_info(item) for item in page["items"]]
-            results += [info for info in infos if wanted is None or wanted(info)]
+            results += [info for info in infos if wanted is None or matches(info, wanted, ())]
             page_id = page.get("next_page_id")
             if not page_id or len(results) >= limit:
                 break
@@ -499,26 +509,3 @@ def _suggested_task(request: NewConversationRequest) -> dict[str, Any] | None:
         return None
     task = request.suggested_task.model_dump(mode="json")
     return {**task, "git_provider": task["git_provider"] or "github"}
-
-
-def _local_filter(repository: str | None, trigger: str | None, status: str | None) -> Callable[[ConversationInfo], bool] | None:
-    """What the server cannot filter on, as a test of one conversation (None: nothing to test)."""
-    if repository is None and trigger is None and status is None:
-        return None
-    wanted_status = status.strip().upper() if status else None
-    known = {s.value for s in ConversationStatus} | {"WAITING", "FINISHED"}
-    if wanted_status is not None and wanted_status not in known:
-        raise InvalidInput(f"status must be one of {', '.join(sorted(known)).lower()}, not {status!r}")
-
-    def wanted(info: ConversationInfo) -> bool:
-        if repository is not None and (info.selected_repository or "").lower() != repository.lower():
-            return False
-        if trigger is not None and (info.trigger.value if info.trigger else None) != trigger:
-            return False
-        if wanted_status == "WAITING":
-            return info.agent_state is not None and info.agent_state.value in ("awaiting_user_input", "awaiting_user_confirmation", "error")
-        if wanted_status == "FINISHED":
-            return info.agent_state is not None and info.agent_state.value == "finished"
-        return wanted_status is None or info.status.value == wanted_status
-
-    return wanted

@@ -436,9 +436,9 @@ class ConversationService:
         if not isinstance(limit, int) or not 1 <= limit <= PAGE_SIZE_MAX:
             raise InvalidInput(f"limit must be 1-{PAGE_SIZE_MAX}, got {limit}")
         after = _decode_page(page_id) if page_id else None
-        trigger = _enum_value(ConversationTrigger, conversation_trigger, "trigger")
+        trigger = enum_value(ConversationTrigger, conversation_trigger, "trigger")
         unread = status is not None and str(status).strip().lower() == UNREAD
-        wanted_status = None if unread else _status_value(status)
+        wanted_status = None if unread else status_value(status)
 
         def run() -> ConversationInfoResultSet:
             # One thread hop for the settings and the search (the server's
@@ -1117,20 +1117,20 @@ def _title_is_automatic(document: Document) -> bool:
     return document.get("title") in (None, "", default_title(document["conversation_id"]))
 
 
-def _status_value(value: Any) -> str | None:
+def status_value(value: Any) -> str | None:
     """A ConversationStatus, or one of the finer filter statuses (waiting,
     finished: see store.display_state)."""
     if value is not None and str(value).strip().upper() in STATE_FILTERS:
         return str(value).strip().upper()
     try:
-        return _enum_value(ConversationStatus, value, "status")
+        return enum_value(ConversationStatus, value, "status")
     except InvalidInput:
         finer = sorted([*(s.lower() for s in STATE_FILTERS), UNREAD])
         allowed = ", ".join([member.name.lower() for member in ConversationStatus] + finer)
         raise InvalidInput(f"status {str(value).strip()!r} is not one of: {allowed}") from None
 
 
-def _enum_value(enum: type, value: Any, name: str) -> str | None:
+def enum_value(enum: type, value: Any, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, enum):
