@@ -136,7 +136,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         from .backend.remotes import RemotesStore
 
         remote = await asyncio.to_thread(RemotesStore(self.data_dir).get, name)
-        backend = OpenHandsUIBackend.for_remote_ui(remote, self.data_dir)
+        backend = OpenHandsUIBackend.for_remote(remote, root=self.data_dir)
         loading = self.query_one("#loading", Static)
         loading.update(f"Opening {name} ({remote.url}) …")
         try:

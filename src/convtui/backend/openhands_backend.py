@@ -14,7 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from .errors import AmbiguousId, ConvtuiError, InvalidInput, NotFound
 from .events import EventDict, EventFilter
@@ -73,6 +73,7 @@ class EventTrail:
     last_timestamp: str | None = None
     at_last: set[str] = field(default_factory=set)  # the ids read with that timestamp
     read_at: float = float("-inf")
+    reading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one read at a time
 
     def take(self, raw: dict[str, Any]) -> EventDict | None:
         """The next raw event as shown (None: bookkeeping, or read already)."""
@@ -104,9 +105,12 @@ class OpenHandsBackend:
         self.where = http.url
 
     @classmethod
-    def for_remote(cls, remote: Remote, *, transport: Any = None, on_wait: Callable[[str], None] | None = None) -> OpenHandsBackend:
+    def for_remote(
+        cls, remote: Remote, *, transport: Any = None, on_wait: Callable[[str], None] | None = None, **more: Any
+    ) -> Self:
+        """`more`: what a subclass takes beyond the client and the name."""
         http = OpenHandsHTTP(remote.url, remote.key(), insecure=remote.insecure, transport=transport, on_wait=on_wait)
-        return cls(http, remote.name)
+        return cls(http, remote.name, **more)
 
     async def close(self) -> None:
         await self.http.close()
@@ -395,7 +399,9 @@ class OpenHandsBackend:
     async def pending_action(self, conversation_id: str) -> EventDict | None:
         """The action a conversation in confirmation mode waits on (None: it waits on none)."""
         full_id = await self.resolve(conversation_id)
-        item = await self._item(full_id)
+        return await self._waited_on(full_id, await self._item(full_id))
+
+    async def _waited_on(self, full_id: str, item: dict[str, Any]) -> EventDict | None:
         if item.get("execution_status") != "waiting_for_confirmation":
             return None
         return pending_action(await self.search_events(full_id))
@@ -403,37 +409,31 @@ class OpenHandsBackend:
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
         return None  # the file is in the server's sandbox
 
-    async def _agent_server(self, full_id: str) -> tuple[str, dict[str, str]]:
-        """The conversation's agent server (where confirmations go) and its own key."""
+    async def _respond(self, conversation_id: str, answer: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """`answer` to the action waited on, sent to the conversation's agent
+        server (where confirmations go) with its own key; that server's
+        address and headers."""
+        full_id = await self.resolve(conversation_id)
         item = await self._item(full_id)
-        url = item.get("conversation_url")
+        if await self._waited_on(full_id, item) is None:
+            raise InvalidInput("no action waits for approval in this conversation")
+        url, key = item.get("conversation_url"), item.get("session_api_key")
         if item.get("sandbox_status") != "RUNNING" or not url:
             raise InvalidInput("its sandbox is not running, so nothing waits for approval there")
-        key = item.get("session_api_key")
-        return str(url), {SESSION_KEY_HEADER: key} if key else {}
-
-    async def _respond(self, conversation_id: str, accept: bool, reason: str | None = None) -> str:
-        full_id = await self.resolve(conversation_id)
-        if await self.pending_action(full_id) is None:
-            raise InvalidInput("no action waits for approval in this conversation")
-        url, headers = await self._agent_server(full_id)
-        body: dict[str, Any] = {"accept": accept}
-        if reason:
-            body["reason"] = reason
-        await self.http.request("POST", f"{url}/events/respond_to_confirmation", json=body, headers=headers, idempotent=False)
-        return full_id
+        headers = {SESSION_KEY_HEADER: key} if key else {}
+        await self.http.request("POST", f"{url}/events/respond_to_confirmation", json=answer, headers=headers, idempotent=False)
+        return str(url), headers
 
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         """Runs the action; `always` also stops asking in this conversation
         (the agent server's NeverConfirm policy)."""
-        full_id = await self._respond(conversation_id, True)
+        url, headers = await self._respond(conversation_id, {"accept": True})
         if always:
-            url, headers = await self._agent_server(full_id)
             body = {"policy": {"kind": "NeverConfirm"}}
             await self.http.request("POST", f"{url}/confirmation_policy", json=body, headers=headers)
 
     async def reject(self, conversation_id: str, reason: str | None = None) -> None:
-        await self._respond(conversation_id, False, reason)
+        await self._respond(conversation_id, {"accept": False, **({"reason": reason} if reason else {})})
 
     async def inbox(self) -> list[InboxItem]:
         """The conversations of the newest pages that wait for a person."""

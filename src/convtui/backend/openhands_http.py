@@ -146,29 +146,29 @@ class OpenHandsHTTP:
         delays = iter(self.retry_delays)
         while True:
             await self.pacer.turn()
+            response: httpx.Response | None = None
             try:
                 response = await self._client.request(method, path, timeout=timeout, **kwargs)
             except httpx.ConnectError as error:  # never arrived: safe to send again
-                wait, why = next(delays, None), f"server unreachable ({_reason(error)})"
+                reason = _reason(error)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
                 if not idempotent:
                     raise ServerUnreachable(f"{self.url}: {_reason(error)}; it may or may not have been done") from None
-                wait, why = next(delays, None), f"server unreachable ({_reason(error)})"
+                reason = _reason(error)
             else:
                 if response.is_success:
                     return response
-                if response.status_code == 429:
-                    wait, why = (retry_after(response) if next(delays, None) is not None else None), "server busy (429)"
-                elif response.status_code in (502, 503, 504) and idempotent:
-                    wait, why = next(delays, None), f"server answered {response.status_code}"
-                else:
+                busy = response.status_code == 429 or (response.status_code in (502, 503, 504) and idempotent)
+                if not busy:
                     raise error_for(response, self.url)
-                if wait is None:
-                    raise error_for(response, self.url)
+            wait = next(delays, None)
             if wait is None:
-                raise ServerUnreachable(f"cannot reach {self.url}: {why.removeprefix('server unreachable (').removesuffix(')')}")
+                raise ServerUnreachable(f"cannot reach {self.url}: {reason}") if response is None else error_for(response, self.url)
+            if response is not None and response.status_code == 429:
+                wait = retry_after(response)
             if self.on_wait is not None:
-                self.on_wait(f"{why.split(' (')[0]}, retrying in {wait:g} s")
+                why = "server unreachable" if response is None else f"server busy ({response.status_code})"
+                self.on_wait(f"{why}, retrying in {wait:g} s")
             await asyncio.sleep(wait)
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:

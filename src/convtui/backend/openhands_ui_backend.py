@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,6 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
         super().__init__(http, name)
-        self.remote_name = name
         self.root = root
         self.settings_store = SettingsStore(DataDirectory(root).settings)
         self.listing = RemoteRows()
@@ -61,13 +60,11 @@ class OpenHandsUIBackend(OpenHandsBackend):
         self._watched: dict[str, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._trouble: str | None = None  # why the server is being waited for, while it is
-        self._reading: dict[str, asyncio.Lock] = {}  # one read of a conversation's events at a time
         http.on_wait = self._waiting
 
-    @classmethod
-    def for_remote_ui(cls, remote: Remote, root: Path, *, transport: Any = None) -> OpenHandsUIBackend:
-        http = OpenHandsHTTP(remote.url, remote.key(), insecure=remote.insecure, transport=transport)
-        return cls(http, remote.name, root)
+    @property
+    def remote_name(self) -> str:
+        return self.name
 
     def _waiting(self, why: str) -> None:
         self._trouble = why
@@ -119,13 +116,9 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     async def _follow_once(self) -> None:
         page = await self._page(None, PAGE_MAX)
-        infos = [conversation_info(item) for item in page["items"]]
-        known = set(self.listing.rows)
-        changed = self.listing.merge(infos)
-        for info in changed:
-            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+        changed = self._take(conversation_info(item) for item in page["items"])
         total = await self.count()
-        if total != self._total or any(info.conversation_id not in known for info in changed) or changed:
+        if changed or total != self._total:
             self._total = total
             self._changed()
         now = time.monotonic()
@@ -251,19 +244,25 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     # -- changes, taken into the rows at once -------------------------------------------
 
+    def _take(self, infos: Iterable[ConversationInfo]) -> list[ConversationInfo]:
+        """Into the rows; each that changed is said as a loop's status would be."""
+        changed = self.listing.merge(infos)
+        for info in changed:
+            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+        return changed
+
     async def _reread(self, conversation_id: str) -> None:
         try:
             info = await super().get(conversation_id)
         except ConvtuiError:
             return
-        if self.listing.merge([info]):
-            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+        if self._take([info]):
             self._changed()
 
     async def rename(self, conversation_id: str, title: str) -> ConversationInfo:
         info = await super().rename(conversation_id, title)
-        self.listing.merge([info])
-        self._changed()
+        if self._take([info]):
+            self._changed()
         return info
 
     async def delete(self, conversation_id: str) -> bool:
@@ -312,7 +311,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     async def _fresh_events(self, full_id: str) -> list[EventDict]:
         trail = self._trails.setdefault(full_id, EventTrail())
-        async with self._reading.setdefault(full_id, asyncio.Lock()):
+        async with trail.reading:
             if time.monotonic() - trail.read_at < EVENTS_FRESH_SECONDS:
                 return []
             new = await self._read_events(full_id, trail)
