@@ -1000,12 +1000,11 @@ LOCAL_ONLY = {"config": "the server's settings are changed in its own web UI", "
 
 async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
     """A conversation command against an OpenHands server (--remote NAME)."""
-    from .backend.openhands_backend import OpenHandsBackend, Unsupported
+    from .backend.openhands_backend import OpenHandsBackend, Unsupported, unsupported
     from .backend.remotes import RemotesStore
 
     if arguments.command in LOCAL_ONLY:
-        instead = LOCAL_ONLY[arguments.command]
-        raise Unsupported(f"`{arguments.command}` is not available on an OpenHands server{f': {instead}' if instead else ''}")
+        raise unsupported(f"`{arguments.command}`", LOCAL_ONLY[arguments.command])
     if arguments.command == "new" and arguments.start:
         raise Unsupported("an OpenHands server starts a conversation given a first message at once: leave out --start")
     remote = RemotesStore(root).get(arguments.remote)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr, ValidationError, field_validator
 
 from .durable_files import atomic_write
 from .errors import CorruptFile, InvalidInput, NotFound, StorageError, describe_os_error
-from .settings import describe_settings_error, mask_secret
+from .settings import clean_secret, describe_settings_error, mask_secret
 
 REMOTES_FILE = "remotes.json"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -63,12 +63,7 @@ class Remote(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        secret = value.get_secret_value().strip()
-        if not secret.isprintable() or " " in secret:
-            raise ValueError("contains whitespace or a control character")
-        return SecretStr(secret) if secret else None
+        return clean_secret(value)
 
     def key(self) -> str | None:
         """The API key to send: the environment variable's value, else the

@@ -176,15 +176,21 @@ class Settings(BaseModel):
     @field_validator("llm_api_key")
     @classmethod
     def _key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        secret = value.get_secret_value().strip()
-        if find_control_character(secret) is not None or " " in secret:
-            raise ValueError("contains whitespace or a control character")
-        return SecretStr(secret) if secret else None
+        return clean_secret(value)
 
     def api_key(self) -> str | None:
         return self.llm_api_key.get_secret_value() if self.llm_api_key else None
+
+
+def clean_secret(value: SecretStr | None) -> SecretStr | None:
+    """An API key stripped (None when empty); raises ValueError on inner
+    whitespace or a control character."""
+    if value is None:
+        return None
+    secret = value.get_secret_value().strip()
+    if find_control_character(secret) is not None or " " in secret:
+        raise ValueError("contains whitespace or a control character")
+    return SecretStr(secret) if secret else None
 
 
 SETTING_NAMES = tuple(Settings.model_fields)
