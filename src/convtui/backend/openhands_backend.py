@@ -59,7 +59,7 @@ START_STEPS = {
     "STARTING_CONVERSATION": "starting the conversation",
 }
 # The triggers OpenHands knows (convtui's cli and replay are its own).
-SERVER_TRIGGERS = {"resolver", "gui", "suggested_task", "openhands_api", "slack", "microagent_management", "jira", "jira_dc", "linear", "bitbucket"}
+SERVER_TRIGGERS = {trigger.value for trigger in ConversationTrigger} - {"cli", "replay"}
 
 
 @dataclass

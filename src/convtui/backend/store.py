@@ -142,15 +142,11 @@ def display_state(document: Document | StoredDocument) -> str:
     an action) or ended and waits for a decision (an error, a limit: the
     inbox's set), FINISHED when no loop runs and the agent had finished its
     task. What `status:` filters and the status sort look at."""
-    return _display_state(display_status(document), document.get("agent_state"), document.get("attention"))
+    return state_of(display_status(document), document.get("agent_state"), document.get("attention"))
 
 
 def state_of(status: str, agent_state: str | None, attention: str | None) -> str:
-    """display_state from a conversation's parts (a remote server's rows)."""
-    return _display_state(status, agent_state, attention)
-
-
-def _display_state(status: str, agent_state: str | None, attention: str | None) -> str:
+    """display_state from a conversation's parts (also a remote server's rows)."""
     if status in _ACTIVE and agent_state in _WAITING_AGENT_STATES:
         return WAITING
     if attention and status not in _ACTIVE and status != "ARCHIVED":
@@ -192,7 +188,7 @@ def _row(document: StoredDocument, haystack: str) -> tuple:
     """The document's values in the columns (_COLUMN_NAMES' order)."""
     conversation_id, updated, repository, trigger, archived, status, agent_state, attention, cost = _row_fields(document)
     shown = _display_status(status, archived)
-    state = _display_state(shown, agent_state, attention)
+    state = state_of(shown, agent_state, attention)
     return (conversation_id, updated, haystack, repository, trigger, bool(archived), shown, state, cost)
 
 
