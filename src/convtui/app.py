@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -99,12 +98,17 @@ class ConvtuiApp(KeysInOrderApp[None]):
 
     @work(exclusive=True)
     async def _open(self) -> None:
-        from .backend.connect import open_ui_backend
+        from .backend.connect import open_remote_ui_backend, open_ui_backend
         from .screens.main import MainScreen
 
         try:
             if self.remote is not None:
-                self.backend = await self._open_remote(self.remote)
+                loading = self.query_one("#loading", Static)
+
+                def say(why: str) -> None:
+                    loading.update(f"Opening {self.remote} … {why}")
+
+                self.backend = await open_remote_ui_backend(self.data_dir, self.remote, on_wait=say)
             else:
                 self.backend = await open_ui_backend(self.data_dir, user_id=self.user_id, no_server=self.no_server)
         except ConvtuiError as error:
@@ -128,23 +132,6 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.run_worker(main.while_away(), group="digest")
         if self.on_ready is not None:
             self.on_ready(self)
-
-    async def _open_remote(self, name: str) -> UIBackend:
-        """An OpenHands server's first page, read before the list shows
-        (the loading line says why it waits, while it does)."""
-        from .backend.openhands_ui_backend import OpenHandsUIBackend
-        from .backend.remotes import RemotesStore
-
-        remote = await asyncio.to_thread(RemotesStore(self.data_dir).get, name)
-        backend = OpenHandsUIBackend.for_remote(remote, root=self.data_dir)
-        loading = self.query_one("#loading", Static)
-        loading.update(f"Opening {name} ({remote.url}) …")
-        try:
-            await backend.open(on_wait=lambda why: loading.update(f"Opening {name} ({remote.url}) … {why}"))
-        except BaseException:
-            await backend.close()
-            raise
-        return backend
 
     async def _connect(self) -> None:
         """The list is up meanwhile: only loop actions wait for the server."""

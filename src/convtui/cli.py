@@ -749,7 +749,7 @@ def cmd_remote(arguments: argparse.Namespace) -> int:
                 insecure = "  (TLS not verified)" if remote.insecure else ""
                 print(f"{remote.name:<16} {remote.url}  API key: {remote.key_source()}{insecure}")
     else:
-        from .backend.remotes import reach_remote
+        from .backend.connect import reach_remote
 
         print(asyncio.run(reach_remote(store.root, arguments.name, lambda why: print(f"convtui: {why}", file=sys.stderr))))
     return EXIT_OK
@@ -1000,15 +1000,14 @@ LOCAL_ONLY = {"config": "the server's settings are changed in its own web UI", "
 
 async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
     """A conversation command against an OpenHands server (--remote NAME)."""
-    from .backend.openhands_backend import OpenHandsBackend, Unsupported, unsupported
-    from .backend.remotes import RemotesStore
+    from .backend.connect import open_remote_backend
+    from .backend.openhands_backend import Unsupported, unsupported
 
     if arguments.command in LOCAL_ONLY:
         raise unsupported(f"`{arguments.command}`", LOCAL_ONLY[arguments.command])
     if arguments.command == "new" and arguments.start:
         raise Unsupported("an OpenHands server starts a conversation given a first message at once: leave out --start")
-    remote = RemotesStore(root).get(arguments.remote)
-    backend = OpenHandsBackend.for_remote(remote, on_wait=lambda why: print(f"convtui: {why}", file=sys.stderr))
+    backend = await open_remote_backend(root, arguments.remote, lambda why: print(f"convtui: {why}", file=sys.stderr))
     try:
         return await COMMANDS[arguments.command](backend, arguments)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from .settings import SettingsStore
 
 if TYPE_CHECKING:  # imported where used: a command that talks to a server needs neither
     from .interface import Backend, LocalBackend
+    from .openhands_backend import OpenHandsBackend
+    from .openhands_ui_backend import OpenHandsUIBackend
 
 
 SERVER_VARIABLE = "CONVTUI_SERVER"
@@ -67,3 +70,40 @@ async def open_ui_backend(root: Path, *, user_id: str | None = None, no_server: 
     if await asyncio.to_thread(server_wanted, root, no_server):
         return LocalBackend(service, ServerLoops(service, lambda: ensure_server(root)))
     return LocalBackend(service, ConversationManager(service))
+
+
+async def open_remote_backend(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> OpenHandsBackend:
+    """The backend of the OpenHands server added as `name` (convtui remote
+    add); `on_wait` hears why a call waits. Raises ConvtuiError (no such remote...)."""
+    from .openhands_backend import OpenHandsBackend
+    from .remotes import RemotesStore
+
+    remote = await asyncio.to_thread(RemotesStore(root).get, name)
+    return OpenHandsBackend.for_remote(remote, on_wait=on_wait)
+
+
+async def open_remote_ui_backend(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> OpenHandsUIBackend:
+    """A UI's backend on that server, its first page read (`on_wait` hears
+    why that waits). Raises ConvtuiError when it cannot be reached."""
+    from .openhands_ui_backend import OpenHandsUIBackend
+    from .remotes import RemotesStore
+
+    remote = await asyncio.to_thread(RemotesStore(root).get, name)
+    backend = OpenHandsUIBackend.for_remote(remote, root=root)
+    try:
+        await backend.open(on_wait=on_wait)
+    except BaseException:
+        await backend.close()
+        raise
+    return backend
+
+
+async def reach_remote(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> str:
+    """Reach remote `name` with its key: what it answered, in one line
+    (raises ConvtuiError); `on_wait` hears why it waits meanwhile."""
+    backend = await open_remote_backend(root, name, on_wait)
+    try:
+        count = await backend.count()
+    finally:
+        await backend.close()
+    return f"{name}: {backend.where} answers; it holds {count:,} conversation(s)"

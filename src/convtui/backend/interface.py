@@ -37,7 +37,7 @@ from .models import (
     ExperimentConfig,
     NewConversationRequest,
 )
-from .remotes import Remote, RemotesStore, reach_remote
+from .remotes import Remote, RemotesStore
 from .service import ConversationService
 from .sandbox import SandboxPolicy, SandboxStatus
 from .sandbox import status as sandbox_status
@@ -642,6 +642,8 @@ class LocalBackend:
         return list((await asyncio.to_thread(RemotesStore(self.service.data_dir.root).load)).values())
 
     async def test_remote(self, name: str) -> str:
+        from .connect import reach_remote
+
         return await reach_remote(self.service.data_dir.root, name)
 
     # -- what the CLI also asks (Backend) -----------------------------------------------

@@ -30,7 +30,7 @@ from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, select_ev
 from .openhands_http import OpenHandsHTTP
 from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
-from .remotes import Remote, RemotesStore, reach_remote
+from .remotes import Remote, RemotesStore
 from .settings import Settings, SettingsStore
 from .store import WAITING, ConversationFilter
 from .updates import EventAdded, StatusChanged, Subscriber, UpdateHub
@@ -231,6 +231,8 @@ class OpenHandsUIBackend(OpenHandsBackend):
         return list((await asyncio.to_thread(RemotesStore(self.root).load)).values())
 
     async def test_remote(self, name: str) -> str:
+        from .connect import reach_remote
+
         return await reach_remote(self.root, name)
 
     async def load_settings(self) -> Settings:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -147,18 +146,3 @@ class RemotesStore:
         except OSError as error:
             raise StorageError(describe_os_error(error, "write", self.path)) from error
 
-
-async def reach_remote(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> str:
-    """Reach remote `name` with its key: what it answered, in one line
-    (raises ConvtuiError); `on_wait` hears why it waits meanwhile."""
-    import asyncio
-
-    from .openhands_backend import OpenHandsBackend
-
-    remote = await asyncio.to_thread(RemotesStore(root).get, name)
-    backend = OpenHandsBackend.for_remote(remote, on_wait=on_wait)
-    try:
-        count = await backend.count()
-    finally:
-        await backend.close()
-    return f"{remote.name}: {remote.url} answers; it holds {count:,} conversation(s)"
