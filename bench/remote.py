@@ -57,10 +57,8 @@ from ui import (  # noqa: E402
     print_keys,
     quit_app,
     run_baseline,
-    settle,
     status_line,
-    filter_box_text,
-    list_shows_filter,
+    measure_filter,
     wait_for,
 )
 
@@ -69,35 +67,7 @@ from tests.openhands.server import SESSION_KEY, OpenHandsServer, openhands_pytho
 
 GOAL_KEY_P99_MS = 50.0
 GOAL_AFTER_SERVER_S = 1.0
-
-
-def filter_keys(tmux: Tmux, keys: int, poll: float, quiet: float) -> Samples:
-    """Filter keys ("seeded" and "00123" each typed and erased, a letter at
-    a time), each until the status line shows the list recomputed for the
-    box's text."""
-    samples = Samples()
-    tmux.send_key("/")
-    settle(tmux, quiet, colours=False)
-    plan = []
-    for word in ("seeded", "00123"):
-        plan += [(f"text:{letter}", word[: i + 1]) for i, letter in enumerate(word)]
-        plan += [("key:BSpace", word[:i]) for i in range(len(word) - 1, -1, -1)]
-    for action, text in (plan * (keys // len(plan) + 1))[:keys]:
-        settle(tmux, quiet, colours=False)
-        kind, _, value = action.partition(":")
-        started = tmux.send_text(value) if kind == "text" else tmux.send_key(value)
-
-        def shown(screen: str, text: str = text) -> bool:
-            return filter_box_text(screen) == text and list_shows_filter(screen, text)
-
-        try:
-            seen, _ = wait_for(tmux, shown, poll, 10.0)
-            samples.values.append(seen - started)
-        except Exception:
-            samples.timeouts += 1
-            samples.values.append(10.0)
-    tmux.send_key("Escape")
-    return samples
+FILTER_WORDS = ("seeded", "00123")  # no spaces: the status line trims a trailing one
 
 
 def server_answer(url: str) -> float:
@@ -148,9 +118,7 @@ def main() -> int:
                     painted_at = time.perf_counter()
                     launches.append(launch)
                     measure_cursor(tmux, args.keys // 2, poll, quiet, samples=cursor)
-                    keys = filter_keys(tmux, args.keys - args.keys // 2, poll, quiet)
-                    filtered.values += keys.values
-                    filtered.timeouts += keys.timeouts
+                    measure_filter(tmux, args.keys - args.keys // 2, poll, quiet, listed=filtered, words=FILTER_WORDS)
                     seen, _ = wait_for(tmux, lambda screen: " loaded" not in (status_line(screen) or ""), poll, 300)
                     loaded_after.append(seen - painted_at)
                     quit_app(tmux, poll)

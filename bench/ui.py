@@ -434,11 +434,11 @@ def measure_cursor(
     return samples
 
 
-def filter_plan(keys: int) -> Iterator[tuple[str, str]]:
+def filter_plan(keys: int, words: tuple[str, ...] = FILTER_WORDS) -> Iterator[tuple[str, str]]:
     """(what to send, the box's text afterwards): each word typed and erased."""
     count = 0
     while True:
-        for word in FILTER_WORDS:
+        for word in words:
             steps = [(f"text:{letter}", word[: index + 1]) for index, letter in enumerate(word)]
             steps += [("key:BSpace", word[:index]) for index in range(len(word) - 1, -1, -1)]
             for step in steps:
@@ -449,7 +449,13 @@ def filter_plan(keys: int) -> Iterator[tuple[str, str]]:
 
 
 def measure_filter(
-    tmux: Tmux, keys: int, poll: float, quiet: float, echo: Samples | None = None, listed: Samples | None = None
+    tmux: Tmux,
+    keys: int,
+    poll: float,
+    quiet: float,
+    echo: Samples | None = None,
+    listed: Samples | None = None,
+    words: tuple[str, ...] = FILTER_WORDS,
 ) -> tuple[Samples, Samples]:
     echo = Samples() if echo is None else echo
     listed = Samples() if listed is None else listed
@@ -457,7 +463,7 @@ def measure_filter(
     # Let the box take the focus before typing (a burst of keys in the same
     # read as "/" is not yet routed to it).
     settle(tmux, quiet, colours=False)
-    for action, text in filter_plan(keys):
+    for action, text in filter_plan(keys, words):
         settle(tmux, quiet, colours=False)
         kind, _, value = action.partition(":")
         started = tmux.send_text(value) if kind == "text" else tmux.send_key(value)
