@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -114,37 +115,32 @@ def agent_model(body: dict[str, Any]) -> Any:
     return ToolCall("finish", {"message": "wrote hello.txt"})
 
 
-async def _until(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> Any:
+async def _eventually(probe: Callable[[], Awaitable[Any]], found: Callable[[Any], Any], pause: float) -> Any:
+    """found(await probe()) once it is something (polled every `pause`, at most WAIT_SECONDS)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        info = await backend.get(conversation_id)
-        if test(info):
-            return info
-        assert time.monotonic() < deadline, f"still {info.status} / {info.agent_state} after {WAIT_SECONDS:g} s"
+        seen = await probe()
+        result = found(seen)
+        if result is not None and result is not False:
+            return result
+        assert time.monotonic() < deadline, f"after {WAIT_SECONDS:g} s still: {seen}"
         await asyncio.sleep(pause)
+
+
+async def _until(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> Any:
+    """The conversation once `test` accepts it."""
+    return await _eventually(lambda: backend.get(conversation_id), lambda info: test(info) and info, pause)
 
 
 async def _until_pending(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        action = await backend.pending_action(conversation_id)
-        if action is not None and test(action):
-            return action
-        assert time.monotonic() < deadline, f"still waiting on {action} after {WAIT_SECONDS:g} s"
-        await asyncio.sleep(pause)
+    """The action waited on, once there is one `test` accepts."""
+    return await _eventually(lambda: backend.pending_action(conversation_id), lambda action: action is not None and test(action) and action, pause)
 
 
 async def _until_event(backend: OpenHandsBackend, conversation_id: str, test: Any, pause: float) -> EventDict:
     """The first event `test` accepts, once the server has it (its agent
     server sends events on a little after the state they lead to)."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        events = await backend.search_events(conversation_id)
-        found = next((event for event in events if test(event)), None)
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, [(e["source"], event_kind(e), e.get("content") or e.get("message")) for e in events]
-        await asyncio.sleep(pause)
+    return await _eventually(lambda: backend.search_events(conversation_id), lambda events: next((e for e in events if test(e)), None), pause)
 
 
 async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
