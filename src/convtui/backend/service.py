@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
 _EVENT_LOG_CACHE = 64
+_ROWS_KEPT = 4096  # rows made for painting, kept until they change (a few screens' worth many times over)
 _HOST = socket.gethostname()
 _ACTIVE_STATUSES = ("STARTING", "RUNNING")
 UNREAD = "unread"  # the status filter of conversations with events this user has not seen
@@ -157,6 +158,8 @@ class ConversationService:
         self._search_index_lock = threading.Lock()
         self._listeners: list[Callable[[str], None]] = []
         self._redactor: tuple[object, Redactor] | None = None
+        # row(): conversation -> (the store's revision, the live state, its newest event, the row made of them)
+        self._rows: dict[str, tuple[object, LiveState | None, int | None, ConversationInfo]] = {}
 
     @classmethod
     async def open(cls, root: Path, user_id: str | None = None) -> ConversationService:
@@ -511,11 +514,27 @@ class ConversationService:
 
     def row(self, conversation_id: str) -> ConversationInfo | None:
         """One conversation from memory, joined with its live loop: cheap
-        enough to call for each visible row while painting. None if gone."""
+        enough to call for each visible row at each paint (a row is made
+        again only when its document or live state changed). None if gone."""
+        revision = self.store.revision(conversation_id)
+        if revision is None:
+            return None
+        live = self._live_state(conversation_id)
+        newest = self._latest_events.get(conversation_id) if self._latest_events is not None else None  # (unread)
+        made = self._rows.get(conversation_id)
+        if made is not None and made[0] is revision and made[1] is live and made[2] == newest:
+            return made[3]
         document = self.store.peek(conversation_id)
         if document is None:
             return None
-        return self._info(document, self._live_state(conversation_id))
+        info = self._info(document, live)
+        # Stored as running with no loop here: whether its runner is gone is
+        # asked at each paint (another process may end meanwhile).
+        if live is not None or document.get("status") not in _ACTIVE_STATUSES:
+            if len(self._rows) >= _ROWS_KEPT:
+                self._rows.clear()
+            self._rows[conversation_id] = (revision, live, newest, info)
+        return info
 
     async def get(self, conversation_id: str) -> ConversationInfo:
         """One conversation by id or unique prefix. Raises NotFound."""
