@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -118,7 +119,6 @@ class ConvtuiApp(KeysInOrderApp[None]):
             return
         self.alerts = TerminalAlerts(self.backend, self._looking_at, self.write_to_terminal, self._notify_alert)
         self.backend.subscribe(self.alerts)
-        self.run_worker(self._connect(), group="server")
         await self.apply_settings()
         # What is loaded now lives as long as the app: keep the collector from
         # walking it again and again (it caused the slowest keystrokes at 100k).
@@ -126,6 +126,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         gc.freeze()
         main = MainScreen(self.backend, self.clock)
         await self.push_screen(main)
+        self.run_worker(self._connect(main), group="server")
         self.run_worker(self._warm_search(main), group="warm")
         self.run_worker(main.check_sandbox(), group="sandbox")
         if self.backend.ui_closed_at() is not None:
@@ -133,8 +134,10 @@ class ConvtuiApp(KeysInOrderApp[None]):
         if self.on_ready is not None:
             self.on_ready(self)
 
-    async def _connect(self) -> None:
-        """The list is up meanwhile: only loop actions wait for the server."""
+    async def _connect(self, main: MainScreen) -> None:
+        """Once the list is shown (reaching the server competed with the
+        first paint): only loop actions wait for the server."""
+        await main.listed.wait()
         try:
             await self.backend.connect()
         except ConvtuiError as error:
@@ -195,11 +198,15 @@ class ConvtuiApp(KeysInOrderApp[None]):
             self.notify(one_line(str(error), 300), title="Theme not saved", severity="error")
 
     async def _warm_search(self, main: MainScreen) -> None:
-        """Build the search columns once the first list is painted (the
-        thread building them would hold the index the list is read from);
-        they live as long as the app too: out of the collector's way."""
+        """Once the first list is painted, build the search columns (the
+        thread building them would hold the index the list is read from)
+        and import the dialogs; they live as long as the app too: out of the
+        collector's way."""
+        from .screens.main import import_dialogs
+
         await main.listed.wait()
         await self.backend.warm()
+        await asyncio.to_thread(import_dialogs)
         gc.freeze()
 
     async def action_quit(self) -> None:

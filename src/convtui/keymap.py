@@ -70,6 +70,8 @@ def is_key(key: str) -> bool:
 def checked_keymap(keymap: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """The entries of `keymap` that name a binding and real keys, and a
     one-line error for each other entry."""
+    if not keymap:
+        return {}, []  # (the bindings' owners include every dialog: not imported for nothing at launch)
     known = remappable_bindings()
     usable: dict[str, str] = {}
     errors: list[str] = []

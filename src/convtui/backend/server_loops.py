@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .client import RemoteBackend
 from .errors import ConvtuiError
 from .events import EventDict
 from .interface import STOPPED
@@ -25,6 +26,9 @@ from .models import AgentState, ConversationInfo, ConversationStatus
 from .service import ConversationService, LiveState
 from .update_journal import StreamReset
 from .updates import LoopUpdate, MetricsChanged, ProcessesChanged, StatusChanged, Subscriber, UpdateHub
+
+if TYPE_CHECKING:
+    from .client import RemoteBackend
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,9 @@ class ServerLoops:
         later call then raises it too."""
         try:
             path = await asyncio.to_thread(self._connect)
-            self._remote = RemoteBackend.over_socket(path, revive=self._connect)  # a server gone is started again
+            # (httpx takes ~50 ms to import: not on the event loop, not before the first paint)
+            client = await asyncio.to_thread(importlib.import_module, f"{__package__}.client")
+            self._remote = client.RemoteBackend.over_socket(path, revive=self._connect)  # a server gone is started again
             info = await self._remote.server_info()
             await self._reload(info["running"])
         except ConvtuiError as error:

