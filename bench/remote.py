@@ -51,6 +51,7 @@ from ratios import Goals  # noqa: E402
 from ui import (  # noqa: E402
     Samples,
     Tmux,
+    cache_bytecode,
     key_header,
     measure_cursor,
     measure_launch,
@@ -110,6 +111,7 @@ def main() -> int:
             data_dir = root / "data"
             RemotesStore(data_dir).add("bench", server.url, api_key=SESSION_KEY)
             command = f"{shlex.quote(sys.executable)} -m convtui --data-dir {shlex.quote(str(data_dir))} --remote bench"
+            cache_bytecode(sys.executable)
             tmux = Tmux(args.width, args.height)
             launches, loaded_after, cursor, filtered = [], [], Samples(), Samples()
             try:
