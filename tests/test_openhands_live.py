@@ -9,12 +9,15 @@ tests/fixtures/openhands/, which tests/test_openhands_replay.py replays."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,10 +27,11 @@ from convtui.backend.remotes import Remote
 
 from .fake_llm import FakeLLMServer
 from .openhands import scenarios
-from .openhands.recording import RECORD_VARIABLE, RecordingTransport
+from .openhands.recording import FIXTURES, RECORD_VARIABLE, RecordingTransport
 from .openhands.server import PYTHON_VARIABLE, SESSION_KEY, OpenHandsServer, openhands_python
 
 PYTHON = openhands_python()
+EDIT_RULES = FIXTURES / "edit_rules.json"
 pytestmark = pytest.mark.skipif(
     PYTHON is None,
     reason=f"no OpenHands to test against: `python3 tests/openhands/setup.py` installs it (or set ${PYTHON_VARIABLE})",
@@ -106,12 +110,31 @@ async def test_agent_run(server: OpenHandsServer) -> None:
     await play(server, "agent_run", scenarios.agent_run)
 
 
-async def test_approvals(server: OpenHandsServer) -> None:
+@contextlib.contextmanager
+def confirmation_mode(server: OpenHandsServer) -> Iterator[None]:
+    """The server's settings ask before every action meanwhile."""
     server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": True, "security_analyzer": "none"}})
     try:
-        await play(server, "approvals", scenarios.approvals)
+        yield
     finally:
         server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": False}})
+
+
+async def test_approvals(server: OpenHandsServer) -> None:
+    with confirmation_mode(server):
+        await play(server, "approvals", scenarios.approvals)
+
+
+async def test_a_file_edit_is_shown_as_a_diff_before_approval(server: OpenHandsServer) -> None:
+    edited = Path(scenarios.EDITED)
+    shutil.rmtree(edited.parent, ignore_errors=True)
+    edited.parent.mkdir()  # (OpenHands' editor makes no directories)
+    try:
+        with confirmation_mode(server):
+            await play(server, "edit_approval", scenarios.edit_approval)
+        assert edited.read_text() == "one\n2\n"  # what the previews said, done by OpenHands' editor
+    finally:
+        shutil.rmtree(edited.parent, ignore_errors=True)
 
 
 async def test_a_killed_server_is_waited_for_then_answers_again(server: OpenHandsServer) -> None:
@@ -204,3 +227,20 @@ async def test_the_ui_on_the_server(server: OpenHandsServer, tmp_path) -> None:
             await settle(pilot, lambda: "unreachable" not in status_line(app) and "cannot reach" not in status_line(app), timeout=30)
     finally:
         await checker.close()
+
+
+def test_the_recorded_edit_rules_are_openhands_own(tmp_path) -> None:
+    """tests/fixtures/openhands/edit_rules.json (what test_openhands_edit
+    checks the previews with) is what OpenHands' file editor does with each
+    case: each file's text afterwards, or a refusal."""
+    recorded = json.loads(EDIT_RULES.read_text())
+    cases = [{"before": case["before"], "args": case["args"]} for case in recorded]
+    done = subprocess.run(
+        [str(PYTHON), str(Path(__file__).parent / "openhands" / "edit_rules.py")],
+        input=json.dumps(cases), capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    editor = [{"refused": True} if "refused" in result else result for result in json.loads(done.stdout)]
+    if os.environ.get(RECORD_VARIABLE):
+        EDIT_RULES.write_text(json.dumps([{**case, "editor": result} for case, result in zip(cases, editor)], indent=1) + "\n")
+    assert editor == [case["editor"] for case in recorded]
+

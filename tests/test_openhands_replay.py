@@ -33,7 +33,7 @@ async def test_scenario(name: str) -> None:
     assert transport.finished, f"{transport.position} of {len(transport.exchanges)} recorded requests were made"
 
 
-@pytest.mark.parametrize("name", ["agent_run", "approvals"])
+@pytest.mark.parametrize("name", ["agent_run", "approvals", "edit_approval"])
 async def test_runs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openhands_backend, "START_POLL", 0.0)
     backend, transport = replaying(name)

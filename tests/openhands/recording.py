@@ -21,7 +21,7 @@ import httpx
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openhands"
 RECORD_VARIABLE = "CONVTUI_RECORD_OPENHANDS"
-KEPT_HEADERS = ("content-type", "retry-after", "content-disposition")
+KEPT_HEADERS = ("content-type", "retry-after", "content-disposition", "content-range")
 SECRET_KEYS = re.compile(r'("session_api_key"\s*:\s*)"[^"]*"')
 
 
@@ -40,6 +40,15 @@ def _request_record(request: httpx.Request) -> dict[str, Any]:
     }
 
 
+def _text(body: bytes) -> str | None:
+    """A body other than JSON, kept when it is text (a file the agent
+    wrote); else only its length is (a zip export)."""
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport()
@@ -49,7 +58,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         response = await self._inner.handle_async_request(request)
         body = await response.aread()
         content_type = response.headers.get("content-type", "")
-        text = SECRET_KEYS.sub(r'\1"(blanked)"', body.decode()) if "json" in content_type else None
+        text = SECRET_KEYS.sub(r'\1"(blanked)"', body.decode()) if "json" in content_type else _text(body)
         self.exchanges.append(
             {
                 "request": _request_record(request),

@@ -23,6 +23,7 @@ from ..fake_llm import Text, ToolCall
 
 SEEDED = 250  # conversations seed.py stores before the scenarios run
 WAIT_SECONDS = 90.0
+EDITED = "/tmp/convtui-openhands-edit/notes.txt"  # the file edit_approval's agent writes (fixed: it is in the recording)
 
 
 async def listing(backend: OpenHandsBackend) -> None:
@@ -106,6 +107,9 @@ def agent_model(body: dict[str, Any]) -> Any:
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     said = json.dumps(last.get("content"))
+    asked = [index for index, message in enumerate(messages) if message.get("role") == "user"]
+    if asked and f"edit {EDITED}" in json.dumps(messages[asked[-1]].get("content")):
+        return _edit_steps(len([message for message in messages[asked[-1] :] if message.get("role") == "tool"]))
     if last.get("role") == "user" and "thanks" in said:
         return ToolCall("finish", {"message": "bye"})
     if last.get("role") == "user" and "again" in said:
@@ -113,6 +117,15 @@ def agent_model(body: dict[str, Any]) -> Any:
     if last.get("role") == "user":
         return ToolCall("terminal", {"command": "echo hello > hello.txt && cat hello.txt", "security_risk": "LOW"})
     return ToolCall("finish", {"message": "wrote hello.txt"})
+
+
+def _edit_steps(done: int) -> Any:
+    """Asked to edit EDITED: create it, change a line, then finish."""
+    if done == 0:
+        return ToolCall("file_editor", {"command": "create", "path": EDITED, "file_text": "one\ntwo\n", "security_risk": "LOW"})
+    if done == 1:
+        return ToolCall("file_editor", {"command": "str_replace", "path": EDITED, "old_str": "two", "new_str": "2", "security_risk": "LOW"})
+    return ToolCall("finish", {"message": "edited"})
 
 
 async def _eventually(probe: Callable[[], Awaitable[Any]], found: Callable[[Any], Any], pause: float) -> Any:
@@ -226,3 +239,23 @@ async def approvals(backend: OpenHandsBackend, pause: float = 1.0) -> None:
         assert time.monotonic() < deadline
         await asyncio.sleep(pause)
     assert third["args"]["command"] == "echo again"
+
+
+async def edit_approval(backend: OpenHandsBackend, pause: float = 1.0) -> None:
+    """Confirmation mode: the diff of each file edit waited on, made from the
+    file as the conversation's agent server has it: a new file's whole text,
+    then a change with the line around it; nothing once no edit waits."""
+    created = await backend.new_conversation(NewConversationRequest(initial_user_msg=f"edit {EDITED}"))
+    conversation_id = created.conversation_id
+    create = await _until_pending(backend, conversation_id, lambda action: True, pause)
+    assert event_kind(create) == "edit" and create["args"]["command"] == "create"
+    assert await backend.pending_diff(conversation_id) == ["--- /dev/null", f"+++ {EDITED}", "@@ -0,0 +1,2 @@", "+one", "+two"]
+
+    await backend.approve(conversation_id)
+    change = await _until_pending(backend, conversation_id, lambda action: action["openhands_id"] != create["openhands_id"], pause)
+    assert change["args"]["command"] == "str_replace"
+    assert await backend.pending_diff(conversation_id) == [f"--- {EDITED}", f"+++ {EDITED}", "@@ -1,2 +1,2 @@", " one", "-two", "+2"]
+
+    await backend.approve(conversation_id)
+    await _until(backend, conversation_id, lambda info: info.agent_state is AgentState.FINISHED, pause)
+    assert await backend.pending_diff(conversation_id) is None

@@ -5,11 +5,13 @@ whole content), computed without writing anything."""
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 from .redaction import Redactor
-from .runtime import Workspace
+
+if TYPE_CHECKING:
+    from .runtime import Workspace
 
 
 def edit_diff(workspace: Workspace, args: dict[str, Any], redact: Redactor) -> list[str]:
@@ -28,6 +30,12 @@ def edit_diff(workspace: Workspace, args: dict[str, Any], redact: Redactor) -> l
         new_str=args.get("new_str"),
         insert_line=args.get("insert_line"),
     )
+    return diff_lines(shown, before, after, redact)
+
+
+def diff_lines(shown: str, before: str | None, after: str, redact: Redactor) -> list[str]:
+    """The unified diff lines (no line ends) from `before` (None: a new
+    file) to `after` of the file named `shown`, secrets redacted."""
     lines = difflib.unified_diff(
         (before or "").splitlines(),
         after.splitlines(),

@@ -46,6 +46,7 @@ SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
 RESOLVE_PAGES = 20  # an id prefix is looked for among the newest 2,000
 EVENTS_MAX = 10_000  # events read for one conversation, at most
 INBOX_EVENTS_LOOKED_AT = 20  # the newest events searched for the agent's last words
+PREVIEW_BYTES = 1024 * 1024  # a file edited larger than this gets no diff before approval
 START_TIMEOUT = 180.0  # a new conversation's sandbox may take minutes to start
 START_POLL = 1.0
 # The start task's steps, in words.
@@ -407,7 +408,46 @@ class OpenHandsBackend:
         return pending_action(await self.search_events(full_id))
 
     async def pending_diff(self, conversation_id: str) -> list[str] | None:
-        return None  # the file is in the server's sandbox
+        """The diff of the file edit waited on, from the file as the
+        conversation's agent server has it and the rules of OpenHands'
+        editor (see openhands_edit)."""
+        from .edit_preview import diff_lines
+        from .events import event_kind
+        from .openhands_edit import EDITS, planned_text
+        from .redaction import Redactor, provider_keys_in_environment
+
+        full_id = await self.resolve(conversation_id)
+        item = await self._item(full_id)
+        action = await self._waited_on(full_id, item)
+        args = (action or {}).get("args") or {}
+        if action is None or event_kind(action) != "edit" or args.get("command") not in EDITS:
+            return None
+        path = args.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise InvalidInput(f"the edit names no absolute path ({str(path)[:80]!r})")
+        before = await self._agent_file(item, path)
+        redact = Redactor([self.http.api_key, item.get("session_api_key"), *provider_keys_in_environment()])
+        return diff_lines(path, before, planned_text(args, before), redact)
+
+    async def _agent_file(self, item: dict[str, Any], path: str) -> str | None:
+        """The text of the file at `path` in the conversation's sandbox, as
+        its agent server gives it (None: no such file)."""
+        url, headers = _agent_server(item)
+        response = await self.http.request(
+            "GET", f"{url.split('/api/conversations/')[0]}/api/file/download", params={"path": path},
+            headers={**headers, "Range": f"bytes=0-{PREVIEW_BYTES}"}, allow=(404, 416),
+        )  # fmt: skip
+        if response.status_code == 404:
+            return None
+        if response.status_code == 416:  # (a range of an empty file)
+            return ""
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if len(response.content) > PREVIEW_BYTES or (total.isdigit() and int(total) > PREVIEW_BYTES):
+            raise InvalidInput(f"{path} is larger than {PREVIEW_BYTES // 1024:,} KiB: no preview of the edit")
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{path} is not UTF-8 text: no preview of the edit") from None
 
     async def _respond(self, conversation_id: str, answer: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """`answer` to the action waited on, sent to the conversation's agent
@@ -417,12 +457,9 @@ class OpenHandsBackend:
         item = await self._item(full_id)
         if await self._waited_on(full_id, item) is None:
             raise InvalidInput("no action waits for approval in this conversation")
-        url, key = item.get("conversation_url"), item.get("session_api_key")
-        if item.get("sandbox_status") != "RUNNING" or not url:
-            raise InvalidInput("its sandbox is not running, so nothing waits for approval there")
-        headers = {SESSION_KEY_HEADER: key} if key else {}
+        url, headers = _agent_server(item)
         await self.http.request("POST", f"{url}/events/respond_to_confirmation", json=answer, headers=headers, idempotent=False)
-        return str(url), headers
+        return url, headers
 
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         """Runs the action; `always` also stops asking in this conversation
@@ -509,3 +546,13 @@ def _suggested_task(request: NewConversationRequest) -> dict[str, Any] | None:
         return None
     task = request.suggested_task.model_dump(mode="json")
     return {**task, "git_provider": task["git_provider"] or "github"}
+
+
+def _agent_server(item: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The address of a conversation's agent server (where confirmations and
+    its files are) and the headers with its own key. Raises InvalidInput
+    when its sandbox does not run."""
+    url, key = item.get("conversation_url"), item.get("session_api_key")
+    if item.get("sandbox_status") != "RUNNING" or not url:
+        raise InvalidInput("its sandbox is not running, so nothing waits for approval there")
+    return str(url), ({SESSION_KEY_HEADER: key} if key else {})

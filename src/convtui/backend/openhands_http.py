@@ -109,6 +109,7 @@ class OpenHandsHTTP:
         retry_delays: tuple[float, ...] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.api_key = api_key  # (never shown: what a preview of a file is redacted of)
         self.on_wait = on_wait
         self.retry_delays = RETRY_DELAYS if retry_delays is None else retry_delays
         self.pacer = Pacer()
@@ -134,12 +135,13 @@ class OpenHandsHTTP:
         *,
         idempotent: bool | None = None,
         read_timeout: float = READ_TIMEOUT,
+        allow: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> httpx.Response:
-        """The server's successful answer; else ConvtuiError. GET, PUT and
-        DELETE are retried after a network failure, a 5xx or a 429; other
-        methods only when the request surely did not arrive (connection
-        refused) or was refused unread (429)."""
+        """The server's successful answer (or one whose status is in
+        `allow`); else ConvtuiError. GET, PUT and DELETE are retried after a
+        network failure, a 5xx or a 429; other methods only when the request
+        surely did not arrive (connection refused) or was refused unread (429)."""
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE")
         timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
@@ -156,7 +158,7 @@ class OpenHandsHTTP:
                     raise ServerUnreachable(f"{self.url}: {_reason(error)}; it may or may not have been done") from None
                 reason = _reason(error)
             else:
-                if response.is_success:
+                if response.is_success or response.status_code in allow:
                     return response
                 busy = response.status_code == 429 or (response.status_code in (502, 503, 504) and idempotent)
                 if not busy:
