@@ -413,7 +413,7 @@ def test_repeating_values_are_one_string_and_documents_read_back_exactly(tmp_pat
             ids = sorted(store.ids_with_prefix("", limit=10))
             assert [reopened.get(i) for i in ids] == [store.get(i) for i in ids]
             assert reopened.get(older["conversation_id"]) == older
-            repositories = {id(reopened._documents[i].get("selected_repository")) for i in ids[:3]}
+            repositories = {id(reopened._documents[i][stored_documents.POSITION["selected_repository"]]) for i in ids[:3]}
             assert len(repositories) == 1  # one string for the three
         finally:
             reopened.close()
@@ -430,7 +430,7 @@ def test_the_shared_values_stay_bounded_in_a_long_running_process(monkeypatch: p
             conversation_id=f"{number:032x}", title="t", created_at=BASE, last_updated_at=BASE,
             selected_branch=f"feature-{number}",
         ).to_document()  # fmt: skip
-        assert stored_documents.StoredDocument.of(document).to_dict() == document
+        assert stored_documents.to_dict(stored_documents.from_document(document)) == document
         assert len(stored_documents._shared) <= 50 + len(stored_documents._REPEATING)
 
 

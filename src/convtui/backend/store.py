@@ -50,7 +50,7 @@ from .durable_files import InterProcessLock
 from .errors import CorruptFile, StorageError, describe_os_error
 from .shard_storage import DurableJSONStorage, load_json_file
 from .store_snapshot import Snapshot, read_snapshot, remove_stale_temporaries, write_snapshot
-from .stored_documents import ID, POSITION, UPDATED, StoredDocument
+from .stored_documents import ID, POSITION, UPDATED, StoredDocument, from_document, to_dict
 
 _STATUS, _ARCHIVED, _CREATED = POSITION["status"], POSITION["archived"], POSITION["created_at"]
 _TITLE, _COST = POSITION["title"], POSITION["accumulated_cost"]
@@ -118,7 +118,7 @@ class ConversationFilter:
 _ACTIVE = frozenset({"STARTING", "RUNNING"})
 
 
-def display_status(document: Document | StoredDocument) -> str:
+def display_status(document: Document) -> str:
     """The status a stored document shows when no live loop says otherwise:
     an archived conversation that is not running shows ARCHIVED."""
     return _display_status(document.get("status"), document.get("archived"))
@@ -139,7 +139,7 @@ STATE_FILTERS = frozenset({WAITING, FINISHED})
 _WAITING_AGENT_STATES = frozenset({"awaiting_user_input", "awaiting_user_confirmation", "finished"})
 
 
-def display_state(document: Document | StoredDocument) -> str:
+def display_state(document: Document) -> str:
     """display_status, told finer where people look for it: WAITING when a
     loop runs but waits for the person (an answer, or the confirmation of
     an action) or ended and waits for a decision (an error, a limit: the
@@ -537,7 +537,7 @@ class ConversationStore:
         # Converted shard by shard: the parsed dicts freed leave holes the
         # next shard's parse fills.
         try:
-            documents = {document[ID]: document for document in map(StoredDocument.of, table.values())}
+            documents = {document[ID]: document for document in map(from_document, table.values())}
         except (TypeError, AttributeError):  # a document that is not an object
             documents = None
         if documents is None or not all(i.__class__ is str and shard_of(i) == shard for i in documents):
@@ -689,7 +689,7 @@ class ConversationStore:
     def get(self, conversation_id: str) -> Document | None:
         """A copy of the stored document, or None."""
         document = self._documents.get(conversation_id)
-        return document.to_dict() if document is not None else None
+        return to_dict(document) if document is not None else None
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         with self._index_lock:
@@ -705,7 +705,7 @@ class ConversationStore:
         Without the index lock, so a keystroke never waits for a thread's
         refresh: list() copies the set in one step under the GIL."""
         found = map(self._documents.get, list(self._active))
-        return [document.to_dict() for document in found if document is not None]
+        return [to_dict(document) for document in found if document is not None]
 
     def all_ids(self) -> list[str]:
         with self._index_lock:
@@ -748,7 +748,7 @@ class ConversationStore:
                 found.extend(matcher(start, end))
                 start = end
                 chunk *= 4
-            documents = [self._documents[columns.ids[position]].to_dict() for position in found[: limit + 1]]
+            documents = [to_dict(self._documents[columns.ids[position]]) for position in found[: limit + 1]]
         if len(documents) > limit:
             last = documents[limit - 1]
             return documents[:limit], (last["last_updated_at"], last["conversation_id"])
@@ -793,7 +793,7 @@ class ConversationStore:
             elif sort == "status":
                 rank = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
                 statuses = status_overrides or {}
-                ordered = sorted(matched, key=lambda i: rank.get(statuses.get(i) or display_status(documents[i]), 6))
+                ordered = sorted(matched, key=lambda i: rank.get(statuses.get(i) or _display_status(documents[i][_STATUS], documents[i][_ARCHIVED]), 6))
             elif sort == "cost":
                 ordered = sorted(matched, key=lambda i: documents[i][_COST] or 0.0, reverse=True)
             else:
@@ -856,7 +856,7 @@ class ConversationStore:
         """The stored document (a copy) without taking the index lock: for
         rendering rows on the UI's event loop."""
         document = self._documents.get(conversation_id)
-        return document.to_dict() if document is not None else None
+        return to_dict(document) if document is not None else None
 
     def revision(self, conversation_id: str) -> object | None:
         """A token of the stored document as it is now (None: no such
@@ -892,7 +892,7 @@ class ConversationStore:
         with self._index_lock:
             snapshot = list(self._documents.values())
         for document in snapshot:
-            yield document.to_dict()
+            yield to_dict(document)
 
     # -- writing -----------------------------------------------------------------
 
@@ -922,7 +922,7 @@ class ConversationStore:
                 for document in storage.written.get(TABLE, {}).values():
                     written_id = document["conversation_id"]
                     kept = held.get(written_id) if written_id != conversation_id else None
-                    documents[written_id] = kept if kept is not None else StoredDocument.of(document)
+                    documents[written_id] = kept if kept is not None else from_document(document)
                 with self._index_lock:
                     self._apply_shard(shard, documents)
                     signature = _signature(storage.path)

@@ -64,7 +64,7 @@ def read_snapshot(directory: Path) -> Snapshot | None:
         signatures, ids, chunks = marshal.loads(payload)
         documents: list[StoredDocument] = []
         for chunk in chunks:
-            documents.extend(map(StoredDocument, marshal.loads(chunk)))
+            documents.extend(marshal.loads(chunk))
     except (ValueError, EOFError, TypeError):
         return None
     return Snapshot(signatures, documents, ids)
@@ -75,7 +75,7 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> None:
     the next open parses the shards, as without one."""
     documents = snapshot.documents
     chunks = [
-        marshal.dumps(list(map(tuple, documents[start : start + _CHUNK])))  # (marshal takes no subclass)
+        marshal.dumps(documents[start : start + _CHUNK])
         for start in range(0, len(documents), _CHUNK)
     ]
     payload = marshal.dumps((snapshot.signatures, snapshot.ids, chunks))

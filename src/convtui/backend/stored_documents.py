@@ -59,55 +59,44 @@ _share = _shared.setdefault  # _share(value, value): the one object equal to val
 _SHARED_VALUES_MAX = 100_000
 
 
-class StoredDocument(tuple):
-    __slots__ = ()
+# A plain tuple, not a subclass: `marshal` writes and reads it as it is, so
+# the store's snapshot loads at C speed with no conversion (a subclass cost
+# every launch ~45 ms at 100,000: a copy of each document, and the freeing
+# of the original).
+StoredDocument = tuple
 
-    @classmethod
-    def of(cls, document: Document) -> StoredDocument:
-        """`document` as stored (the dict is left as it was)."""
-        if len(_shared) > _SHARED_VALUES_MAX:
-            _shared.clear()
-        try:
-            values = _held_fields(document)
-            irregular = None if len(document) == len(FIELDS) else _irregular(document)
-        except KeyError:  # an older document: some fields absent
-            values = tuple(document.get(name) for name in _HELD)
-            irregular = _irregular(document)
-        shared = values[:_SHARED_END]
-        pr_number, seen = values[-2], values[-1]
-        if pr_number.__class__ is list:
-            pr_number = tuple(pr_number)
-        if seen.__class__ is dict and not seen:
-            seen = _NO_ENTRIES
-        try:
-            return cls((*map(_share, shared, shared), *values[_SHARED_END:-2], pr_number, seen, irregular))
-        except TypeError:  # an unhashable value where a string belongs: kept as it is
-            return cls((*values[:-2], pr_number, seen, irregular))
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The field's value, as dict.get would give it, but read-only: a
-        list as a tuple, the empty `seen` as an empty frozenset."""
-        position = POSITION.get(name)
-        irregular = self[_IRREGULAR]
-        if irregular is not None:
-            extras, absent = irregular
-            if position is None:
-                return extras.get(name, default)
-            if name in absent:
-                return default
-        elif position is None:
-            return default
-        return self[position]
+def from_document(document: Document) -> StoredDocument:
+    """`document` as stored (the dict is left as it was)."""
+    if len(_shared) > _SHARED_VALUES_MAX:
+        _shared.clear()
+    try:
+        values = _held_fields(document)
+        irregular = None if len(document) == len(FIELDS) else _irregular(document)
+    except KeyError:  # an older document: some fields absent
+        values = tuple(document.get(name) for name in _HELD)
+        irregular = _irregular(document)
+    shared = values[:_SHARED_END]
+    pr_number, seen = values[-2], values[-1]
+    if pr_number.__class__ is list:
+        pr_number = tuple(pr_number)
+    if seen.__class__ is dict and not seen:
+        seen = _NO_ENTRIES
+    try:
+        return (*map(_share, shared, shared), *values[_SHARED_END:-2], pr_number, seen, irregular)
+    except TypeError:  # an unhashable value where a string belongs: kept as it is
+        return (*values[:-2], pr_number, seen, irregular)
 
-    def to_dict(self) -> Document:
-        """An independent copy of the document, as it was stored."""
-        irregular = self[_IRREGULAR]
-        if irregular is None:
-            return {name: _own(value) for name, value in zip(FIELDS, _in_document_order(self))}
-        extras, absent = irregular
-        document = {name: _own(value) for name, value in zip(FIELDS, _in_document_order(self)) if name not in absent}
-        document.update((name, _own(value)) for name, value in extras.items())
-        return document
+
+def to_dict(stored: StoredDocument) -> Document:
+    """An independent copy of the document, as it was stored."""
+    irregular = stored[_IRREGULAR]
+    if irregular is None:
+        return {name: _own(value) for name, value in zip(FIELDS, _in_document_order(stored))}
+    extras, absent = irregular
+    document = {name: _own(value) for name, value in zip(FIELDS, _in_document_order(stored)) if name not in absent}
+    document.update((name, _own(value)) for name, value in extras.items())
+    return document
 
 
 def _own(value: Any) -> Any:
