@@ -83,6 +83,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
 
     def on_mount(self) -> None:
         self.screen_change_signal.subscribe(self, self._still_cursors)
+        self.hold_keys()  # keys typed while the list loads are for the list: kept until it shows
         self._open()
 
     def _still_cursors(self, screen: Screen) -> None:
@@ -116,6 +117,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
             what = f"the OpenHands server {self.remote!r}" if self.remote is not None else "its data"
             self.query_one("#loading", Static).update(f"convtui cannot open {what}:\n\n{error}\n\nPress q to quit.")
             self.bind("q", "quit")
+            self.drop_held_keys()  # (a q among them must not quit before the error is read)
             return
         self.alerts = TerminalAlerts(self.backend, self._looking_at, self.write_to_terminal, self._notify_alert)
         self.backend.subscribe(self.alerts)
@@ -126,6 +128,7 @@ class ConvtuiApp(KeysInOrderApp[None]):
         gc.freeze()
         main = MainScreen(self.backend, self.clock)
         await self.push_screen(main)
+        self.release_keys()
         self.run_worker(self._connect(main), group="server")
         self.run_worker(self._warm_search(main), group="warm")
         self.run_worker(main.check_sandbox(), group="sandbox")

@@ -29,6 +29,7 @@ KEY_IN_FLIGHT_LIMIT = 0.5
 # Input.Submitted or Button.Pressed, is handled before the second round ends)
 # and once more after each screen change, up to this many rounds.
 KEY_ROUNDS_MAX = 6
+KEYS_NEVER_HELD = ("ctrl+c", "ctrl+q")  # quitting works while keys are held
 
 
 class KeyDelivered(Message):
@@ -55,10 +56,31 @@ class KeysInOrderApp(App[ReturnType]):
         self._keys_delivered = 0
         self._key_in_flight: int | None = None  # its number
         self._key_deadline: asyncio.TimerHandle | None = None
+        self._keys_held = False
+
+    def hold_keys(self) -> None:
+        """Keep the keys typed from now on (but those that quit) until
+        release_keys: e.g. while what they are typed for is still loading."""
+        self._keys_held = True
+
+    def drop_held_keys(self) -> None:
+        """Forget the keys held, and hold no more."""
+        self._waiting_input.clear()
+        self._keys_held = False
+
+    def release_keys(self) -> None:
+        """Hand over the keys held, in order, then each as it comes."""
+        self._keys_held = False
+        if self._waiting_input and self._key_in_flight is None:
+            self.call_next(self._deliver_waiting)
 
     async def on_event(self, event: events.Event) -> None:
-        """A key from the terminal waits while the one before it is in flight."""
+        """A key from the terminal waits while the one before it is in flight
+        (or while keys are held)."""
         if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded:
+            if self._keys_held and not (isinstance(event, events.Key) and event.key in KEYS_NEVER_HELD):
+                self._waiting_input.append(event)
+                return
             if self._key_in_flight is not None or self._waiting_input:
                 self._waiting_input.append(event)  # a paste keeps its place among the keys
                 return
@@ -112,7 +134,7 @@ class KeysInOrderApp(App[ReturnType]):
             self.call_next(self._deliver_waiting)
 
     async def _deliver_waiting(self) -> None:
-        while self._waiting_input and self._key_in_flight is None:
+        while self._waiting_input and self._key_in_flight is None and not self._keys_held:
             event = self._waiting_input.popleft()
             if isinstance(event, events.Key):
                 await self._deliver_key(event)

@@ -4,9 +4,11 @@ key that opens the filter or a dialog belong to that filter or dialog."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import Input, TextArea
@@ -96,3 +98,55 @@ async def test_delete_then_n_cancels(data_dir: Path, seeded: list[str]) -> None:
         await settle(pilot, lambda: not isinstance(app.screen, ConfirmDeleteScreen))
         assert list(listed(app).ids) == before
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_keys_typed_while_the_list_loads_reach_it_once_it_shows(
+    data_dir: Path, seeded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed right after launch, before the store is open (a big one takes
+    most of a second): held, then handed to the list in order."""
+    from convtui.backend import connect
+
+    opened = asyncio.Event()
+    open_ui_backend = connect.open_ui_backend
+
+    async def slow_open(*arguments, **options):  # noqa: ANN002, ANN003, ANN202
+        await opened.wait()
+        return await open_ui_backend(*arguments, **options)
+
+    monkeypatch.setattr(connect, "open_ui_backend", slow_open)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        burst(app, "/quick", Press("backspace"), "k eng")
+        await pilot.pause(0.1)
+        assert not any(isinstance(screen, MainScreen) for screen in app.screen_stack)  # still loading
+        opened.set()
+        shown = lambda: any(isinstance(screen, MainScreen) for screen in app.screen_stack)  # noqa: E731
+        await settle(pilot, lambda: shown() and main_screen(app).query_one("#filter", Input).value == "quick eng")
+        assert app.is_running  # the q went to the filter, not to quit
+
+
+async def test_keys_typed_before_the_data_cannot_be_opened_are_dropped(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error is shown, and a q typed before it does not quit unread."""
+    from convtui.backend import connect
+    from convtui.backend.errors import StorageError
+
+    opened = asyncio.Event()
+
+    async def failing_open(*arguments, **options):  # noqa: ANN002, ANN003, ANN202
+        await opened.wait()
+        raise StorageError("the disk is gone")
+
+    monkeypatch.setattr(connect, "open_ui_backend", failing_open)
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        burst(app, "/quit")
+        await pilot.pause(0.1)
+        opened.set()
+        await settle(pilot, lambda: "the disk is gone" in str(app.query_one("#loading").render()))
+        await pilot.pause(0.2)
+        assert app.is_running
+        await pilot.press("q")
+        await settle(pilot, lambda: not app.is_running)
