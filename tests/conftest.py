@@ -69,12 +69,13 @@ async def service(data_dir: Path) -> AsyncIterator[ConversationService]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Whether the remote backend met a real OpenHands server in this run."""
-    from .openhands.server import openhands_python
+    from .openhands.server import PYTHON_VARIABLE, openhands_python, openhands_version
     from .openhands.version import OPENHANDS_VERSION
 
     python = openhands_python()
     if python is not None:
-        terminalreporter.write_line(f"OpenHands server tests: run against openhands-ai {OPENHANDS_VERSION} ({python})")
+        version = openhands_version(python) if os.environ.get(PYTHON_VARIABLE) else OPENHANDS_VERSION
+        terminalreporter.write_line(f"OpenHands server tests: run against openhands-ai {version} ({python})")
     else:
         terminalreporter.write_line(
             "OpenHands server tests: SKIPPED, no OpenHands installed "

@@ -113,11 +113,11 @@ async def test_agent_run(server: OpenHandsServer) -> None:
 @contextlib.contextmanager
 def confirmation_mode(server: OpenHandsServer) -> Iterator[None]:
     """The server's settings ask before every action meanwhile."""
-    server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": True, "security_analyzer": "none"}})
+    server.confirmation_mode(True)
     try:
         yield
     finally:
-        server.request("POST", "/api/v1/settings", json={"conversation_settings_diff": {"confirmation_mode": False}})
+        server.confirmation_mode(False)
 
 
 async def test_approvals(server: OpenHandsServer) -> None:

@@ -107,4 +107,4 @@ def test_a_server_that_is_not_openhands_is_named_so(cli: Cli) -> None:
     with FakeLLMServer.in_thread() as other:
         cli("remote", "add", "other", other.base_url.removesuffix("/v1"))
         cli("remote", "test", "other", code=1)
-    assert "has no /api/v1/app-conversations: not an OpenHands server, or one older than 1.7" in cli.err
+    assert "has no /api/v1/app-conversations: not an OpenHands server, or one without its V1 API" in cli.err

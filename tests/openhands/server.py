@@ -37,6 +37,20 @@ def openhands_python() -> Path | None:
     return cached if (cached_venv() / "installed").exists() else None
 
 
+def openhands_version(python: Path) -> str:
+    """The openhands-ai version `python` has ("?" when it cannot say)."""
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('openhands-ai'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -131,19 +145,31 @@ class OpenHandsServer:
         response.raise_for_status()
         return response
 
+    def settings(self, v1: dict, v0: dict) -> None:
+        """Changes the server's settings: `v1` to /api/v1/settings (1.7 and
+        later), or `v0` to /api/settings where that is missing (1.6, whose
+        settings are still its V0 server's)."""
+        try:
+            self.request("POST", "/api/v1/settings", json=v1)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 404:
+                raise
+            self.request("POST", "/api/settings", json=v0)
+
     def use_model(self, base_url: str) -> None:
         """The server's agent talks to `base_url` (the test's fake model),
-        with a terminal and a file editor."""
-        self.request(
-            "POST",
-            "/api/v1/settings",
-            json={
-                "agent_settings_diff": {
-                    "llm": {"model": "openai/fake-model", "base_url": base_url, "api_key": "sk-test"},
-                    "tools": [{"name": "terminal"}, {"name": "file_editor"}],
-                }
-            },
+        with a terminal and a file editor (1.6 has no tools setting: launch.py
+        leaves the browser out of its default tools)."""
+        llm = {"model": "openai/fake-model", "base_url": base_url, "api_key": "sk-test"}
+        self.settings(
+            {"agent_settings_diff": {"llm": llm, "tools": [{"name": "terminal"}, {"name": "file_editor"}]}},
+            {f"llm_{key}": value for key, value in llm.items()},
         )
+
+    def confirmation_mode(self, on: bool) -> None:
+        """Whether the server's agents ask before every action."""
+        mode = {"confirmation_mode": on, **({"security_analyzer": "none"} if on else {})}
+        self.settings({"conversation_settings_diff": mode}, mode)
 
     def seed(self, count: int) -> None:
         """`count` conversations stored through OpenHands' own service (seed.py)."""

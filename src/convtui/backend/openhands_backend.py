@@ -1,6 +1,9 @@
 """The Backend over an OpenHands server's own API (its V1 routes, as
 openhands-ai 1.7 and later serve them): `convtui --remote NAME` and every
-subcommand's `--remote NAME`.
+subcommand's `--remote NAME`. OpenHands 1.6 serves them too, less three:
+renaming (its V1 PATCH ignores a title), deleting and sending a message,
+which go to its V0 routes (/api/conversations) and to the conversation's
+agent server instead, as its own web UI does.
 
 What the server keeps is the server's: its settings, secrets, sandboxes and
 agent. What it cannot do (archive, a trash, searching what conversations
@@ -29,7 +32,7 @@ from .models import (
     NewConversationRequest,
     validate_title,
 )
-from .openhands_http import SESSION_KEY_HEADER, OpenHandsHTTP
+from .openhands_http import SESSION_KEY_HEADER, NoSuchRoute, OpenHandsHTTP
 from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk, pending_action
 from .remote_rows import matches
 from .remotes import Remote
@@ -41,6 +44,7 @@ from .update_journal import StreamReset
 from .updates import LoopUpdate
 
 CONVERSATIONS = "/api/v1/app-conversations"
+V0_CONVERSATIONS = "/api/conversations"  # OpenHands 1.6 and older (removed in 1.7)
 PAGE_MAX = 100  # the server's limit per page
 SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
 RESOLVE_PAGES = 20  # an id prefix is looked for among the newest 2,000
@@ -104,6 +108,7 @@ class OpenHandsBackend:
         self.http = http
         self.name = name
         self.where = http.url
+        self.v0_only: set[str] = set()  # the V1 routes this server lacks (1.6): "rename", "delete", "send"
 
     @classmethod
     def for_remote(
@@ -122,8 +127,8 @@ class OpenHandsBackend:
             answer = await self.http.json("GET", f"{CONVERSATIONS}/count")
         except NotFound:
             raise ConvtuiError(
-                f"{self.where} has no {CONVERSATIONS}: not an OpenHands server, or one older than 1.7 "
-                "(convtui speaks the V1 routes only, so far)"
+                f"{self.where} has no {CONVERSATIONS}: not an OpenHands server, or one without its V1 API "
+                "(too old, or ENABLE_V1=0; convtui speaks the V1 routes)"
             ) from None
         if not isinstance(answer, int):
             raise ConvtuiError(f"{self.where} answered the count with {type(answer).__name__}: is it an OpenHands server?")
@@ -267,15 +272,29 @@ class OpenHandsBackend:
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         full_id = await self.resolve(conversation_id)
-        return conversation_info(await self.http.json("PATCH", f"{CONVERSATIONS}/{full_id}", json={"title": title}))
+        if "rename" not in self.v0_only:
+            answer = await self.http.json("PATCH", f"{CONVERSATIONS}/{full_id}", json={"title": title})
+            if not isinstance(answer, dict) or answer.get("title") == title:
+                return conversation_info(answer)
+            self.v0_only.add("rename")  # answered unchanged: a V1 PATCH without titles (1.6)
+        await self.http.request("PATCH", f"{V0_CONVERSATIONS}/{full_id}", json={"title": title})
+        return conversation_info(await self._item(full_id))
 
     async def delete(self, conversation_id: str) -> bool:
         full_id = await self.resolve(conversation_id)
+        if "delete" not in self.v0_only:
+            try:
+                await self.http.request("DELETE", f"{CONVERSATIONS}/{full_id}")
+            except NoSuchRoute:
+                self.v0_only.add("delete")  # 1.6: only its V0 route deletes
+            except NotFound:
+                return False
+            else:
+                return True
         try:
-            await self.http.request("DELETE", f"{CONVERSATIONS}/{full_id}")
+            return await self.http.json("DELETE", f"{V0_CONVERSATIONS}/{full_id}") is True  # false: no such conversation
         except NotFound:
             return False
-        return True
 
     async def start(self, conversation_id: str, confirm: bool | None = None, until_idle: bool = False) -> ConversationStatus:
         """Resumes the conversation's sandbox (the agent goes on where it was)."""
@@ -305,10 +324,25 @@ class OpenHandsBackend:
             raise InvalidInput("the message is empty")
         full_id = await self.resolve(conversation_id)
         body = {"role": "user", "content": [{"type": "text", "text": text}], "run": True}
-        answer = await self.http.json("POST", f"{CONVERSATIONS}/{full_id}/send-message", json=body, idempotent=False)
+        answer = None
+        if "send" not in self.v0_only:
+            try:
+                answer = await self.http.json("POST", f"{CONVERSATIONS}/{full_id}/send-message", json=body, idempotent=False)
+            except NoSuchRoute:
+                self.v0_only.add("send")  # 1.6: messages go to the agent server
+        if "send" in self.v0_only:
+            answer = await self._send_to_agent_server(full_id, body)
         if isinstance(answer, dict) and answer.get("success") is False:
             raise ConvtuiError(f"{self.where} did not take the message: {answer.get('message') or 'no reason given'}")
         return {"source": "user", "action": "message", "message": text, "args": {"content": text}}
+
+    async def _send_to_agent_server(self, full_id: str, body: dict[str, Any]) -> Any:
+        """`body` posted to the conversation's agent server (what the V1
+        send-message route does for 1.7 and later), with its own key."""
+        item = await self._item(full_id)
+        sandbox = str(item.get("sandbox_status")).lower()
+        url, headers = _agent_server(item, f"{self.where} refused it: its sandbox is {sandbox}: start the conversation first")
+        return await self.http.json("POST", f"{url}/events", json=body, headers=headers, idempotent=False)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -548,11 +582,13 @@ def _suggested_task(request: NewConversationRequest) -> dict[str, Any] | None:
     return {**task, "git_provider": task["git_provider"] or "github"}
 
 
-def _agent_server(item: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The address of a conversation's agent server (where confirmations and
-    its files are) and the headers with its own key. Raises InvalidInput
-    when its sandbox does not run."""
+def _agent_server(
+    item: dict[str, Any], refusal: str = "its sandbox is not running, so nothing waits for approval there"
+) -> tuple[str, dict[str, str]]:
+    """The address of a conversation's agent server (where confirmations,
+    its files and, on 1.6, messages go) and the headers with its own key.
+    Raises InvalidInput(`refusal`) when its sandbox does not run."""
     url, key = item.get("conversation_url"), item.get("session_api_key")
     if item.get("sandbox_status") != "RUNNING" or not url:
-        raise InvalidInput("its sandbox is not running, so nothing waits for approval there")
+        raise InvalidInput(refusal)
     return str(url), ({SESSION_KEY_HEADER: key} if key else {})

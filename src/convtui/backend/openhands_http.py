@@ -37,6 +37,11 @@ class ServerFailed(ConvtuiError):
     """The OpenHands server answered with an error of its own (5xx, 429)."""
 
 
+class NoSuchRoute(NotFound):
+    """The server has no such route (405, or a 404 that names nothing):
+    an older OpenHands, where the caller may try the older route."""
+
+
 class Pacer:
     """At most `rate` starts in any second: each caller waits its turn."""
 
@@ -86,8 +91,12 @@ def error_for(response: httpx.Response, where: str) -> ConvtuiError:
     detail = detail_of(response)
     if status in (401, 403):
         return PermissionDenied(f"{where} refused the API key ({status}: {detail})")
+    if status == 405:
+        return NoSuchRoute(f"{where} does not serve this request ({status}: {detail})")
     if status == 404:
-        return NotFound(detail if detail and detail != "Not Found" else f"{where} has no such conversation")
+        if detail == "Not Found":  # what it answers for a path it has no route for, or for nothing named
+            return NoSuchRoute(f"{where} has no such conversation")
+        return NotFound(detail or f"{where} has no such conversation")
     if status in (400, 409, 422):
         return InvalidInput(f"{where} refused it: {detail}")
     if status == 429:
