@@ -78,10 +78,8 @@ class KeysInOrderApp(App[ReturnType]):
         """A key from the terminal waits while the one before it is in flight
         (or while keys are held)."""
         if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded:
-            if self._keys_held and not (isinstance(event, events.Key) and event.key in KEYS_NEVER_HELD):
-                self._waiting_input.append(event)
-                return
-            if self._key_in_flight is not None or self._waiting_input:
+            quits = self._keys_held and isinstance(event, events.Key) and event.key in KEYS_NEVER_HELD
+            if not quits and (self._keys_held or self._key_in_flight is not None or self._waiting_input):
                 self._waiting_input.append(event)  # a paste keeps its place among the keys
                 return
             if isinstance(event, events.Key):

@@ -150,3 +150,23 @@ async def test_keys_typed_before_the_data_cannot_be_opened_are_dropped(
         assert app.is_running
         await pilot.press("q")
         await settle(pilot, lambda: not app.is_running)
+
+
+async def test_ctrl_q_quits_while_the_list_loads_even_behind_keys_held(
+    data_dir: Path, seeded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convtui.backend import connect
+
+    opened = asyncio.Event()
+    open_ui_backend = connect.open_ui_backend
+
+    async def slow_open(*arguments, **options):  # noqa: ANN002, ANN003, ANN202
+        await opened.wait()
+        return await open_ui_backend(*arguments, **options)
+
+    monkeypatch.setattr(connect, "open_ui_backend", slow_open)
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        burst(app, "/abc", Press("ctrl+q"))
+        await settle(pilot, lambda: not app.is_running)
+        opened.set()
