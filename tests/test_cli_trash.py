@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from convtui.backend.loop_lock import STOP_REQUEST_NAME, LoopLock
 from convtui.backend.models import ConversationStatus

@@ -106,11 +106,17 @@ class ConvtuiApp(KeysInOrderApp[None]):
         try:
             if self.remote is not None:
                 loading = self.query_one("#loading", Static)
+                opening = f"Opening {self.remote} …"
+
+                def reach(where: str) -> None:
+                    nonlocal opening
+                    opening = f"Opening {self.remote} ({where}) …"
+                    loading.update(opening)
 
                 def say(why: str) -> None:
-                    loading.update(f"Opening {self.remote} … {why}")
+                    loading.update(f"{opening} {why}")
 
-                self.backend = await open_remote_ui_backend(self.data_dir, self.remote, on_wait=say)
+                self.backend = await open_remote_ui_backend(self.data_dir, self.remote, on_wait=say, on_reach=reach)
             else:
                 self.backend = await open_ui_backend(self.data_dir, user_id=self.user_id, no_server=self.no_server)
         except ConvtuiError as error:

@@ -23,6 +23,7 @@ ACTIONS = (
     ("Export conversation (JSON)", "export", "export"),
     ("Copy conversation id", "copy_id", "copy"),
     ("Remember prompt for selected event", "remember", "remember"),
+    ("Load more conversations from the OpenHands server", "load_more", "more"),
     ("Approve pending action", "decide('approve')", "approve"),
     ("Reject pending action", "decide('reject')", "reject"),
     ("Always approve", "decide('always')", "always"),

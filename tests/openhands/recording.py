@@ -49,6 +49,11 @@ def _text(body: bytes) -> str | None:
         return None
 
 
+def _response(recorded: dict[str, Any], request: httpx.Request) -> httpx.Response:
+    content = recorded["text"].encode() if recorded["text"] is not None else b"\0" * (recorded["bytes"] or 0)
+    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content, request=request)
+
+
 class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport()
@@ -100,9 +105,28 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         self.position += 1
         asked = _request_record(request)
         assert asked == recorded["request"], f"{self.name} #{self.position}: asked {asked}, recorded {recorded['request']}"
-        content = recorded["text"].encode() if recorded["text"] is not None else b"\0" * (recorded["bytes"] or 0)
-        return httpx.Response(recorded["status"], headers=recorded["headers"], content=content, request=request)
+        return _response(recorded, request)
 
     @property
     def finished(self) -> bool:
         return self.position == len(self.exchanges)
+
+
+class ServedFromRecording(httpx.AsyncBaseTransport):
+    """Answers any request the recording holds, in any order, as often as
+    asked (what a UI that re-reads pages in the background needs); one it
+    does not hold fails the test. `asked` keeps every request."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.answers: dict[str, dict[str, Any]] = {}
+        for exchange in json.loads(lzma.decompress((FIXTURES / f"{name}.json.xz").read_bytes())):
+            self.answers.setdefault(json.dumps(exchange["request"], sort_keys=True), exchange)
+        self.asked: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        asked = _request_record(request)
+        self.asked.append(asked)
+        recorded = self.answers.get(json.dumps(asked, sort_keys=True))
+        assert recorded is not None, f"{self.name}: no recorded answer to {request.method} {request.url}"
+        return _response(recorded, request)

@@ -63,6 +63,8 @@ async def listing(backend: OpenHandsBackend) -> None:
         await backend.search(limit=101)
     with pytest.raises(Unsupported):
         await backend.search(event_words="pytest")
+    # A seeded conversation never ran: no events (what a UI on these rows reads first).
+    assert await backend.search_events(infos[0].conversation_id) == []
 
 
 async def changes(backend: OpenHandsBackend) -> None:

@@ -82,14 +82,22 @@ async def open_remote_backend(root: Path, name: str, on_wait: Callable[[str], No
     return OpenHandsBackend.for_remote(remote, on_wait=on_wait)
 
 
-async def open_remote_ui_backend(root: Path, name: str, on_wait: Callable[[str], None] | None = None) -> OpenHandsUIBackend:
-    """A UI's backend on that server, its first page read (`on_wait` hears
-    why that waits). Raises ConvtuiError when it cannot be reached."""
+async def open_remote_ui_backend(
+    root: Path,
+    name: str,
+    on_wait: Callable[[str], None] | None = None,
+    on_reach: Callable[[str], None] | None = None,
+) -> OpenHandsUIBackend:
+    """A UI's backend on that server, its first page read: `on_reach` hears
+    the server's URL before it is asked, `on_wait` why it waits then. Raises
+    ConvtuiError when it cannot be reached."""
     from .openhands_ui_backend import OpenHandsUIBackend
     from .remotes import RemotesStore
 
     remote = await asyncio.to_thread(RemotesStore(root).get, name)
     backend = OpenHandsUIBackend.for_remote(remote, root=root)
+    if on_reach is not None:
+        on_reach(backend.where)
     try:
         await backend.open(on_wait=on_wait)
     except BaseException:

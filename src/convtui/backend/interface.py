@@ -217,6 +217,14 @@ class UIBackend(Backend, Protocol):
         """What the list's status line adds (a remote: how much is loaded, and trouble reaching it)."""
         ...
 
+    def more_to_load(self) -> bool:
+        """True when a remote server holds more rows than are loaded, and none are loading."""
+        ...
+
+    def load_more(self) -> int:
+        """Loads the next rows in the background: how many (at most; 0 when there are none)."""
+        ...
+
     @property
     def remote_name(self) -> str | None:
         """The OpenHands server's name (`--remote NAME`); None for this machine's conversations."""
@@ -545,6 +553,12 @@ class LocalBackend:
 
     def list_note(self) -> str | None:
         return None
+
+    def more_to_load(self) -> bool:
+        return False  # (every row is in the store)
+
+    def load_more(self) -> int:
+        return 0
 
     async def connect(self) -> None:
         await self.manager.connect()

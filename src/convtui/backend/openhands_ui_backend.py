@@ -2,8 +2,9 @@
 UIBackend over OpenHandsBackend.
 
 The first page is read before the list shows; the rest load in the
-background, a page at a time within the client's pace, and the list filters
-and sorts what is loaded (the status line says how much). While the UI runs
+background, a page at a time within the client's pace, up to AUTO_LOAD rows
+(each `load_more` asks for AUTO_LOAD more), and the list filters and sorts
+what is loaded (the status line says how much). While the UI runs
 it follows the server: the newest page again every FOLLOW_SECONDS (changed
 rows are published like a local loop's updates), and the new events of the
 conversations being looked at. A server that stops answering is said on the
@@ -37,7 +38,7 @@ from .updates import EventAdded, StatusChanged, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
 
-AUTO_LOAD = 10_000  # conversations loaded without being asked
+AUTO_LOAD = 10_000  # conversations loaded without being asked, and each "more" then
 FOLLOW_SECONDS = 2.0
 EVENTS_FRESH_SECONDS = 2.0  # events read again at most this often
 WATCHED_SECONDS = 30.0  # a conversation whose events were asked for within this is followed
@@ -56,6 +57,8 @@ class OpenHandsUIBackend(OpenHandsBackend):
         self._total = 0
         self._version = 0
         self._next_page: str | None = None
+        self._wanted = AUTO_LOAD  # the rows the background load goes up to ("more" raises it)
+        self._loader: asyncio.Task[None] | None = None
         self._trails: dict[str, EventTrail] = {}
         self._watched: dict[str, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -90,10 +93,27 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     async def connect(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._load_rest()), asyncio.create_task(self._follow())]
+            self._loader = asyncio.create_task(self._load_rest())
+            self._tasks = [self._loader, asyncio.create_task(self._follow())]
+
+    def more_to_load(self) -> bool:
+        """The server holds pages beyond those loaded, and none is loading."""
+        return bool(self._next_page) and self._loader is not None and self._loader.done()
+
+    def load_more(self) -> int:
+        """The next AUTO_LOAD rows, loaded in the background: how many that
+        is (at most; 0: nothing more to load)."""
+        if not self.more_to_load():
+            return 0
+        self._wanted = len(self.listing) + AUTO_LOAD
+        self._loader = asyncio.create_task(self._load_rest())
+        self._tasks.append(self._loader)
+        self._changed()
+        left = self._total - len(self.listing)
+        return min(AUTO_LOAD, left) if left > 0 else AUTO_LOAD
 
     async def _load_rest(self) -> None:
-        while self._next_page and len(self.listing) < AUTO_LOAD:
+        while self._next_page and len(self.listing) < self._wanted:
             try:
                 await self._load_page()
                 self._trouble = None
@@ -101,6 +121,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
                 self._trouble = f"{self.name}: {error}"
                 await asyncio.sleep(FOLLOW_SECONDS)
             self._changed()
+        self._changed()  # (done: the status line may offer more)
 
     async def _follow(self) -> None:
         while True:
@@ -141,7 +162,8 @@ class OpenHandsUIBackend(OpenHandsBackend):
         """What the status line adds: how much is loaded, and any trouble."""
         parts = []
         if len(self.listing) < self._total:
-            parts.append(f"{len(self.listing):,} loaded")
+            loading = self._loader is not None and not self._loader.done()
+            parts.append(f"{len(self.listing):,} loaded{', loading more' if loading else ''}")
         if self._trouble:
             parts.append(self._trouble)
         return " · ".join(parts) or None

@@ -103,6 +103,7 @@ class MainScreen(Screen[None]):
         Binding("e", "export", "Export", id="export", show=False),
         Binding("c", "copy_id", "Copy id", id="copy", show=False),
         Binding("R", "remember", "Remember", id="remember", show=False),
+        Binding("M", "load_more", "Load more", id="more", show=False),
         Binding("f2", "settings", "Settings", id="settings", key_display="F2"),
         Binding("q", "quit", "Quit", id="quit"),
         Binding("Q", "stop_all_and_quit", "Stop all loops and quit", id="stop_all_quit", show=False),
@@ -283,10 +284,11 @@ class MainScreen(Screen[None]):
         self._waiting_count = count
         return True
 
-    def _inbox_key(self) -> str:
+    def _keys(self, binding_id: str) -> str:
+        """The keys of a binding as they are now (the keymap can change them)."""
         from ..keymap import shown_keys
 
-        return shown_keys(self.app, "inbox")
+        return shown_keys(self.app, binding_id)
 
     def _show_status(self, shown: int, total: int, problems: tuple[str, ...]) -> None:
         # What changes as you type comes first: a narrow list column cuts
@@ -295,9 +297,11 @@ class MainScreen(Screen[None]):
         note = self.backend.list_note()  # a remote server's: how much is loaded, and trouble reaching it
         if note:
             parts.append(note)
+        if self.backend.more_to_load():
+            parts.append(f"{self._keys('more')}: load more")
         waiting = self._waiting_count
         if waiting:
-            parts.insert(0, f"{waiting} need{'s' if waiting == 1 else ''} you ({self._inbox_key()})")
+            parts.insert(0, f"{waiting} need{'s' if waiting == 1 else ''} you ({self._keys('inbox')})")
         if self.query_text:
             parts.append(f"filter: {one_line(self.query_text, 40)}")
         marked = len(self.conversation_list.marked)
@@ -463,6 +467,8 @@ class MainScreen(Screen[None]):
             # Only with the action in view: on a narrow terminal the detail
             # (its log and approval bar) must be open first (Enter).
             return bool(selected and self.backend.pending_action_now(selected)) and self._detail_shown()
+        if action == "load_more":
+            return self.backend.more_to_load()
         if action == "back":
             filter_input = self.query_one("#filter", Input)
             return bool(
@@ -865,7 +871,15 @@ class MainScreen(Screen[None]):
         from ..keymap import shown_keys
         from .help import HelpScreen
 
-        self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app), to_trash=self.backend.has_trash)))
+        remote = self.backend.remote_name is not None
+        self.app.push_screen(HelpScreen(help_sections(partial(shown_keys, self.app), to_trash=self.backend.has_trash, remote=remote)))
+
+    def action_load_more(self) -> None:
+        """An OpenHands server's next rows beyond those loaded (the status line says when there are)."""
+        count = self.backend.load_more()
+        if count:
+            self.notify(f"Loading up to {count:,} more conversations from {self.backend.remote_name} in the background")
+            self.reload_now()
 
     def action_settings(self) -> None:
         from .settings import SettingsScreen
@@ -946,7 +960,7 @@ def _no_match_text(query_text: str, parsed: ParsedQuery) -> str:
     return "\n\n".join(lines)
 
 
-def help_sections(keys: Callable[[str], str], to_trash: bool = True) -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections(keys: Callable[[str], str], to_trash: bool = True, remote: bool = False) -> list[tuple[str, list[tuple[str, str]]]]:
     """Every key, for the help screen (kept beside the bindings it describes).
     `keys(binding_id)` shows a binding's keys as they are now (keymap.shown_keys:
     the settings' keymap can change them). `to_trash`: False on an OpenHands
@@ -978,6 +992,7 @@ def help_sections(keys: Callable[[str], str], to_trash: bool = True) -> list[tup
                 (keys("export"), "export as trajectory JSON into the current directory"),
                 (keys("copy"), "copy the id (OSC 52, and the system clipboard when there is one)"),
                 (keys("back"), "clear the filter, close the detail, clear marks"),
+                *([(keys("more"), "load more from the server when the status line offers it (up to 10,000 load by themselves)")] if remote else []),
             ],
         ),
         (
