@@ -5,7 +5,9 @@ its unix socket). What a user can do, and how it fails, is the same."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -286,6 +288,11 @@ async def test_exports_are_trajectories_without_the_key(backend: Backend) -> Non
     assert trajectory[0]["source"] == "user" and API_KEY not in orjson.dumps(trajectory).decode()
     markdown = await backend.export_markdown(conversation_id)
     assert "Exported" in markdown and API_KEY not in markdown
+    with zipfile.ZipFile(io.BytesIO(await backend.export_zip(conversation_id))) as archive:
+        names = archive.namelist()
+        assert names[0] == "meta.json" and orjson.loads(archive.read("meta.json"))["title"] == "Exported"
+        assert names[1:] == [f"event_{number:06d}_{event['id']}.json" for number, event in enumerate(trajectory)]
+        assert [orjson.loads(archive.read(name)) for name in names[1:]] == trajectory
 
 
 # -- settings --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import orjson
@@ -136,6 +137,10 @@ def test_import_and_export(cli: Cli, tmp_path: Path) -> None:
     output = tmp_path / "out.md"
     cli("export", imported["conversation_id"][:5], "--format", "md", "-o", str(output))
     assert output.read_text().startswith("# Please create a simple 2048 game")  # titled from its first message
+    archive = tmp_path / "out.zip"
+    cli("export", imported["conversation_id"], "--format", "zip", "-o", str(archive))
+    with zipfile.ZipFile(archive) as opened:
+        assert len(opened.namelist()) == 1 + len(exported) and opened.namelist()[0] == "meta.json"
     replayed = cli.new("--replay", str(TRAJECTORIES[1]))
     assert cli.json("show", replayed, "--json")["trigger"] == "replay"
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +173,9 @@ def test_the_command_line_on_the_server(server: OpenHandsServer, tmp_path) -> No
     convtui("--remote", "oh", "rename", first[:8], "From the command line")
     shown = json.loads(convtui("--remote", "oh", "show", first, "--json").stdout)
     assert shown["title"] == "From the command line" and shown["conversation_id"] == first
+    convtui("--remote", "oh", "export", first[:8], "--format", "zip", "-o", str(tmp_path / "first.zip"))
+    with zipfile.ZipFile(tmp_path / "first.zip") as archive:  # the server's own download: its meta.json says the new title
+        assert json.loads(archive.read("meta.json"))["title"] == "From the command line"
     refused = convtui("--remote", "oh", "archive", first, code=1).stderr
     assert refused.strip().endswith("archiving is not available on an OpenHands server: delete it, or leave it in the list")
     environment["OH_TEST_KEY"] = "wrong"

@@ -181,9 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     trash_empty.add_argument("ids", nargs="*", metavar="ID")
     trash_empty.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
-    export = commands.add_parser("export", help="write a conversation as trajectory JSON or Markdown")
+    export = commands.add_parser("export", help="write a conversation as trajectory JSON, Markdown or an OpenHands zip")
     export.add_argument("id")
-    export.add_argument("--format", choices=("json", "md"), default="json")
+    export.add_argument(
+        "--format",
+        choices=("json", "md", "zip"),
+        default="json",
+        help="zip: in the layout of an OpenHands server's download (meta.json, one file per event); with --remote, the server's own",
+    )
     export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
 
     imports = commands.add_parser("import", help="create a conversation from an OpenHands trajectory JSON")
@@ -680,10 +685,18 @@ async def cmd_trash(backend: Backend, arguments: argparse.Namespace) -> int:
 
 
 async def cmd_export(backend: Backend, arguments: argparse.Namespace) -> int:
+    if arguments.format == "zip" and arguments.output is None and sys.stdout.isatty():
+        raise InvalidInput("a zip is not for a terminal: give -o FILE, or redirect the output")
     if arguments.format == "md":
         data = (await backend.export_markdown(arguments.id)).encode()
+    elif arguments.format == "zip":
+        data = await backend.export_zip(arguments.id)
     else:
         data = await backend.export_json(arguments.id)
+    if arguments.format == "zip" and arguments.output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return EXIT_OK
     if arguments.output is None:
         sys.stdout.buffer.write(data if data.endswith(b"\n") else data + b"\n")
         sys.stdout.flush()

@@ -10,6 +10,7 @@ on what the server really said."""
 
 from __future__ import annotations
 
+import base64
 import lzma
 import json
 import re
@@ -41,8 +42,8 @@ def _request_record(request: httpx.Request) -> dict[str, Any]:
 
 
 def _text(body: bytes) -> str | None:
-    """A body other than JSON, kept when it is text (a file the agent
-    wrote); else only its length is (a zip export)."""
+    """A body other than JSON, kept as text when it is text (a file the
+    agent wrote); else None (then base64: a zip export)."""
     try:
         return body.decode()
     except UnicodeDecodeError:
@@ -50,7 +51,10 @@ def _text(body: bytes) -> str | None:
 
 
 def _response(recorded: dict[str, Any], request: httpx.Request) -> httpx.Response:
-    content = recorded["text"].encode() if recorded["text"] is not None else b"\0" * (recorded["bytes"] or 0)
+    if recorded.get("base64") is not None:
+        content = base64.b64decode(recorded["base64"])
+    else:  # (recordings before base64 kept only a binary body's length)
+        content = recorded["text"].encode() if recorded["text"] is not None else b"\0" * (recorded["bytes"] or 0)
     return httpx.Response(recorded["status"], headers=recorded["headers"], content=content, request=request)
 
 
@@ -71,6 +75,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
                 "headers": {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers},
                 "text": text,
                 "bytes": len(body) if text is None else None,
+                "base64": base64.b64encode(body).decode() if text is None else None,
             }
         )
         return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)

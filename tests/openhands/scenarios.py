@@ -6,9 +6,12 @@ which can record the exchanges) and against the recording
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import time
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -197,6 +200,17 @@ async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
     await _until_event(backend, conversation_id, lambda event: event_kind(event) == "finish" and event.get("message") == "bye", pause)
     after = await backend.search_events(conversation_id, start_id=events[-1]["id"] + 1)
     assert any(event.get("message") == "thanks" for event in after)
+
+    # The server's own export (its web UI's download): meta.json, then each event.
+    try:
+        zipped = await backend.export_zip(conversation_id)
+    except Unsupported:
+        assert "send" in backend.v0_only  # OpenHands 1.6: no such route
+        return
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        names = archive.namelist()
+        assert names[0] == "meta.json" and uuid.UUID(json.loads(archive.read("meta.json"))["id"]).hex == conversation_id
+        assert len(names) > len(events) and all(re.fullmatch(r"event_\d{6}_[-0-9a-f]+\.json", name) for name in names[1:])
 
 
 async def approvals(backend: OpenHandsBackend, pause: float = 1.0) -> None:

@@ -432,9 +432,11 @@ def create_app(
         return await backend.set_always_approve(conversation_id, data.on)
 
     @app.get("/api/conversations/{conversation_id}/export")
-    async def export(conversation_id: ConversationId, format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json") -> Response:
+    async def export(conversation_id: ConversationId, format: Annotated[str, Query(pattern="^(json|markdown|zip)$")] = "json") -> Response:
         if format == "markdown":
             return Response(await backend.export_markdown(conversation_id), media_type="text/markdown")
+        if format == "zip":
+            return Response(await backend.export_zip(conversation_id), media_type="application/zip")
         return Response(await backend.export_json(conversation_id), media_type="application/json")
 
     @app.get("/api/settings")

@@ -332,6 +332,10 @@ class RemoteBackend:
         answer = await self._call("GET", f"/api/conversations/{full_id}/export", raw=True, params={"format": "markdown"})
         return answer.decode()
 
+    async def export_zip(self, conversation_id: str) -> bytes:
+        full_id = await self.resolve(conversation_id)
+        return await self._call("GET", f"/api/conversations/{full_id}/export", raw=True, params={"format": "zip"})
+
     # -- settings --------------------------------------------------------------------
 
     async def load_settings(self) -> Settings:

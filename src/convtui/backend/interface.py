@@ -166,6 +166,11 @@ class Backend(Protocol):
 
     async def export_markdown(self, conversation_id: str) -> str: ...
 
+    async def export_zip(self, conversation_id: str) -> bytes:
+        """A zip in the layout of an OpenHands server's export (meta.json, one
+        file per event); an OpenHands server's is its own."""
+        ...
+
     async def load_settings(self) -> Settings:
         """The settings in force; over a server the API key is masked."""
         ...
@@ -524,6 +529,9 @@ class LocalBackend:
 
     async def export_markdown(self, conversation_id: str) -> str:
         return await self.service.export_markdown(conversation_id)
+
+    async def export_zip(self, conversation_id: str) -> bytes:
+        return await self.service.export_zip(conversation_id)
 
     async def load_settings(self) -> Settings:
         return await self.service.load_settings()

@@ -32,7 +32,7 @@ from .models import (
     NewConversationRequest,
     validate_title,
 )
-from .openhands_http import SESSION_KEY_HEADER, NoSuchRoute, OpenHandsHTTP
+from .openhands_http import SESSION_KEY_HEADER, NoSuchRoute, OpenHandsHTTP, ServerFailed
 from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event_from_sdk, pending_action
 from .remote_rows import matches
 from .remotes import Remote
@@ -44,6 +44,7 @@ from .update_journal import StreamReset
 from .updates import LoopUpdate
 
 CONVERSATIONS = "/api/v1/app-conversations"
+EXPORT_TIMEOUT = 120.0  # the server zips every event before it answers
 V0_CONVERSATIONS = "/api/conversations"  # OpenHands 1.6 and older (removed in 1.7)
 PAGE_MAX = 100  # the server's limit per page
 SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
@@ -394,6 +395,19 @@ class OpenHandsBackend:
 
         full_id = await self.resolve(conversation_id)
         return to_markdown(await self.get(full_id), await self._events(full_id))
+
+    async def export_zip(self, conversation_id: str) -> bytes:
+        """The server's own export, as its web UI downloads it: a zip of the
+        conversation's metadata and every event as the server keeps them."""
+        full_id = await self.resolve(conversation_id)
+        try:
+            response = await self.http.request("GET", f"{CONVERSATIONS}/{full_id}/download", read_timeout=EXPORT_TIMEOUT)
+        except NoSuchRoute:
+            await self._item(full_id)  # (an id it does not have is said as such)
+            raise unsupported("the server's zip export (OpenHands 1.7 and later have it)", "export as json or md") from None
+        if not response.content.startswith(b"PK"):
+            raise ServerFailed(f"{self.where} answered the export with something that is not a zip")
+        return response.content
 
     async def workspace(self, conversation_id: str) -> str:
         item = await self._item(await self.resolve(conversation_id))

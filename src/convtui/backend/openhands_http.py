@@ -97,7 +97,7 @@ def error_for(response: httpx.Response, where: str) -> ConvtuiError:
         if detail == "Not Found":  # what it answers for a path it has no route for, or for nothing named
             return NoSuchRoute(f"{where} has no such conversation")
         return NotFound(detail or f"{where} has no such conversation")
-    if status in (400, 409, 422):
+    if status in (400, 409, 413, 422):  # (413: an export beyond its limit of events)
         return InvalidInput(f"{where} refused it: {detail}")
     if status == 429:
         return ServerFailed(f"{where} is rate limiting this client; try again in a few seconds")

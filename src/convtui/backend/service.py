@@ -69,7 +69,7 @@ from .inbox import inbox_kind
 from .search_index import INDEX_FILE, SearchIndex
 from .settings import Settings, SettingsStore
 from .store import STATE_FILTERS, ConversationFilter, ConversationStore, Document, display_state, display_status
-from .trajectory import parse_trajectory, to_json, to_markdown
+from .trajectory import parse_trajectory, to_json, to_markdown, to_zip
 from .trash import TRASH_RECORD, TrashedConversation, read_trash_record, trash_directory, trash_record, trashed_ids
 
 log = logging.getLogger(__name__)
@@ -1039,6 +1039,13 @@ class ConversationService:
     async def export_markdown(self, conversation_id: str) -> str:
         info = await self.get(conversation_id)
         return to_markdown(info, await self._redacted_events(info.conversation_id))
+
+    async def export_zip(self, conversation_id: str) -> bytes:
+        """The conversation as an OpenHands server exports one: a zip of
+        meta.json and one JSON file per event (in the trajectory's shape)."""
+        info = await self.get(conversation_id)
+        events = [openhands_event(event) for event in await self._redacted_events(info.conversation_id)]
+        return await asyncio.to_thread(to_zip, info, events)
 
     # -- secrets -------------------------------------------------------------------
 

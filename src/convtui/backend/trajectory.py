@@ -3,7 +3,9 @@ of event objects) to export and import, and as Markdown to read."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from typing import Any
 
 import orjson
@@ -48,6 +50,17 @@ def parse_trajectory(raw: bytes | str) -> list[EventDict]:
 
 def to_json(events: list[EventDict]) -> bytes:
     return orjson.dumps(events, option=orjson.OPT_INDENT_2)
+
+
+def to_zip(info: ConversationInfo, events: list[EventDict]) -> bytes:
+    """The conversation in the layout of an OpenHands server's export (its
+    web UI's download): meta.json, then event_NNNNNN_ID.json for each event."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("meta.json", info.model_dump_json(indent=2))
+        for number, event in enumerate(events):
+            archive.writestr(f"event_{number:06d}_{event.get('id')}.json", orjson.dumps(event, option=orjson.OPT_INDENT_2))
+    return buffer.getvalue()
 
 
 def _fence(text: str, language: str = "") -> str:
