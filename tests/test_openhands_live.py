@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from convtui.backend.models import NewConversationRequest
 from convtui.backend.openhands_backend import OpenHandsBackend
 from convtui.backend.openhands_http import ServerUnreachable
 from convtui.backend.remotes import Remote
@@ -180,6 +181,31 @@ def test_the_command_line_on_the_server(server: OpenHandsServer, tmp_path) -> No
     assert refused.strip().endswith("archiving is not available on an OpenHands server: delete it, or leave it in the list")
     environment["OH_TEST_KEY"] = "wrong"
     assert "refused the API key" in convtui("--remote", "oh", "list", code=1).stderr
+
+
+async def test_watch_says_when_an_agent_on_the_server_finishes(server: OpenHandsServer, tmp_path) -> None:
+    """`convtui --remote NAME watch`, started as a user starts it, prints a
+    line when an agent the server runs finishes (and nothing for the
+    conversations that stood still)."""
+    environment = {**os.environ, "CONVTUI_DATA_DIR": str(tmp_path / "data")}
+    subprocess.run([sys.executable, "-m", "convtui", "remote", "add", "oh", server.url, "--api-key-stdin"],
+                   input=SESSION_KEY, env=environment, check=True, capture_output=True, text=True)  # fmt: skip
+    watcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "convtui", "--remote", "oh", "watch", "--on", "finished,waiting,error",
+        env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    backend = backend_for(server)
+    try:
+        assert b"watching on oh for finished, waiting, error" in await asyncio.wait_for(watcher.stderr.readline(), 30)
+        await asyncio.sleep(3)  # (its first look at the server: what stands still says nothing)
+        created = await backend.new_conversation(NewConversationRequest(initial_user_msg="write hello.txt"))
+        line = (await asyncio.wait_for(watcher.stdout.readline(), scenarios.WAIT_SECONDS)).decode()
+        assert line.split()[2:4] == ["finished", created.conversation_id[:8]], line
+        await backend.stop(created.conversation_id)
+    finally:
+        watcher.terminate()
+        await watcher.wait()
+        await backend.close()
 
 
 async def test_the_ui_on_the_server(server: OpenHandsServer, tmp_path) -> None:

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser(
         "watch",
-        help="print a line whenever a conversation starts waiting for you, finishes or fails (the server's loops; Ctrl-C ends)",
+        help="print a line whenever a conversation starts waiting for you, finishes or fails (the server's loops, or with --remote the OpenHands server's agents; Ctrl-C ends)",
     )
     watch.add_argument("--on", metavar="KINDS", help="which: waiting, finished, error, comma-separated (default: the notify_on setting)")
     watch.add_argument(
@@ -392,22 +392,31 @@ async def cmd_inbox(backend: Backend, arguments: argparse.Namespace) -> int:
 async def cmd_watch(backend: Backend, arguments: argparse.Namespace) -> int:
     """One line per conversation that starts waiting, finishes or fails, as
     the UI alerts; on a terminal its bell and notifications too (never
-    escapes into a pipe or a file)."""
+    escapes into a pipe or a file). With --remote, the OpenHands server's
+    conversations (asked every few seconds), alerted as this machine's
+    settings say."""
     from .backend.alerts import ALERT_KINDS, AlertGate, parse_kinds, terminal_alert
-    from .backend.client import RemoteBackend
+    from .backend.interface import LocalBackend
     from .backend.update_journal import StreamReset
     from .backend.updates import StatusChanged
 
-    if not isinstance(backend, RemoteBackend):
+    if isinstance(backend, LocalBackend):
         raise InvalidInput("watch follows the loops of the convtui server: without one (--no-server, or server off) there is nothing to watch")
-    settings = await backend.load_settings()
+    if arguments.remote is not None:
+        from .backend.data_dir import DataDirectory
+        from .backend.settings import SettingsStore
+
+        settings = await asyncio.to_thread(SettingsStore(DataDirectory(_data_root(arguments)).settings).load)
+    else:
+        settings = await backend.load_settings()
     try:
         kinds = parse_kinds(arguments.on, ALERT_KINDS, "kind") if arguments.on is not None else settings.alert_kinds
     except ValueError as error:
         raise InvalidInput(f"--on: {error}") from None
     methods = settings.alert_methods if sys.stdout.isatty() else ()
     gate = AlertGate(kinds)
-    print(f"watching for {', '.join(kinds) or 'nothing'} (Ctrl-C ends)", file=sys.stderr, flush=True)
+    where = f" on {arguments.remote}" if arguments.remote is not None else ""
+    print(f"watching{where} for {', '.join(kinds) or 'nothing'} (Ctrl-C ends)", file=sys.stderr, flush=True)
     try:
         async for update in backend.updates():
             if isinstance(update, StreamReset) or not isinstance(update, StatusChanged):
@@ -736,10 +745,14 @@ async def cmd_config(backend: Backend, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_root(arguments: argparse.Namespace) -> Path:
+    return (arguments.data_dir or default_data_dir()).expanduser()
+
+
 def cmd_remote(arguments: argparse.Namespace) -> int:
     from .backend.remotes import RemotesStore
 
-    store = RemotesStore((arguments.data_dir or default_data_dir()).expanduser())
+    store = RemotesStore(_data_root(arguments))
     action = arguments.remote_command
     if action == "add":
         key = None
@@ -771,7 +784,7 @@ def cmd_remote(arguments: argparse.Namespace) -> int:
 def cmd_doctor(arguments: argparse.Namespace) -> int:
     from .backend.doctor import report_json, run_doctor
 
-    root = (arguments.data_dir or default_data_dir()).expanduser()
+    root = _data_root(arguments)
     report = run_doctor(root, repair=arguments.repair)
     if arguments.json:
         sys.stdout.write(report_json(report).decode() + "\n")
@@ -794,7 +807,7 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
 def cmd_serve(arguments: argparse.Namespace) -> int:
     from .backend import server
 
-    root = (arguments.data_dir or default_data_dir()).expanduser()
+    root = _data_root(arguments)
     if arguments.serve_command == "status":
         status = server.server_status(root)
         if arguments.json:
@@ -995,7 +1008,7 @@ async def _run(arguments: argparse.Namespace) -> int:
     setting says not to)."""
     from .backend.connect import open_backend
 
-    root = (arguments.data_dir or default_data_dir()).expanduser()
+    root = _data_root(arguments)
     if arguments.remote is not None:
         return await _run_remote(root, arguments)
     # (watch follows the server's loops: it starts one like `run`, and keeps it from idling out)
@@ -1008,7 +1021,13 @@ async def _run(arguments: argparse.Namespace) -> int:
 
 
 # What a command needs that only convtui's own data directory has.
-LOCAL_ONLY = {"config": "the server's settings are changed in its own web UI", "import": "", "trash": "", "dismiss": ""}
+LOCAL_ONLY = {
+    "config": "the server's settings are changed in its own web UI",
+    "import": "",
+    "trash": "",
+    "dismiss": "",
+    "run": "`start ID` resumes it there, `watch` says when it needs you, and the UI (`convtui --remote NAME`) shows its events as they come",
+}
 
 
 async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
@@ -1040,7 +1059,7 @@ def run_ui(arguments: argparse.Namespace) -> int:
         return demo_app(mouse=not arguments.no_mouse)
     from .termination import ends_cleanly_on_termination
 
-    root = (arguments.data_dir or default_data_dir()).expanduser()
+    root = _data_root(arguments)
     with ends_cleanly_on_termination() as termination:  # loops stop, their commands die
         termination.app = ConvtuiApp(root, no_server=arguments.no_server, remote=arguments.remote)
         termination.app.run(mouse=not arguments.no_mouse and _mouse_setting(root))

@@ -118,20 +118,22 @@ class ReplayTransport(httpx.AsyncBaseTransport):
 
 
 class ServedFromRecording(httpx.AsyncBaseTransport):
-    """Answers any request the recording holds, in any order, as often as
-    asked (what a UI that re-reads pages in the background needs); one it
-    does not hold fails the test. `asked` keeps every request."""
+    """Answers any request the recordings hold, in any order: each request's
+    answers in the order the server gave them, the last one again after that
+    (what a client that follows the server in the background meets). A
+    request none holds fails the test. `asked` keeps every request."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.answers: dict[str, dict[str, Any]] = {}
-        for exchange in json.loads(lzma.decompress((FIXTURES / f"{name}.json.xz").read_bytes())):
-            self.answers.setdefault(json.dumps(exchange["request"], sort_keys=True), exchange)
+    def __init__(self, *names: str) -> None:
+        self.name = "+".join(names)
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+        for name in names:
+            for exchange in json.loads(lzma.decompress((FIXTURES / f"{name}.json.xz").read_bytes())):
+                self.answers.setdefault(json.dumps(exchange["request"], sort_keys=True), []).append(exchange)
         self.asked: list[dict[str, Any]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         asked = _request_record(request)
         self.asked.append(asked)
-        recorded = self.answers.get(json.dumps(asked, sort_keys=True))
-        assert recorded is not None, f"{self.name}: no recorded answer to {request.method} {request.url}"
-        return _response(recorded, request)
+        answers = self.answers.get(json.dumps(asked, sort_keys=True))
+        assert answers, f"{self.name}: no recorded answer to {request.method} {request.url}"
+        return _response(answers.pop(0) if len(answers) > 1 else answers[0], request)

@@ -41,7 +41,7 @@ from .settings import Settings
 from .store import ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset
-from .updates import LoopUpdate
+from .updates import LoopUpdate, StatusChanged
 
 CONVERSATIONS = "/api/v1/app-conversations"
 EXPORT_TIMEOUT = 120.0  # the server zips every event before it answers
@@ -49,6 +49,8 @@ V0_CONVERSATIONS = "/api/conversations"  # OpenHands 1.6 and older (removed in 1
 PAGE_MAX = 100  # the server's limit per page
 SCAN_PAGES = 10  # server pages read to fill one filtered page, at most
 RESOLVE_PAGES = 20  # an id prefix is looked for among the newest 2,000
+BATCH_MAX = 99  # ids the server's batch get takes at once
+FOLLOW_SECONDS = 2.0  # the server is asked what changed this often (`updates`, the UI)
 EVENTS_MAX = 10_000  # events read for one conversation, at most
 INBOX_EVENTS_LOOKED_AT = 20  # the newest events searched for the agent's last words
 PREVIEW_BYTES = 1024 * 1024  # a file edited larger than this gets no diff before approval
@@ -216,6 +218,27 @@ class OpenHandsBackend:
     async def get(self, conversation_id: str) -> ConversationInfo:
         full_id = await self.resolve(conversation_id)
         return conversation_info(await self._item(full_id))
+
+    async def followed(self, running: Sequence[str]) -> tuple[list[ConversationInfo], set[str]]:
+        """What to follow the server by: the newest page and, beyond it, the
+        conversations in `running` (each one's end must be seen, however old
+        it is); and which of `running` the server no longer has."""
+        page = await self._page(None, PAGE_MAX)
+        infos = [conversation_info(item) for item in page["items"]]
+        on_page = {info.conversation_id for info in infos}
+        beyond = [running_id for running_id in running if running_id not in on_page]
+        gone: set[str] = set()
+        for start in range(0, len(beyond), BATCH_MAX):
+            chunk = beyond[start : start + BATCH_MAX]
+            answer = await self.http.json("GET", CONVERSATIONS, params={"ids": chunk})
+            if not isinstance(answer, list) or len(answer) != len(chunk):
+                raise ServerFailed(f"{self.where} answered a batch get with something else than a list of {len(chunk)}")
+            for asked, item in zip(chunk, answer):
+                if isinstance(item, dict):
+                    infos.append(conversation_info(item))
+                else:
+                    gone.add(asked)
+        return infos, gone
 
     async def _item(self, full_id: str) -> dict[str, Any]:
         answer = await self.http.json("GET", CONVERSATIONS, params={"ids": full_id})
@@ -565,13 +588,44 @@ class OpenHandsBackend:
         return {}
 
     async def position(self) -> str:
-        raise unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+        return ""  # (the server keeps no stream: following starts when `updates` is)
 
-    def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
-        raise unsupported("following live updates yet", "`convtui --remote NAME show ID --events` shows what happened")
+    async def updates(self, position: str | None = None) -> AsyncIterator[LoopUpdate | StreamReset]:
+        """Each change of a conversation's state from when this starts: the
+        server asked every FOLLOW_SECONDS (`followed`). A server that stops
+        answering is said to `on_wait`, and asked again."""
+        known: dict[str, ConversationInfo] = {}
+        first = True
+        while True:
+            running = [i for i, info in known.items() if info.status in (ConversationStatus.RUNNING, ConversationStatus.STARTING)]
+            try:
+                infos, gone = await self.followed(running)
+            except ConvtuiError as error:
+                if self.http.on_wait is not None:
+                    self.http.on_wait(f"{error}; asking again in {FOLLOW_SECONDS:g} s")
+                await asyncio.sleep(FOLLOW_SECONDS)
+                continue
+            for gone_id in gone:
+                known.pop(gone_id, None)
+            for info in infos:
+                before = known.get(info.conversation_id)
+                known[info.conversation_id] = info
+                if not first and (before is None or _state(before) != _state(info)):
+                    yield status_changed(info)
+            first = False
+            await asyncio.sleep(FOLLOW_SECONDS)
 
     async def wait(self, conversation_id: str) -> None:
         return None
+
+
+def status_changed(info: ConversationInfo) -> StatusChanged:
+    """A conversation's state as a loop's update says it."""
+    return StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message)
+
+
+def _state(info: ConversationInfo) -> tuple[Any, ...]:
+    return (info.status, info.runtime_status, info.agent_state, info.status_message)
 
 
 def select_events(

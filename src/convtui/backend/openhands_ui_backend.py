@@ -5,9 +5,9 @@ The first page is read before the list shows; the rest load in the
 background, a page at a time within the client's pace, up to AUTO_LOAD rows
 (each `load_more` asks for AUTO_LOAD more), and the list filters and sorts
 what is loaded (the status line says how much). While the UI runs
-it follows the server: the newest page again every FOLLOW_SECONDS (changed
-rows are published like a local loop's updates), and the new events of the
-conversations being looked at. A server that stops answering is said on the
+it follows the server: the newest page again every FOLLOW_SECONDS, and the
+running conversations beyond it (changed rows are published like a local
+loop's updates), and the new events of the conversations being looked at. A server that stops answering is said on the
 status line; the UI never waits on it. convtui's own settings (theme, keys)
 stay in the local data directory."""
 
@@ -27,19 +27,18 @@ from .errors import ConvtuiError
 from .events import EventDict, EventFilter
 from .inbox import InboxItem
 from .models import AgentState, ConversationInfo, ConversationResponse, ConversationStatus, NewConversationRequest
-from .openhands_backend import PAGE_MAX, EventTrail, OpenHandsBackend, select_events, unsupported
+from .openhands_backend import FOLLOW_SECONDS, PAGE_MAX, EventTrail, OpenHandsBackend, select_events, status_changed, unsupported
 from .openhands_http import OpenHandsHTTP
 from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
 from .remotes import Remote, RemotesStore
 from .settings import Settings, SettingsStore
 from .store import WAITING, ConversationFilter
-from .updates import EventAdded, StatusChanged, Subscriber, UpdateHub
+from .updates import EventAdded, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
 
 AUTO_LOAD = 10_000  # conversations loaded without being asked, and each "more" then
-FOLLOW_SECONDS = 2.0
 EVENTS_FRESH_SECONDS = 2.0  # events read again at most this often
 WATCHED_SECONDS = 30.0  # a conversation whose events were asked for within this is followed
 
@@ -136,10 +135,12 @@ class OpenHandsUIBackend(OpenHandsBackend):
                 self._changed()
 
     async def _follow_once(self) -> None:
-        page = await self._page(None, PAGE_MAX)
-        changed = self._take(conversation_info(item) for item in page["items"])
+        infos, gone = await self.followed(self.running_ids())
+        for conversation_id in gone:
+            self.listing.drop(conversation_id)
+        changed = self._take(infos)
         total = await self.count()
-        if changed or total != self._total:
+        if changed or gone or total != self._total:
             self._total = total
             self._changed()
         now = time.monotonic()
@@ -272,7 +273,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
         """Into the rows; each that changed is said as a loop's status would be."""
         changed = self.listing.merge(infos)
         for info in changed:
-            self.hub.publish(StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message))
+            self.hub.publish(status_changed(info))
         return changed
 
     async def _reread(self, conversation_id: str) -> None:
