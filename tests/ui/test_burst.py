@@ -76,6 +76,26 @@ async def test_new_conversation_typed_in_one_burst_fills_every_field(data_dir: P
         assert [e["message"] for e in events if e and e.get("source") == "user"] == ["fix the login page"]
 
 
+async def test_enter_in_a_one_line_field_submits_the_form(data_dir: Path, seeded: list[str]) -> None:
+    """Enter in the repository field creates (Enter in the message is a new
+    line); Enter in a settings field saves."""
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        before = set(listed(app).ids)
+        burst(app, "n", "two\rlines", TAB, "acme/webapp", ENTER)
+        await settle(pilot, lambda: len(set(listed(app).ids) - before) == 1 and on_main_screen(app))
+        (created,) = set(listed(app).ids) - before
+        assert (await service(app).metadata(created)).selected_repository == "acme/webapp"
+        log = await service(app).event_log(created)
+        assert log.get(0)["message"] == "two\nlines"
+
+        burst(app, F2, CTRL_U, "openai/by-enter", ENTER)
+        await settle(pilot, lambda: "Settings saved" in [n.message for n in app._notifications])
+        assert (await service(app).load_settings()).llm_model == "openai/by-enter"
+        assert on_main_screen(app)
+
+
 async def test_rename_with_ctrl_u_typed_in_one_burst_renames(data_dir: Path, seeded: list[str]) -> None:
     app = still_app(data_dir)
     async with app.run_test(size=(140, 40)) as pilot:

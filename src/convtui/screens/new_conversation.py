@@ -39,8 +39,8 @@ START_NOW = {True: "Start now: yes", False: "Start now: no (s starts it later)"}
 class NewConversationScreen(ModalScreen[NewConversationResult | None]):
     """Create a conversation.
 
-    Dismisses with a NewConversationResult (ctrl+s or Create) once the form
-    validates, or None on Esc. Widget ids are the request's field names, so a
+    Dismisses with a NewConversationResult (ctrl+s, Enter in a one-line
+    field, or Create) once the form validates, or None on Esc. Widget ids are the request's field names, so a
     validation error can point at its field.
     """
 
@@ -99,6 +99,7 @@ class NewConversationScreen(ModalScreen[NewConversationResult | None]):
         return values
 
     @on(Button.Pressed, "#create")
+    @on(Input.Submitted)
     def action_create(self) -> None:
         """Validate the form; dismiss with the result or show the first error."""
         try:

@@ -324,6 +324,7 @@ class SettingsScreen(ModalScreen[dict | None]):
         return edited
 
     @on(Button.Pressed, "#save")
+    @on(Input.Submitted)
     def action_save(self) -> None:
         edited = self._validated()
         if edited is not None:
