@@ -1,19 +1,25 @@
-"""Following an OpenHands server (`watch --remote`, the UI's status
-updates): the newest page, and every conversation last seen running however
-old it is, over answers a real server gave (tests/fixtures/openhands)."""
+"""What the remote backend does over what a real OpenHands server answered
+(tests/fixtures/openhands), served in any order: following the server
+(`watch --remote`, the UI's status updates: the newest page, and every
+conversation last seen running however old it is), and remember prompts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
 from convtui.backend import openhands_backend
+from convtui.backend.data_dir import DataDirectory
+from convtui.backend.errors import MissingSettings, NotFound
 from convtui.backend.models import AgentState
 from convtui.backend.openhands_backend import OpenHandsBackend
 from convtui.backend.remotes import Remote
+from convtui.backend.settings import SettingsStore
 
+from .fake_llm import FakeLLMServer, Text
 from .openhands.recording import ServedFromRecording
 
 UNKNOWN = "00000000000000000000000000000001"  # (the listing asked for it: the server answered [null])
@@ -71,3 +77,26 @@ async def test_what_stands_still_is_no_update(monkeypatch: pytest.MonkeyPatch) -
             await task
         await backend.close()
     assert said == []
+
+
+async def test_a_remember_prompt_is_made_by_this_machines_model(data_dir: Path) -> None:
+    """From the server's events (agent_run's), by the model in convtui's own
+    settings (the fake one: real litellm on 127.0.0.1)."""
+    transport = ServedFromRecording("agent_run")
+    running = ran_in_agent_run(transport)
+    backend = OpenHandsBackend.for_remote(Remote(name="oh", url="http://127.0.0.1:3000", api_key="k"), transport=transport, root=data_dir)
+    try:
+        first = (await backend.search_events(running))[0]
+        assert first["message"] == "write hello.txt"
+        with pytest.raises(MissingSettings, match="no model is configured"):
+            await backend.remember_prompt(running, first["id"])
+        async with FakeLLMServer() as llm:
+            SettingsStore(DataDirectory(data_dir).settings).update({"llm_model": "openai/fake-model", "llm_base_url": llm.base_url, "llm_api_key": "sk-fake-123456"})
+            llm.script(Text("<update_prompt>Write greetings to hello.txt.</update_prompt>"))
+            assert await backend.remember_prompt(running, first["id"]) == "Write greetings to hello.txt."
+            system = llm.requests[-1]["messages"][0]["content"]
+            assert f"[{first['id']}] user action message: write hello.txt" in system and "echo hello > hello.txt" in system
+            with pytest.raises(NotFound, match="no event 999"):
+                await backend.remember_prompt(running, 999)
+    finally:
+        await backend.close()

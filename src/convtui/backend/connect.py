@@ -79,7 +79,7 @@ async def open_remote_backend(root: Path, name: str, on_wait: Callable[[str], No
     from .remotes import RemotesStore
 
     remote = await asyncio.to_thread(RemotesStore(root).get, name)
-    return OpenHandsBackend.for_remote(remote, on_wait=on_wait)
+    return OpenHandsBackend.for_remote(remote, on_wait=on_wait, root=root)
 
 
 async def open_remote_ui_backend(

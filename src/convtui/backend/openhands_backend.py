@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 
@@ -105,11 +106,13 @@ def unsupported(what: str, instead: str = "") -> Unsupported:
 
 class OpenHandsBackend:
     """One OpenHands server's conversations. `on_wait` hears why a call is
-    waiting ("server unreachable, retrying in 4 s")."""
+    waiting ("server unreachable, retrying in 4 s"). `root`: this machine's
+    data directory, whose model writes remember prompts (None: it cannot)."""
 
-    def __init__(self, http: OpenHandsHTTP, name: str) -> None:
+    def __init__(self, http: OpenHandsHTTP, name: str, root: Path | None = None) -> None:
         self.http = http
         self.name = name
+        self.root = root
         self.where = http.url
         self.v0_only: set[str] = set()  # the V1 routes this server lacks (1.6): "rename", "delete", "send"
 
@@ -576,7 +579,18 @@ class OpenHandsBackend:
         raise unsupported("always approve", "set the confirmation mode in the server's settings")
 
     async def remember_prompt(self, conversation_id: str, event_id: int) -> str:
-        raise unsupported("remember prompt yet")
+        """From the events around `event_id` on the server, by this
+        machine's model (convtui's settings: the server's model is its own)."""
+        from .data_dir import DataDirectory
+        from .llm import LLMConfig
+        from .remember import remember_prompt
+        from .settings import SettingsStore
+
+        if self.root is None:
+            raise unsupported("remember prompt", "open the server with --remote NAME")
+        full_id = await self.resolve(conversation_id)
+        config = LLMConfig.from_settings(await asyncio.to_thread(SettingsStore(DataDirectory(self.root).settings).load))
+        return await remember_prompt(LoadedEvents(await self._events(full_id)), event_id, config)
 
     async def load_settings(self) -> Settings:
         raise unsupported("convtui's settings", "the server's settings are changed in its own web UI")
@@ -617,6 +631,21 @@ class OpenHandsBackend:
 
     async def wait(self, conversation_id: str) -> None:
         return None
+
+
+class LoadedEvents:
+    """An event log's reads (those remember_prompt makes) over events in memory."""
+
+    def __init__(self, events: list[EventDict]) -> None:
+        self.events = events
+
+    def get(self, event_id: int) -> EventDict | None:
+        return next((event for event in self.events if event.get("id") == event_id), None)
+
+    def search_events(
+        self, start_id: int = 0, end_id: int | None = None, reverse: bool = False, filter: EventFilter | None = None, limit: int | None = None
+    ) -> list[EventDict]:
+        return select_events(self.events, start_id, end_id, reverse, filter, limit)
 
 
 def status_changed(info: ConversationInfo) -> StatusChanged:

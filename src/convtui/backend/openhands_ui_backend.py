@@ -48,8 +48,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
     has_trash = False
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
-        super().__init__(http, name)
-        self.root = root
+        super().__init__(http, name, root)
         self.settings_store = SettingsStore(DataDirectory(root).settings)
         self.listing = RemoteRows()
         self.hub = UpdateHub()
