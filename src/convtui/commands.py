@@ -49,13 +49,23 @@ class ConversationCommands(Provider):
 
         return f"key: {shown_keys(self.app, binding_id)}"
 
+    def _offered(self) -> list[tuple[str, str, str]]:
+        """The actions the main screen can take now (an OpenHands server has
+        no archive; "load more" only while it holds more)."""
+        from .screens.main import MainScreen
+
+        main = next((screen for screen in self.app.screen_stack if isinstance(screen, MainScreen)), None)
+        if main is None:
+            return list(ACTIONS)
+        return [entry for entry in ACTIONS if main.check_action(entry[1].split("(")[0], ()) is not False]
+
     async def discover(self) -> Hits:
-        for name, action, binding_id in ACTIONS:
+        for name, action, binding_id in self._offered():
             yield DiscoveryHit(name, partial(self._run, action), help=self._key_help(binding_id))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, action, binding_id in ACTIONS:
+        for name, action, binding_id in self._offered():
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), partial(self._run, action), help=self._key_help(binding_id))

@@ -62,9 +62,11 @@ async def test_more_loads_the_next_rows_when_asked(data_dir: Path, served: Serve
         burst(app, "M")  # nothing more: nothing asked
         await pilot.pause(0.3)
         assert [page for page in pages_read(served) if page] == ["100", "200"]
+        assert main_screen(app).check_action("archive", ()) is False  # the server has no archive: hidden
         burst(app, "?")
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
-        assert "load more from the server" in "\n".join(str(label.render()) for label in app.screen.query(Static))
+        help_text = "\n".join(str(label.render()) for label in app.screen.query(Static))
+        assert "load more from the server" in help_text and "archive" not in help_text
 
 
 async def test_the_loading_line_names_the_server_and_its_address(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -469,6 +469,8 @@ class MainScreen(Screen[None]):
             return bool(selected and self.backend.pending_action_now(selected)) and self._detail_shown()
         if action == "load_more":
             return self.backend.more_to_load()
+        if action == "archive" and self.backend.remote_name is not None:
+            return False  # an OpenHands server keeps every conversation in one list
         if action == "back":
             filter_input = self.query_one("#filter", Input)
             return bool(
@@ -965,7 +967,7 @@ def help_sections(keys: Callable[[str], str], to_trash: bool = True, remote: boo
     `keys(binding_id)` shows a binding's keys as they are now (keymap.shown_keys:
     the settings' keymap can change them). `to_trash`: False on an OpenHands
     server, which deletes for good."""
-    marked_actions = " ".join(keys(binding_id) for binding_id in ("start", "stop", "delete", "archive"))
+    marked_actions = " ".join(keys(binding_id) for binding_id in ("start", "stop", "delete", *(() if remote else ("archive",))))
     return [
         (
             "Conversations",
@@ -982,11 +984,15 @@ def help_sections(keys: Callable[[str], str], to_trash: bool = True, remote: boo
                     keys("delete"),
                     "delete: to the trash (asks first; convtui trash restores)" if to_trash else "delete for good (asks first)",
                 ),
-                (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
-                (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
+                *(
+                    [] if remote else [  # (an OpenHands server has no archive, and deletes for good)
+                        (keys("archive"), "archive / unarchive (a running loop is stopped first)"),
+                        (keys("undo"), f"undo the last delete or archive (for {UNDO_SECONDS:g} s)"),
+                    ]
+                ),
                 (keys("inbox"), "inbox: every conversation waiting for you, oldest first; answer each there"),
                 (keys("filter"), "filter: words, status:waiting|unread|running|error|finished, repo:owner/name, trigger:cli"),
-                ("", "is:archived only archived, is:all archived too (hidden by default)"),
+                *([] if remote else [("", "is:archived only archived, is:all archived too (hidden by default)")]),
                 ("", 'what it did: text:words file:path cmd:"npm test"; since:3d before:2026-11-30 cost>0.5 cost<2'),
                 (f"{keys('sort')} / {keys('reverse_sort')}", "cycle the sort: updated, created, title, status, cost / reverse it"),
                 (keys("export"), "export as trajectory JSON into the current directory"),
