@@ -100,3 +100,4 @@ async def test_a_remember_prompt_is_made_by_this_machines_model(data_dir: Path) 
                 await backend.remember_prompt(running, 999)
     finally:
         await backend.close()
+

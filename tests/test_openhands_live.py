@@ -127,6 +127,11 @@ async def test_approvals(server: OpenHandsServer) -> None:
         await play(server, "approvals", scenarios.approvals)
 
 
+async def test_run_on_the_server(server: OpenHandsServer) -> None:
+    with confirmation_mode(server):
+        await play(server, "remote_run", scenarios.remote_run)
+
+
 async def test_a_file_edit_is_shown_as_a_diff_before_approval(server: OpenHandsServer) -> None:
     edited = Path(scenarios.EDITED)
     shutil.rmtree(edited.parent, ignore_errors=True)
@@ -206,6 +211,30 @@ async def test_watch_says_when_an_agent_on_the_server_finishes(server: OpenHands
         watcher.terminate()
         await watcher.wait()
         await backend.close()
+
+
+def test_run_shows_the_agent_and_approves_with_yes(server: OpenHandsServer, tmp_path) -> None:
+    """`convtui --remote NAME run ID --yes` as a user types it, the server
+    asking before every action: the agent's events are shown as they come,
+    its command approved here, until it finishes."""
+    environment = {**os.environ, "CONVTUI_DATA_DIR": str(tmp_path / "data")}
+
+    def convtui(*arguments: str, code: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "convtui", *arguments], env=environment, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+        assert done.returncode == code, (done.stdout, done.stderr)
+        return done
+
+    subprocess.run([sys.executable, "-m", "convtui", "remote", "add", "oh", server.url, "--api-key-stdin"],
+                   input=SESSION_KEY, env=environment, check=True, capture_output=True, text=True)  # fmt: skip
+    with confirmation_mode(server):
+        created = json.loads(convtui("--remote", "oh", "new", "write hello.txt", "--json").stdout)
+        conversation_id = created["conversation_id"]
+        without_yes = convtui("--remote", "oh", "run", conversation_id, code=1)
+        assert "an action needs approval: run in a terminal, or pass --yes" in without_yes.stderr
+        shown = convtui("--remote", "oh", "run", conversation_id[:8], "--yes").stdout  # (that paused it: resumed)
+    assert shown.startswith(f"-- resuming the sandbox of {conversation_id[:8]} on oh"), shown
+    assert "echo hello > hello.txt" in shown, shown
+    assert shown.rstrip().splitlines()[-1] == "-- finished", shown
 
 
 async def test_the_ui_on_the_server(server: OpenHandsServer, tmp_path) -> None:

@@ -33,9 +33,10 @@ async def test_scenario(name: str) -> None:
     assert transport.finished, f"{transport.position} of {len(transport.exchanges)} recorded requests were made"
 
 
-@pytest.mark.parametrize("name", ["agent_run", "approvals", "edit_approval"])
+@pytest.mark.parametrize("name", ["agent_run", "approvals", "edit_approval", "remote_run"])
 async def test_runs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openhands_backend, "START_POLL", 0.0)
+    monkeypatch.setattr(openhands_backend, "FOLLOW_SECONDS", 0.0)
     backend, transport = replaying(name)
     try:
         await getattr(scenarios, name)(backend, pause=0.0)

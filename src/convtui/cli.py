@@ -140,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a conversation's loop, showing it here until it waits for you (Ctrl-C detaches from the server's loop); "
-        "a loop already running is attached to, its last 10 events shown first",
+        "a loop already running is attached to, its last 10 events shown first. With --remote: the OpenHands server's "
+        "agent (its sandbox resumed if paused), asked every 2 s",
     )
     run.add_argument("id")
     run.add_argument("--yes", "-y", action="store_true", help="approve every command and file write")
-    run.add_argument("--stop-on-exit", action="store_true", help="Ctrl-C stops the loop instead of leaving it running")
+    run.add_argument("--stop-on-exit", action="store_true", help="Ctrl-C stops the loop instead of leaving it running (--remote: pauses its sandbox)")
 
     stop = commands.add_parser("stop", help="stop a conversation's loop wherever it runs (the server, or another convtui)")
     stop.add_argument("id")
@@ -565,7 +566,7 @@ async def cmd_new(backend: Backend, arguments: argparse.Namespace) -> int:
         from .backend.errors import first_validation_error
 
         raise InvalidInput(first_validation_error(error)) from None
-    if arguments.start and request.replay_json is None and not (await backend.load_settings()).llm_model:
+    if arguments.start and arguments.remote is None and request.replay_json is None and not (await backend.load_settings()).llm_model:
         # As the reference answers 400: refused before anything is created.
         raise MissingSettings(
             "--start needs a model and none is configured: set llm_model "
@@ -575,6 +576,8 @@ async def cmd_new(backend: Backend, arguments: argparse.Namespace) -> int:
     _print_response(response, arguments.json, "created")
     if not arguments.start:
         return EXIT_OK
+    if arguments.remote is not None:
+        return await _run_on_openhands(backend, response.conversation_id, arguments, quiet=arguments.json)
     return await _run_loop(backend, response.conversation_id, arguments, quiet=arguments.json)
 
 
@@ -928,6 +931,7 @@ async def _decide_here(backend: Backend, full_id: str, interactive: bool, approv
 
 
 ATTACH_HISTORY = 10  # events shown when `run` attaches to a loop already running
+RUN_START_SECONDS = 180.0  # `run --remote` waits this long for a sandbox to come up (or its state to be known)
 APPROVAL_MAX_LINES = 40
 APPROVAL_MAX_WIDTH = 200
 
@@ -957,7 +961,67 @@ async def _approval_details(backend: Backend, conversation_id: str) -> list[str]
 
 
 async def cmd_run(backend: Backend, arguments: argparse.Namespace) -> int:
+    if arguments.remote is not None:
+        return await _run_on_openhands(backend, arguments.id, arguments)
     return await _run_loop(backend, arguments.id, arguments)
+
+
+async def _run_on_openhands(backend: Any, conversation_id: str, arguments: argparse.Namespace, quiet: bool = False) -> int:
+    """`run` on an OpenHands server: resume the conversation's sandbox if it
+    is paused, then show its agent's events as the server has them (asked
+    every 2 s) and answer its approvals here, until the agent waits for the
+    user, finishes or fails. Ctrl-C leaves it running there (--stop-on-exit
+    pauses it)."""
+    from .backend.models import AgentState, ConversationStatus
+
+    full_id = await backend.resolve(conversation_id)
+    interactive = sys.stdin.isatty() and not arguments.yes
+    resumed = await backend.start(full_id) is ConversationStatus.STARTING
+    if resumed and not quiet:
+        print(f"-- resuming the sandbox of {full_id[:8]} on {arguments.remote} (Ctrl-C detaches)", flush=True)
+    working = (AgentState.RUNNING, AgentState.AWAITING_USER_CONFIRMATION)
+    deadline = asyncio.get_running_loop().time() + RUN_START_SECONDS
+    first = True
+    info = None
+    try:
+        async for events, info in backend.run_updates(full_id, ATTACH_HISTORY):
+            if first and events and not quiet:
+                detaches = "" if resumed else " (Ctrl-C detaches)"
+                print(f"-- {full_id[:8]} on {arguments.remote}{detaches}; its last events:", flush=True)
+            first = False
+            for event in events if not quiet else ():
+                print(describe_event(event), flush=True)
+            if info.status is ConversationStatus.ERROR:
+                break
+            if info.status is ConversationStatus.RUNNING and info.agent_state is not None:
+                resumed = False
+                if info.agent_state is AgentState.AWAITING_USER_CONFIRMATION:
+                    if not await _decide_here(backend, full_id, interactive, arguments.yes):
+                        return EXIT_FAILED
+                elif info.agent_state not in working:
+                    break
+            elif info.status is ConversationStatus.STOPPED and not resumed:
+                break  # paused there meanwhile (a sandbox resuming is paused, then starting, before it runs)
+            elif asyncio.get_running_loop().time() > deadline:
+                print(f"convtui: the conversation's sandbox did not come up within {RUN_START_SECONDS:g} s", file=sys.stderr)
+                return EXIT_FAILED
+    except asyncio.CancelledError:  # Ctrl-C
+        if arguments.stop_on_exit:
+            await backend.stop(full_id)
+            print(f"\n-- paused the sandbox of {full_id[:8]}")
+        else:
+            print(f"\n-- detached: the agent keeps running on {arguments.remote} (convtui --remote {arguments.remote} stop {full_id[:8]} pauses it)")
+        return 130
+    if info is None:
+        return EXIT_OK
+    state = info.agent_state.value if info.agent_state else info.status.value
+    if info.status is ConversationStatus.ERROR or info.agent_state is AgentState.ERROR:
+        print(f"convtui: {one_line(info.status_message or state)}", file=sys.stderr)
+        return EXIT_FAILED
+    reason = f": {one_line(info.status_message)}" if info.status_message and info.status_message != state else ""
+    if not quiet:
+        print(f"-- {state}{reason}")
+    return EXIT_OK
 
 
 async def cmd_stop(backend: Backend, arguments: argparse.Namespace) -> int:
@@ -1026,19 +1090,16 @@ LOCAL_ONLY = {
     "import": "",
     "trash": "",
     "dismiss": "",
-    "run": "`start ID` resumes it there, `watch` says when it needs you, and the UI (`convtui --remote NAME`) shows its events as they come",
 }
 
 
 async def _run_remote(root: Path, arguments: argparse.Namespace) -> int:
     """A conversation command against an OpenHands server (--remote NAME)."""
     from .backend.connect import open_remote_backend
-    from .backend.openhands_backend import Unsupported, unsupported
+    from .backend.openhands_backend import unsupported
 
     if arguments.command in LOCAL_ONLY:
         raise unsupported(f"`{arguments.command}`", LOCAL_ONLY[arguments.command])
-    if arguments.command == "new" and arguments.start:
-        raise Unsupported("an OpenHands server starts a conversation given a first message at once: leave out --start")
     backend = await open_remote_backend(root, arguments.remote, lambda why: print(f"convtui: {why}", file=sys.stderr))
     try:
         return await COMMANDS[arguments.command](backend, arguments)

@@ -5,7 +5,9 @@ which can record the exchanges) and against the recording
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -211,6 +213,24 @@ async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
         names = archive.namelist()
         assert names[0] == "meta.json" and uuid.UUID(json.loads(archive.read("meta.json"))["id"]).hex == conversation_id
         assert len(names) > len(events) and all(re.fullmatch(r"event_\d{6}_[-0-9a-f]+\.json", name) for name in names[1:])
+
+
+async def remote_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
+    """`convtui --remote NAME run ID --yes` (the command's own function), the
+    server asking before every action: the agent's events as they come,
+    its command approved, until it finishes."""
+    from convtui.cli import _run_on_openhands
+
+    created = await backend.new_conversation(NewConversationRequest(initial_user_msg="write hello.txt"))
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        code = await _run_on_openhands(backend, created.conversation_id, argparse.Namespace(yes=True, remote="oh", stop_on_exit=False))
+    lines = shown.getvalue().splitlines()
+    assert code == 0 and lines[-1] == "-- finished", lines
+    assert any(line.endswith("user        → message: write hello.txt") for line in lines), lines
+    assert any(line.endswith("agent       → run: echo hello > hello.txt && cat hello.txt") for line in lines), lines
+    assert any(line.endswith("environment ← run: [exit 0] hello") for line in lines), lines  # (approved: it ran)
+    await backend.stop(created.conversation_id)
 
 
 async def approvals(backend: OpenHandsBackend, pause: float = 1.0) -> None:

@@ -373,6 +373,18 @@ class OpenHandsBackend:
 
     # -- events ---------------------------------------------------------------------------
 
+    async def run_updates(self, full_id: str, history: int) -> AsyncIterator[tuple[list[EventDict], ConversationInfo]]:
+        """What `run --remote` shows: the conversation's last `history`
+        events and its state, then every FOLLOW_SECONDS its new events and
+        its state again (the server keeps no stream a client can follow)."""
+        trail = EventTrail()
+        events = await self._read_events(full_id, trail)
+        yield events[-history:] if history else [], await self.get(full_id)
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            new = await self._read_events(full_id, trail)
+            yield new, await self.get(full_id)
+
     async def _events(self, full_id: str) -> list[EventDict]:
         """Every event, oldest first (see EventTrail)."""
         trail = EventTrail()
