@@ -74,3 +74,23 @@ def test_words_alone_and_every_condition_agree() -> None:
             assert rows.ids(query, "updated", False) == slow
     assert hidden.conversation_id not in rows.ids(ConversationFilter(), "updated", False)
     assert hidden.conversation_id in rows.ids(ConversationFilter(archived=None), "updated", False)
+
+
+def test_those_waiting_are_kept_as_their_states_change() -> None:
+    """status:waiting (the status line's count, the inbox) kept row by row:
+    the same as filtering every row, through the states a real server
+    reported while its agents ran, asked for approval and were paused."""
+    rows = recorded_rows()
+    seen = 0
+    for name in ("agent_run", "approvals", "remote_run"):
+        for exchange in ReplayTransport(name).exchanges:
+            request = exchange["request"]
+            if request["method"] != "GET" or request["path"] != "/api/v1/app-conversations" or exchange["status"] != 200:
+                continue
+            rows.merge(conversation_info(item) for item in json.loads(exchange["text"]) if item)
+            slow = rows.ids(ConversationFilter(status="WAITING"), "updated", False)
+            assert rows.waiting() == list(slow) and rows.waiting_count() == len(slow)
+            seen += len(slow)
+    assert seen > 0  # (some did wait)
+    rows.drop(rows.waiting()[0])
+    assert rows.waiting() == list(rows.ids(ConversationFilter(status="WAITING"), "updated", False))

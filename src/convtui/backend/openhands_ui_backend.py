@@ -33,7 +33,7 @@ from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
 from .remotes import Remote, RemotesStore
 from .settings import Settings, SettingsStore
-from .store import WAITING, ConversationFilter
+from .store import ConversationFilter
 from .updates import EventAdded, Subscriber, UpdateHub
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
         return ()
 
     def waiting_count_now(self) -> int | None:
-        return len(self.listing.ids(ConversationFilter(status=WAITING), "updated", False))
+        return self.listing.waiting_count()
 
     def ui_closed_at(self) -> datetime | None:
         return None
@@ -323,8 +323,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     async def inbox(self) -> list[InboxItem]:
         """The loaded conversations that wait for a person."""
-        waiting = self.listing.ids(ConversationFilter(status=WAITING), "updated", False)
-        return await self._inbox_of([self.listing.rows[i] for i in waiting])
+        return await self._inbox_of([self.listing.rows[i] for i in self.listing.waiting()])
 
     async def send_message(self, conversation_id: str, text: str) -> EventDict:
         sent = await super().send_message(conversation_id, text)

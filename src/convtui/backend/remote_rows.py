@@ -10,7 +10,7 @@ from dataclasses import replace
 from sortedcontainers import SortedList
 
 from .models import ConversationInfo, format_timestamp
-from .store import ConversationFilter, state_of
+from .store import WAITING, ConversationFilter, state_of
 
 PLAIN = ConversationFilter(archived=False)
 STATUS_RANK = {"WAITING": 0, "RUNNING": 1, "STARTING": 2, "ERROR": 3, "FINISHED": 4, "STOPPED": 4, "ARCHIVED": 5}
@@ -57,6 +57,11 @@ def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[s
     return True
 
 
+def _waits(info: ConversationInfo) -> bool:
+    """What status:waiting matches (see `matches`), kept for each row."""
+    return not info.archived and WAITING in (info.status.value, _state(info))
+
+
 class RemoteRows:
     """Rows by id, listed newest activity first unless sorted otherwise."""
 
@@ -67,6 +72,7 @@ class RemoteRows:
         self._by_activity = SortedList()  # (last activity, id), oldest first: a page merged re-sorts nothing
         self._placed: dict[str, tuple[float, str]] = {}
         self._archived: set[str] = set()
+        self._waiting: set[str] = set()  # (the status line counts them at every change: 11 ms a pass at 10,000)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -79,6 +85,7 @@ class RemoteRows:
                 self.rows[info.conversation_id] = info
                 self._searched[info.conversation_id] = searched_text(info)
                 (self._archived.add if info.archived else self._archived.discard)(info.conversation_id)
+                (self._waiting.add if _waits(info) else self._waiting.discard)(info.conversation_id)
                 self._place(info)
                 changed.append(info)
         if changed:
@@ -89,6 +96,7 @@ class RemoteRows:
         if self.rows.pop(conversation_id, None) is not None:
             del self._searched[conversation_id]
             self._archived.discard(conversation_id)
+            self._waiting.discard(conversation_id)
             self._by_activity.remove(self._placed.pop(conversation_id))
             self._newest_first = None
 
@@ -100,6 +108,14 @@ class RemoteRows:
                 self._by_activity.remove(old)
             self._by_activity.add(key)
             self._placed[info.conversation_id] = key
+
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    def waiting(self) -> list[str]:
+        """Those that wait for a person (status:waiting), newest activity first."""
+        waiting = self._waiting
+        return [i for i in self.newest_first() if i in waiting] if waiting else []
 
     def newest_first(self) -> tuple[str, ...]:
         if self._newest_first is None:
