@@ -2,7 +2,8 @@
 routes 1.7 added: its answers as a real 1.6.0 gave them (a 405 for the V1
 DELETE, a bare 404 for send-message, a V1 PATCH that ignores the title),
 and what convtui sends instead: its V0 routes, and the conversation's agent
-server. tests/test_openhands_live.py runs the same on a real server with
+server; and its 500 for a running conversation's events read from a
+timestamp (they are read whole instead). tests/test_openhands_live.py runs the same on a real server with
 CONVTUI_OPENHANDS_PYTHON pointing at a 1.6 install."""
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import httpx
 import pytest
 
 from convtui.backend.errors import InvalidInput, NotFound
-from convtui.backend.openhands_backend import OpenHandsBackend
+from convtui.backend.openhands_backend import EventTrail, OpenHandsBackend
 from convtui.backend.openhands_http import NoSuchRoute, OpenHandsHTTP
+
+from .openhands.recording import ReplayTransport
 
 ID = "c13fb2833a0640f8ab87b9610aa95b02"
 AGENT = f"http://localhost:8000/api/conversations/{ID}"
@@ -45,6 +48,7 @@ class Server16:
         self.exists = True
         self.sandbox = "RUNNING"
         self.sent: list[httpx.Request] = []
+        self.events: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
@@ -63,6 +67,10 @@ class Server16:
         if path == f"/api/conversations/{ID}" and method == "DELETE":
             existed, self.exists = self.exists, False
             return httpx.Response(200, json=existed)
+        if path == f"/api/v1/conversation/{ID}/events/search" and method == "GET":
+            if "timestamp__gte" in request.url.params:  # (a running conversation's, through its agent server)
+                return httpx.Response(500, text="Internal Server Error")
+            return httpx.Response(200, json={"items": self.events, "next_page_id": None})
         if path == f"/api/conversations/{ID}/events" and request.url.host == "localhost" and method == "POST":
             return httpx.Response(200, json={"success": True})
         return httpx.Response(404, json={"detail": "Not Found"})
@@ -130,3 +138,18 @@ def test_which_404_is_a_missing_route() -> None:
     assert isinstance(error_for(answer(404, {"detail": "Not Found"}), "s"), NoSuchRoute)
     named = error_for(answer(404, {"detail": "Conversation not found"}), "s")  # 1.7 and later, for a conversation
     assert isinstance(named, NotFound) and not isinstance(named, NoSuchRoute) and str(named) == "Conversation not found"
+
+
+async def test_new_events_are_read_again_whole_where_a_read_from_a_timestamp_fails(backend: OpenHandsBackend, server: Server16) -> None:
+    """1.6 answers a 500 to an events search from a timestamp: every event
+    is read again, and only those not held yet are new."""
+    recorded = ReplayTransport("agent_run").find(lambda exchange: exchange["request"]["path"].endswith("/events/search") and '"finish"' in (exchange["text"] or ""))
+    every = json.loads(recorded["text"])["items"]
+    server.events = every[:3]
+    trail = EventTrail()
+    first = await backend._read_events(ID, trail)
+    server.events = every
+    later = await backend._read_events(ID, trail)
+    assert "events_since" in backend.v0_only and later and first + later == trail.events
+    assert [event["id"] for event in trail.events] == sorted({event["id"] for event in trail.events})
+    assert await backend._read_events(ID, trail) == []

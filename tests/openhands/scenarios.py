@@ -210,9 +210,9 @@ async def agent_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:
         assert "send" in backend.v0_only  # OpenHands 1.6: no such route
         return
     with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
-        names = archive.namelist()
-        assert names[0] == "meta.json" and uuid.UUID(json.loads(archive.read("meta.json"))["id"]).hex == conversation_id
-        assert len(names) > len(events) and all(re.fullmatch(r"event_\d{6}_[-0-9a-f]+\.json", name) for name in names[1:])
+        names = sorted(archive.namelist())  # (1.6 writes meta.json and the events in no particular order)
+        assert names[-1] == "meta.json" and uuid.UUID(json.loads(archive.read("meta.json"))["id"]).hex == conversation_id
+        assert len(names) > len(events) and all(re.fullmatch(r"event_\d{6}_[-0-9a-f]+\.json", name) for name in names[:-1])
 
 
 async def remote_run(backend: OpenHandsBackend, pause: float = 1.0) -> None:

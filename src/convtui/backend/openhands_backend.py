@@ -114,7 +114,7 @@ class OpenHandsBackend:
         self.name = name
         self.root = root
         self.where = http.url
-        self.v0_only: set[str] = set()  # the V1 routes this server lacks (1.6): "rename", "delete", "send"
+        self.v0_only: set[str] = set()  # what this server's V1 API lacks (1.6): "rename", "delete", "send", "events_since"
 
     @classmethod
     def for_remote(
@@ -392,17 +392,31 @@ class OpenHandsBackend:
         return trail.events
 
     async def _read_events(self, full_id: str, trail: EventTrail) -> list[EventDict]:
-        """The events after those `trail` holds, added to it; returns them."""
+        """The events after those `trail` holds, added to it; returns them.
+        Asked from the newest timestamp held on; where the server fails
+        that (1.6, for a running conversation), every event again, the
+        ones held skipped."""
         new: list[EventDict] = []
         page_id = None
+        since = trail.last_timestamp if "events_since" not in self.v0_only else None
+        skip = trail.raw_count if since is None else 0
         while trail.raw_count < EVENTS_MAX:
             params: dict[str, Any] = {"limit": PAGE_MAX, "sort_order": "TIMESTAMP"}
-            if trail.last_timestamp is not None:
-                params["timestamp__gte"] = trail.last_timestamp
+            if since is not None:
+                params["timestamp__gte"] = since
             if page_id:
                 params["page_id"] = page_id
-            page = await self.http.json("GET", f"/api/v1/conversation/{full_id}/events/search", params=params)
+            try:
+                page = await self.http.json("GET", f"/api/v1/conversation/{full_id}/events/search", params=params)
+            except ServerFailed:
+                if since is None or page_id:
+                    raise
+                self.v0_only.add("events_since")
+                return await self._read_events(full_id, trail)
             for raw in page.get("items") or []:
+                if skip:
+                    skip -= 1
+                    continue
                 event = trail.take(raw) if isinstance(raw, dict) else None
                 if event is not None:
                     new.append(event)
