@@ -57,9 +57,12 @@ def matches(info: ConversationInfo, query: ConversationFilter, words: Sequence[s
     return True
 
 
+WAITING_FILTER = ConversationFilter(status=WAITING)
+
+
 def _waits(info: ConversationInfo) -> bool:
-    """What status:waiting matches (see `matches`), kept for each row."""
-    return not info.archived and WAITING in (info.status.value, _state(info))
+    """Whether status:waiting shows it (kept for each row as it changes)."""
+    return matches(info, WAITING_FILTER, ())
 
 
 class RemoteRows:
