@@ -650,8 +650,9 @@ class OpenHandsBackend:
             for info in infos:
                 before = known.get(info.conversation_id)
                 known[info.conversation_id] = info
-                if not first and (before is None or _state(before) != _state(info)):
-                    yield status_changed(info)
+                update = status_changed(info)
+                if not first and (before is None or status_changed(before) != update):
+                    yield update
             first = False
             await asyncio.sleep(FOLLOW_SECONDS)
 
@@ -677,10 +678,6 @@ class LoadedEvents:
 def status_changed(info: ConversationInfo) -> StatusChanged:
     """A conversation's state as a loop's update says it."""
     return StatusChanged(info.conversation_id, info.status, info.runtime_status, info.agent_state, info.status_message)
-
-
-def _state(info: ConversationInfo) -> tuple[Any, ...]:
-    return (info.status, info.runtime_status, info.agent_state, info.status_message)
 
 
 def select_events(

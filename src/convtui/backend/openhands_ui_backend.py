@@ -94,9 +94,12 @@ class OpenHandsUIBackend(OpenHandsBackend):
             self._loader = asyncio.create_task(self._load_rest())
             self._tasks = [self._loader, asyncio.create_task(self._follow())]
 
+    def _loading(self) -> bool:
+        return self._loader is not None and not self._loader.done()
+
     def more_to_load(self) -> bool:
         """The server holds pages beyond those loaded, and none is loading."""
-        return bool(self._next_page) and self._loader is not None and self._loader.done()
+        return bool(self._next_page) and self._loader is not None and not self._loading()
 
     def load_more(self) -> int:
         """The next AUTO_LOAD rows, loaded in the background: how many that
@@ -162,8 +165,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
         """What the status line adds: how much is loaded, and any trouble."""
         parts = []
         if len(self.listing) < self._total:
-            loading = self._loader is not None and not self._loader.done()
-            parts.append(f"{len(self.listing):,} loaded{', loading more' if loading else ''}")
+            parts.append(f"{len(self.listing):,} loaded{', loading more' if self._loading() else ''}")
         if self._trouble:
             parts.append(self._trouble)
         return " · ".join(parts) or None
