@@ -403,13 +403,7 @@ async def cmd_watch(backend: Backend, arguments: argparse.Namespace) -> int:
 
     if isinstance(backend, LocalBackend):
         raise InvalidInput("watch follows the loops of the convtui server: without one (--no-server, or server off) there is nothing to watch")
-    if arguments.remote is not None:
-        from .backend.data_dir import DataDirectory
-        from .backend.settings import SettingsStore
-
-        settings = await asyncio.to_thread(SettingsStore(DataDirectory(_data_root(arguments)).settings).load)
-    else:
-        settings = await backend.load_settings()
+    settings = await backend.load_settings()  # (--remote: this machine's, which say how to alert)
     try:
         kinds = parse_kinds(arguments.on, ALERT_KINDS, "kind") if arguments.on is not None else settings.alert_kinds
     except ValueError as error:

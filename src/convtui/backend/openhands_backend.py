@@ -20,6 +20,7 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 
+from .data_dir import DataDirectory
 from .errors import AmbiguousId, ConvtuiError, InvalidInput, NotFound
 from .events import EventDict, EventFilter
 from .inbox import InboxItem, InboxKind, inbox_item, inbox_kind, oldest_first
@@ -38,7 +39,7 @@ from .openhands_mapping import HEX_ID, conversation_id, conversation_info, event
 from .remote_rows import matches
 from .remotes import Remote
 from .sandbox import SandboxStatus
-from .settings import Settings
+from .settings import Settings, SettingsStore
 from .store import ConversationFilter
 from .trash import TrashedConversation
 from .update_journal import StreamReset
@@ -107,12 +108,15 @@ def unsupported(what: str, instead: str = "") -> Unsupported:
 class OpenHandsBackend:
     """One OpenHands server's conversations. `on_wait` hears why a call is
     waiting ("server unreachable, retrying in 4 s"). `root`: this machine's
-    data directory, whose model writes remember prompts (None: it cannot)."""
+    data directory, whose settings are convtui's own here (its theme, keys,
+    alerts, and the model that writes remember prompts; the server's are its
+    own). None: there are none."""
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path | None = None) -> None:
         self.http = http
         self.name = name
         self.root = root
+        self.settings_store = None if root is None else SettingsStore(DataDirectory(root).settings)
         self.where = http.url
         self.v0_only: set[str] = set()  # what this server's V1 API lacks (1.6): "rename", "delete", "send", "events_since"
 
@@ -607,25 +611,27 @@ class OpenHandsBackend:
     async def remember_prompt(self, conversation_id: str, event_id: int) -> str:
         """From the events around `event_id` on the server, by this
         machine's model (convtui's settings: the server's model is its own)."""
-        from .data_dir import DataDirectory
         from .llm import LLMConfig
         from .remember import remember_prompt
-        from .settings import SettingsStore
 
-        if self.root is None:
-            raise unsupported("remember prompt", "open the server with --remote NAME")
         full_id = await self.resolve(conversation_id)
-        config = LLMConfig.from_settings(await asyncio.to_thread(SettingsStore(DataDirectory(self.root).settings).load))
+        config = LLMConfig.from_settings(await self.load_settings())
         return await remember_prompt(LoadedEvents(await self._events(full_id)), event_id, config)
 
+    def _settings(self) -> SettingsStore:
+        if self.settings_store is None:
+            raise unsupported("convtui's settings", "the server's settings are changed in its own web UI")
+        return self.settings_store
+
     async def load_settings(self) -> Settings:
-        raise unsupported("convtui's settings", "the server's settings are changed in its own web UI")
+        """convtui's own settings, this machine's (`root`)."""
+        return await asyncio.to_thread(self._settings().load)
 
     async def update_settings(self, values: dict[str, Any]) -> Settings:
-        raise unsupported("changing settings", "the server's settings are changed in its own web UI")
+        return await asyncio.to_thread(self._settings().update, values)
 
     async def settings_overrides(self) -> dict[str, str]:
-        return {}
+        return {} if self.settings_store is None else self.settings_store.overridden()
 
     async def position(self) -> str:
         return ""  # (the server keeps no stream: following starts when `updates` is)

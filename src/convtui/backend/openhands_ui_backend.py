@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .data_dir import DataDirectory
 from .digest import DigestEntry
 from .errors import ConvtuiError
 from .events import EventDict, EventFilter
@@ -32,7 +31,6 @@ from .openhands_http import OpenHandsHTTP
 from .openhands_mapping import conversation_info, pending_action
 from .remote_rows import RemoteRows
 from .remotes import Remote, RemotesStore
-from .settings import Settings, SettingsStore
 from .store import ConversationFilter
 from .updates import EventAdded, Subscriber, UpdateHub
 
@@ -49,7 +47,6 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     def __init__(self, http: OpenHandsHTTP, name: str, root: Path) -> None:
         super().__init__(http, name, root)
-        self.settings_store = SettingsStore(DataDirectory(root).settings)
         self.listing = RemoteRows()
         self.hub = UpdateHub()
         self._total = 0
@@ -258,15 +255,6 @@ class OpenHandsUIBackend(OpenHandsBackend):
         from .connect import reach_remote
 
         return await reach_remote(self.root, name)
-
-    async def load_settings(self) -> Settings:
-        return await asyncio.to_thread(self.settings_store.load)
-
-    async def update_settings(self, values: dict[str, Any]) -> Settings:
-        return await asyncio.to_thread(self.settings_store.update, values)
-
-    async def settings_overrides(self) -> dict[str, str]:
-        return self.settings_store.overridden()
 
     # -- changes, taken into the rows at once -------------------------------------------
 
