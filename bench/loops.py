@@ -255,6 +255,22 @@ class StallMeter:
     def __init__(self) -> None:
         self.lateness: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self.collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection meanwhile
+        self._collecting_since = 0.0
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.perf_counter()
+        else:
+            self.collections.append((info["generation"], time.perf_counter() - self._collecting_since))
+
+    def collections_text(self) -> str:
+        """How many garbage collections ran, and the longest (one cause of a stall)."""
+        if not self.collections:
+            return "no garbage collection"
+        generation, longest = max(self.collections, key=lambda item: item[1])
+        full = sum(1 for g, _ in self.collections if g == 2)
+        return f"{len(self.collections)} garbage collections ({full} full), the longest {1000 * longest:.1f} ms (generation {generation})"
 
     async def _tick(self) -> None:
         while True:
@@ -264,9 +280,12 @@ class StallMeter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._tick(), name="stall-meter")
+        gc.callbacks.append(self._on_collection)
 
     async def stop(self) -> None:
         assert self._task is not None
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -529,6 +548,7 @@ def _time_rows(r: CaseResult, iterations: int, delay: float) -> list[tuple[str, 
         ("event-loop stall", f"max {r.meter.max_ms():.1f} ms, p99 {r.meter.percentile_ms(0.99):.1f} ms, "
                              f"p50 {r.meter.percentile_ms(0.5):.1f} ms; {len(r.meter.lateness)} ticks, "
                              f"{r.meter.count_over(STALL_GOAL_MS)} later than {STALL_GOAL_MS:.0f} ms"),
+        ("garbage collection", r.meter.collections_text()),
     ]  # fmt: skip
 
 

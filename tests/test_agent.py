@@ -28,6 +28,7 @@ from convtui.backend.updates import (
     ProcessesChanged,
     StatusChanged,
     TextStreamed,
+    UpdateHub,
     TitleChanged,
 )
 
@@ -157,7 +158,9 @@ async def test_streamed_text_reaches_subscribers_before_the_event(
     llm.responder = Script(Text("Here is a fairly long answer that arrives in many pieces"))
     conversation_id = await new(configured, "Explain")
     recorder = Recorder(manager)
+    await manager.watch_text(conversation_id)  # as a UI showing it does
     await run_to_idle(manager, conversation_id)
+    assert sorted(map(bool, (request.get("stream") for request in llm.requests))) == [False, True]  # the title is never streamed
     pieces = [u.text for u in recorder.of(TextStreamed)]
     assert len(pieces) > 3 and "".join(pieces) == "Here is a fairly long answer that arrives in many pieces"
     first_piece = next(i for i, u in enumerate(recorder.updates) if isinstance(u, TextStreamed))
@@ -166,6 +169,30 @@ async def test_streamed_text_reaches_subscribers_before_the_event(
     )
     assert first_piece < message_event
     assert (await configured.get(conversation_id)).agent_state is AgentState.AWAITING_USER_INPUT
+
+
+async def test_a_reply_nobody_watches_is_asked_whole(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """Streaming costs litellm about three times the CPU: only a watched
+    conversation's replies are streamed, and a watch runs out."""
+    clock = [1000.0]
+    manager.hub = UpdateHub(clock=lambda: clock[0])
+    llm.responder = Script(Text("first answer"), Text("second answer"))
+    conversation_id = await new(configured, "Explain")
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id)
+    assert recorder.of(TextStreamed) == []
+    assert all(request.get("stream") is None for request in llm.requests)
+    event = next(e for e in await configured.search_events(conversation_id) if e.get("source") == "agent")
+    assert event["message"] == "first answer"  # the whole reply, as a streamed one would have been
+
+    manager.hub.watch_text(conversation_id, seconds=60)
+    clock[0] += 61  # the watch ran out
+    await manager.send_message(conversation_id, "and again")
+    await run_to_idle(manager, conversation_id)
+    assert recorder.of(TextStreamed) == []
+    assert manager.hub.wants_text(conversation_id) is False
 
 
 # -- confirmation --------------------------------------------------------------------

@@ -83,6 +83,10 @@ class ConversationManager:
         event loop; it must not block). Returns the unsubscribe function."""
         return self.hub.subscribe(subscriber)
 
+    async def watch_text(self, conversation_id: str) -> None:
+        """Stream this conversation's replies for a while (UpdateHub.watch_text)."""
+        self.hub.watch_text(conversation_id)
+
     # -- what runs -----------------------------------------------------------------
 
     def live_states(self) -> dict[str, LiveState]:

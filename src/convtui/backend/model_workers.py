@@ -1,8 +1,10 @@
 """The processes that make model calls (`model_worker.py`), seen from the
 convtui process that starts them.
 
-litellm spends 15-20 ms of Python per call (building the request, parsing
-every streamed chunk, pricing the reply three times). In the UI's process
+litellm spends 15-20 ms of Python per streamed call (building the request,
+parsing every streamed chunk, pricing the reply three times), a third of that
+on a call made whole (what a conversation nobody watches makes: see
+UpdateHub.watch_text). In the UI's process
 that competed for the interpreter lock: 200 loops stalled the event loop
 for up to 0.8 s. So calls run in worker processes, which also keep
 litellm's 3.5 s import and ~250 MB out of the UI. One worker is one core:
@@ -27,6 +29,7 @@ llm.complete turns it into a response or a failure."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import subprocess
@@ -254,11 +257,44 @@ class ModelWorkers:
         worker.end()
 
 
+# Replies handed to an event loop in one pass of it, at most. Each wakes a
+# loop that then works for about a millisecond: 200 loops answered at once
+# (as when they started together) held the event loop, and every timer on
+# it, for 300 ms in one pass.
+DELIVER_PER_PASS = 8
+
+_Delivery = tuple[asyncio.Future[Any], OnText, Any]
+_outboxes: dict[asyncio.AbstractEventLoop, collections.deque[_Delivery]] = {}
+_outboxes_lock = threading.Lock()
+
+
 def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], on_text: OnText, reply: Any) -> None:
+    """From a reader thread: queue the reply for the caller's event loop,
+    which takes DELIVER_PER_PASS of them per pass."""
+    with _outboxes_lock:
+        outbox = _outboxes.get(loop)
+        if outbox is not None:
+            outbox.append((future, on_text, reply))  # a drain is scheduled and takes it
+            return
+        _outboxes[loop] = collections.deque([(future, on_text, reply)])
     try:
-        loop.call_soon_threadsafe(_deliver, future, on_text, reply)
-    except RuntimeError:
-        pass  # that event loop has closed
+        loop.call_soon_threadsafe(_drain, loop)
+    except RuntimeError:  # that event loop has closed
+        with _outboxes_lock:
+            _outboxes.pop(loop, None)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    with _outboxes_lock:
+        outbox = _outboxes[loop]
+        batch = [outbox.popleft() for _ in range(min(DELIVER_PER_PASS, len(outbox)))]
+        more = bool(outbox)
+        if not more:
+            del _outboxes[loop]  # the next reply schedules a drain again
+    if more:
+        loop.call_soon(_drain, loop)  # in the next pass: timers and other callbacks run between
+    for future, on_text, reply in batch:
+        _deliver(future, on_text, reply)
 
 
 def _deliver(future: asyncio.Future[Any], on_text: OnText, reply: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from .. import clipboard
 from ..backend.errors import ConvtuiError
 from ..backend.interface import NOT_RUNNING, UIBackend, save_file
 from ..backend.query import ParsedQuery, parse_query
-from ..backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed
+from ..backend.updates import TEXT_WATCH_SECONDS, EventAdded, LoopUpdate, StatusChanged, TextStreamed
 from ..terminal_text import one_line
 from ..widgets.conversation_list import ConversationList
 from ..widgets.detail_pane import ApprovalBar, DetailPane
@@ -121,6 +121,7 @@ class MainScreen(Screen[None]):
         self.query_text = ""
         self._version = -1
         self._streaming: dict[str, str] = {}
+        self._watching: tuple[str, float] | None = None  # (the conversation, when) backend.watch_text was last asked
         self._unsubscribe: Callable[[], None] | None = None
         self._shown_events_for: str | None = None
         self._shown_info = None
@@ -340,6 +341,7 @@ class MainScreen(Screen[None]):
         if self.backend.data_version() != self._version:
             await self.backend.refresh()
             self.reload()
+        self._watch_selected()
         selected = self.selected_id
         if selected is not None and not self.backend.is_running(selected):
             await self._catch_up_events(selected)
@@ -355,6 +357,7 @@ class MainScreen(Screen[None]):
 
     def _select(self, conversation_id: str | None) -> None:
         self.selected_id = conversation_id
+        self._watch_selected()
         info = self.backend.row(conversation_id) if conversation_id else None
         # Set before the header is drawn: one layout pass, not two.
         self.detail.processes = self.backend.processes_now(conversation_id) if conversation_id else ()
@@ -367,6 +370,19 @@ class MainScreen(Screen[None]):
             # on the previous conversation for good).
             self._shown_events_for = conversation_id
             self._load_events(conversation_id)
+
+    def _watch_selected(self) -> None:
+        """The selected conversation's replies stream while its loop runs
+        (backend.watch_text), asked again before the watch runs out; the
+        others' come whole, as cheaper model calls."""
+        selected = self.selected_id
+        if selected is None or not self.backend.is_running(selected):
+            return
+        now = time.monotonic()
+        if self._watching is not None and self._watching[0] == selected and now - self._watching[1] < TEXT_WATCH_SECONDS / 2:
+            return
+        self._watching = (selected, now)
+        self.run_worker(self.backend.watch_text(selected), group="watch", exit_on_error=False)
 
     def _show_info(self, info) -> None:  # noqa: ANN001 (ConversationInfo | None)
         """Update the detail header and the footer only when something they
@@ -447,6 +463,8 @@ class MainScreen(Screen[None]):
         elif isinstance(update, StatusChanged) and self._count_waiting():
             self._show_status(len(self.conversation_list.ids), self.backend.total(), parse_query(self.query_text).problems)
         if is_selected:
+            if isinstance(update, StatusChanged):
+                self._watch_selected()
             self._show_info(self.backend.row(conversation_id))
             self.detail.show_pending(self.backend.pending_action_now(conversation_id))
             self.detail.show_processes(self.backend.processes_now(conversation_id))
