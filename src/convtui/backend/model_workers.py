@@ -4,9 +4,8 @@ convtui process that starts them.
 litellm spends 15-20 ms of Python per streamed call (building the request,
 parsing every streamed chunk, pricing the reply three times), a third of that
 on a call made whole (what a conversation nobody watches makes: see
-UpdateHub.watch_text). In the UI's process
-that competed for the interpreter lock: 200 loops stalled the event loop
-for up to 0.8 s. So calls run in worker processes, which also keep
+UpdateHub.watch_text). In the UI's process that competed for the
+interpreter lock: 200 loops stalled the event loop for up to 0.8 s. So calls run in worker processes, which also keep
 litellm's 3.5 s import and ~250 MB out of the UI. One worker is one core:
 at 200 loops it ran at 100% and was what the loops waited for. So another
 worker starts when every running one is busy (BUSY of a core over the last
