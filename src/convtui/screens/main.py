@@ -378,11 +378,20 @@ class MainScreen(Screen[None]):
         selected = self.selected_id
         if selected is None or not self.backend.is_running(selected):
             return
-        now = time.monotonic()
-        if self._watching is not None and self._watching[0] == selected and now - self._watching[1] < TEXT_WATCH_SECONDS / 2:
+        if self._watching is not None and self._watching[0] == selected and time.monotonic() - self._watching[1] < TEXT_WATCH_SECONDS / 2:
             return
-        self._watching = (selected, now)
-        self.run_worker(self.backend.watch_text(selected), group="watch", exit_on_error=False)
+        self.run_worker(self._watch(selected), group="watch", exit_on_error=False)
+
+    async def _watch(self, conversation_id: str) -> None:
+        self._watching = (conversation_id, time.monotonic())
+        await self.backend.watch_text(conversation_id)
+
+    async def _start(self, conversation_id: str) -> None:
+        """Start its loop; the selected conversation's replies stream from
+        the first (watched before the start, not once it is seen running)."""
+        if conversation_id == self.selected_id:
+            await self._watch(conversation_id)
+        await self.backend.start(conversation_id)
 
     def _show_info(self, info) -> None:  # noqa: ANN001 (ConversationInfo | None)
         """Update the detail header and the footer only when something they
@@ -608,7 +617,7 @@ class MainScreen(Screen[None]):
     async def action_start(self) -> None:
         for conversation_id in self._targets():
             try:
-                await self.backend.start(conversation_id)
+                await self._start(conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Cannot start", severity="error", timeout=8)
             self.conversation_list.refresh_conversation(conversation_id)
@@ -771,7 +780,7 @@ class MainScreen(Screen[None]):
         self._select(response.conversation_id)
         if result.start_now:
             try:
-                await self.backend.start(response.conversation_id)
+                await self._start(response.conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Created, not started", severity="warning", timeout=8)
         self.notify("Conversation created")
