@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from convtui.backend import agent
-from convtui.backend.errors import InvalidInput, MissingSettings
+from convtui.backend.errors import ConvtuiError, InvalidInput, MissingSettings
 from convtui.backend.events import event_kind, exit_code_of
 from convtui.backend.manager import ConversationManager, LoopLimitReached
 from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
@@ -471,6 +471,38 @@ async def test_start_needs_a_model_and_respects_the_loop_limit(
     with pytest.raises(LoopLimitReached, match="limit is 1"):
         await manager.start(other)
     assert manager.running_ids() == [conversation_id]
+
+
+async def test_starts_side_by_side_keep_the_loop_limit_and_a_failed_start_frees_its_lock(
+    service: ConversationService, manager: ConversationManager, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI starts the marked conversations at once: those still starting
+    count against the limit, and a start that fails after taking the loop's
+    lock (its sandbox) leaves it to the next start."""
+    await service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "max_concurrent_loops": 3}
+    )
+    llm.responder = Script(Hang(), Hang(), Hang())
+    ids = [await new(service, f"task {number}") for number in range(5)]
+    results = await asyncio.gather(*(manager.start(conversation_id) for conversation_id in ids), return_exceptions=True)
+    refused = [result for result in results if isinstance(result, LoopLimitReached)]
+    assert len(refused) == 2 and len(manager.running_ids()) == 3
+    assert all("limit is 3" in str(refusal) for refusal in refused)
+    for conversation_id in manager.running_ids():
+        await manager.stop(conversation_id)
+
+    import convtui.backend.sandbox as sandbox_module
+
+    def broken(*args: Any) -> None:
+        raise ConvtuiError("cannot make the sandbox")
+
+    monkeypatch.setattr(sandbox_module, "for_conversation", broken)
+    with pytest.raises(ConvtuiError, match="cannot make the sandbox"):
+        await manager.start(ids[0])
+    monkeypatch.undo()
+    llm.responder = Script(Hang())
+    await manager.start(ids[0])  # not "running elsewhere": the failed start let go of the lock
+    assert manager.running_ids() == [ids[0]]
 
 
 # -- replay --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -75,6 +76,7 @@ class _Worker:
     calls: set[int] = field(default_factory=set)  # in flight here
     load: float = 0.0  # share of a core over the last window
     _window: tuple[float, float] | None = None  # (wall, cpu) at its start
+    _outgoing: queue.SimpleQueue[bytes | None] = field(default_factory=queue.SimpleQueue)  # for the writer thread
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -95,18 +97,29 @@ class _Worker:
             self._window = (now, cpu)
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(orjson.dumps(message) + b"\n")
-            self.process.stdin.flush()
-        except OSError:
-            pass  # its reader sees it gone and fails its calls
+        """Queue a request for the writer thread (never waits on the pipe)."""
+        self._outgoing.put(orjson.dumps(message) + b"\n")
 
     def end(self) -> None:
-        """Close its stdin: it exits (calls in flight there fail)."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
+        """Close its stdin once what was sent is written: it exits (calls in flight there fail)."""
+        self._outgoing.put(None)
+
+    def write(self) -> None:
+        """The writer thread. A request waits here, not on the event loop,
+        while the worker's input pipe is full: 200 loops asking at once
+        filled it and held the event loop for 300 ms (and, with the pool's
+        lock held meanwhile, could have held the reader, and the worker
+        behind it, for good)."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        while (data := self._outgoing.get()) is not None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except OSError:
+                break  # gone: its reader fails its calls
+        with contextlib.suppress(OSError):
+            stdin.close()
 
 
 class ModelWorkers:
@@ -209,6 +222,7 @@ class ModelWorkers:
             start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
         )
         worker = _Worker(process)
+        threading.Thread(target=worker.write, name="convtui-model-requests", daemon=True).start()
         threading.Thread(target=self._read, args=(worker,), name="convtui-model-replies", daemon=True).start()
         return worker
 
