@@ -24,7 +24,6 @@ POSIX only (process groups, O_NOFOLLOW, dir_fd).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import math
@@ -662,30 +661,16 @@ class Workspace:
     async def _start(
         self, command: str, timeout: float, max_output: int, interactive: bool = False
     ) -> CommandProcess:
-        def prepare() -> tuple[list[str], cgroup_limits.CommandCgroup | None]:
-            # Directories made and looked at (a cgroup is a mkdir): in a
-            # thread, as the event loop of 200 loops cannot wait on each.
-            self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
-            return self._argv(command), cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
-
-        preparing = asyncio.get_running_loop().run_in_executor(None, prepare)
-        try:
-            argv, cgroup = await asyncio.shield(preparing)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                _, made = await preparing
-                if made is not None:
-                    made.remove()
-            raise
+        self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
         return await CommandProcess.start(
-            argv,
+            self._argv(command),
             self.root,
             self.environment(),
             timeout,
             max_output,
             self._redactor,
             interactive=interactive,
-            cgroup=cgroup,
+            cgroup=cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb),
             sandboxed=self.sandbox is not None,
         )
 
