@@ -96,7 +96,7 @@ class OpenHandsUIBackend(OpenHandsBackend):
 
     def more_to_load(self) -> bool:
         """The server holds pages beyond those loaded, and none is loading."""
-        return bool(self._next_page) and self._loader is not None and not self._loading()
+        return bool(self._next_page) and self._loader is not None and self._loader.done()
 
     def load_more(self) -> int:
         """The next AUTO_LOAD rows, loaded in the background: how many that
