@@ -28,8 +28,9 @@ Before the measured cases, a warm-up (2 loops, 1 iteration, 50 ms delay)
 pays for importing litellm and its first-call setup; its worst stall is
 printed but not counted.
 
-For each N: create N conversations, start all N loops (until_idle=True) one
-after the other, wait for all, then report
+For each N: create N conversations, start all N loops (until_idle=True) side
+by side (as the UI starts marked conversations; one after the other took
+3.5 s of a 20 s run before 2026-12-05), wait for all, then report
   wall time        from the first start to the last loop's end, beside the
                    ideal (iterations + 1) x delay
   events/s         events the loops appended (user messages excluded) / wall
@@ -59,6 +60,10 @@ Exit status: 0 all good, 1 an integrity check failed, 2 the goal failed.
 --slow-callback MS turns on asyncio debug mode (which adds overhead of its own)
 and lists, after each case, the slowest event-loop callbacks as asyncio logs
 them (a task's outermost coroutine and the line it stands at).
+--stall-stacks MS leaves debug mode off: a thread looks every 5 ms at where
+the event loop's thread is whenever the stall meter is more than MS late,
+and the innermost frames seen most often are listed. Each case also prints
+its garbage collections and the longest of them.
 """
 
 from __future__ import annotations
@@ -75,7 +80,9 @@ import re
 import resource
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import tracemalloc
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -252,21 +259,66 @@ class ServerProcess:
 class StallMeter:
     """A task sleeping TICK_SECONDS at a time; records how late each wake-up is."""
 
-    def __init__(self) -> None:
+    def __init__(self, stacks_after_ms: float | None = None) -> None:
         self.lateness: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self._stacks_after = stacks_after_ms / 1000 if stacks_after_ms is not None else None
+        self.stacks: Counter[str] = Counter()  # where the event loop was, sampled while late
+        self._last_wake = 0.0
+        self._sampling = False
+        self.collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection meanwhile
+        self._collecting_since = 0.0
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.perf_counter()
+        else:
+            self.collections.append((info["generation"], time.perf_counter() - self._collecting_since))
+
+    def collections_text(self) -> str:
+        """How many garbage collections ran, and the longest (one cause of a stall)."""
+        if not self.collections:
+            return "no garbage collection"
+        generation, longest = max(self.collections, key=lambda item: item[1])
+        full = sum(1 for g, _ in self.collections if g == 2)
+        return f"{len(self.collections)} garbage collections ({full} full), the longest {1000 * longest:.1f} ms (generation {generation})"
 
     async def _tick(self) -> None:
         while True:
             before = time.perf_counter()
             await asyncio.sleep(TICK_SECONDS)
-            self.lateness.append(time.perf_counter() - before - TICK_SECONDS)
+            self._last_wake = time.perf_counter()
+            self.lateness.append(self._last_wake - before - TICK_SECONDS)
+
+    def _sample_stalls(self, loop_thread: int) -> None:
+        """A thread: every 5 ms, if the meter has not woken for longer than
+        the threshold, note where the event loop's thread is (--stall-stacks)."""
+        assert self._stacks_after is not None
+        while self._sampling:
+            time.sleep(0.005)
+            if time.perf_counter() - self._last_wake > TICK_SECONDS + self._stacks_after:
+                frame = sys._current_frames().get(loop_thread)
+                if frame is not None:
+                    entries = traceback.extract_stack(frame)[-6:]
+                    self.stacks[" < ".join(f"{Path(e.filename).name}:{e.lineno} {e.name}" for e in reversed(entries))] += 1
+
+    def stacks_text(self, top: int = 8) -> list[str]:
+        total = sum(self.stacks.values())
+        return [f"{100 * count / total:5.1f}%  {stack}" for stack, count in self.stacks.most_common(top)]
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._tick(), name="stall-meter")
+        gc.callbacks.append(self._on_collection)
+        self._last_wake = time.perf_counter()
+        if self._stacks_after is not None:
+            self._sampling = True
+            threading.Thread(target=self._sample_stalls, args=(threading.get_ident(),), daemon=True).start()
 
     async def stop(self) -> None:
         assert self._task is not None
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
+        self._sampling = False
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -388,6 +440,7 @@ class Bench:
     iterations: int
     tools: str
     slow: SlowCallbacks | None = None
+    stall_stacks: float | None = None  # --stall-stacks MS
 
 
 async def create_conversations(bench: Bench, tag: str, count: int) -> dict[str, str]:
@@ -402,10 +455,10 @@ async def create_conversations(bench: Bench, tag: str, count: int) -> dict[str, 
 
 
 async def run_loops(bench: Bench, ids: list[str]) -> float:
-    """Start every loop, wait for all; returns the seconds the starts took."""
+    """Start every loop (side by side, as the UI starts the marked ones),
+    wait for all; returns the seconds the starts took."""
     began = time.perf_counter()
-    for conversation_id in ids:
-        await bench.manager.start(conversation_id, until_idle=True)
+    await asyncio.gather(*(bench.manager.start(conversation_id, until_idle=True) for conversation_id in ids))
     started = time.perf_counter() - began
     await asyncio.gather(*(bench.manager.wait(conversation_id) for conversation_id in ids))
     return started
@@ -423,7 +476,7 @@ async def run_case(bench: Bench, loops: int, tag: str, traced: bool) -> CaseResu
     gc.collect()
     if traced:
         tracemalloc.start()
-    meter = StallMeter()
+    meter = StallMeter(bench.stall_stacks)
     meter.start()
     before = Usage.now()
     start_seconds = await run_loops(bench, list(keys))
@@ -529,6 +582,7 @@ def _time_rows(r: CaseResult, iterations: int, delay: float) -> list[tuple[str, 
         ("event-loop stall", f"max {r.meter.max_ms():.1f} ms, p99 {r.meter.percentile_ms(0.99):.1f} ms, "
                              f"p50 {r.meter.percentile_ms(0.5):.1f} ms; {len(r.meter.lateness)} ticks, "
                              f"{r.meter.count_over(STALL_GOAL_MS)} later than {STALL_GOAL_MS:.0f} ms"),
+        ("garbage collection", r.meter.collections_text()),
     ]  # fmt: skip
 
 
@@ -556,6 +610,10 @@ def print_case(result: CaseResult, iterations: int, delay: float) -> None:
         print(f"  {name:<21}{value}")
     for problem in result.problems[:20]:
         print(f"    - {problem}")
+    if result.meter.stacks:
+        print(f"  where the event loop was while more than {result.meter._stacks_after * 1000:.0f} ms late (share of the samples):")
+        for line in result.meter.stacks_text():
+            print(f"    {line}")
     if result.slow_callbacks:
         print(f"  slowest callbacks ({len(result.slow_callbacks)} over the --slow-callback threshold):")
         for seconds, handle in result.slow_callbacks[:8]:
@@ -649,7 +707,7 @@ async def main_async(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="convtui-bench-loops-", dir=args.dir) as root:
         service = await ConversationService.open(Path(root) / "data", user_id="bench")
         manager = ConversationManager(service)
-        bench = Bench(service, manager, server, args.iterations, args.tools, slow)
+        bench = Bench(service, manager, server, args.iterations, args.tools, slow, args.stall_stacks)
         try:
             await configure(service, server.base_url, max(args.loops), args.iterations)
             print(
@@ -690,6 +748,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--jitter", type=float, default=0.0, help="each answer waits delay x U(1-J, 1+J) (default 0)")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations (slow)")
     parser.add_argument("--slow-callback", type=float, metavar="MS", help="asyncio debug: list callbacks over MS")
+    parser.add_argument(
+        "--stall-stacks", type=float, metavar="MS",
+        help="sample where the event loop's thread is whenever it is more than MS late (no debug mode)",
+    )  # fmt: skip
     parser.add_argument("--dir", help="parent of the temporary data directory")
     parser.add_argument("--ratios", type=Path, default=None, metavar="FILE", help="also append the goals as JSON lines to FILE")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

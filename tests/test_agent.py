@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from convtui.backend import agent
-from convtui.backend.errors import InvalidInput, MissingSettings
+from convtui.backend.errors import ConvtuiError, InvalidInput, MissingSettings
 from convtui.backend.events import event_kind, exit_code_of
 from convtui.backend.manager import ConversationManager, LoopLimitReached
 from convtui.backend.models import AgentState, ConversationStatus, RuntimeStatus
@@ -28,6 +28,7 @@ from convtui.backend.updates import (
     ProcessesChanged,
     StatusChanged,
     TextStreamed,
+    UpdateHub,
     TitleChanged,
 )
 
@@ -157,7 +158,9 @@ async def test_streamed_text_reaches_subscribers_before_the_event(
     llm.responder = Script(Text("Here is a fairly long answer that arrives in many pieces"))
     conversation_id = await new(configured, "Explain")
     recorder = Recorder(manager)
+    await manager.watch_text(conversation_id)  # as a UI showing it does
     await run_to_idle(manager, conversation_id)
+    assert sorted(map(bool, (request.get("stream") for request in llm.requests))) == [False, True]  # the title is never streamed
     pieces = [u.text for u in recorder.of(TextStreamed)]
     assert len(pieces) > 3 and "".join(pieces) == "Here is a fairly long answer that arrives in many pieces"
     first_piece = next(i for i, u in enumerate(recorder.updates) if isinstance(u, TextStreamed))
@@ -166,6 +169,30 @@ async def test_streamed_text_reaches_subscribers_before_the_event(
     )
     assert first_piece < message_event
     assert (await configured.get(conversation_id)).agent_state is AgentState.AWAITING_USER_INPUT
+
+
+async def test_a_reply_nobody_watches_is_asked_whole(
+    configured: ConversationService, manager: ConversationManager, llm: FakeLLMServer
+) -> None:
+    """Streaming costs litellm about three times the CPU: only a watched
+    conversation's replies are streamed, and a watch runs out."""
+    clock = [1000.0]
+    manager.hub = UpdateHub(clock=lambda: clock[0])
+    llm.responder = Script(Text("first answer"), Text("second answer"))
+    conversation_id = await new(configured, "Explain")
+    recorder = Recorder(manager)
+    await run_to_idle(manager, conversation_id)
+    assert recorder.of(TextStreamed) == []
+    assert all(request.get("stream") is None for request in llm.requests)
+    event = next(e for e in await configured.search_events(conversation_id) if e.get("source") == "agent")
+    assert event["message"] == "first answer"  # the whole reply, as a streamed one would have been
+
+    manager.hub.watch_text(conversation_id, seconds=60)
+    clock[0] += 61  # the watch ran out
+    await manager.send_message(conversation_id, "and again")
+    await run_to_idle(manager, conversation_id)
+    assert recorder.of(TextStreamed) == []
+    assert manager.hub.wants_text(conversation_id) is False
 
 
 # -- confirmation --------------------------------------------------------------------
@@ -444,6 +471,38 @@ async def test_start_needs_a_model_and_respects_the_loop_limit(
     with pytest.raises(LoopLimitReached, match="limit is 1"):
         await manager.start(other)
     assert manager.running_ids() == [conversation_id]
+
+
+async def test_starts_side_by_side_keep_the_loop_limit_and_a_failed_start_frees_its_lock(
+    service: ConversationService, manager: ConversationManager, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI starts the marked conversations at once: those still starting
+    count against the limit, and a start that fails after taking the loop's
+    lock (its sandbox) leaves it to the next start."""
+    await service.update_settings(
+        {"llm_model": "openai/fake-model", "llm_api_key": API_KEY, "llm_base_url": llm.base_url, "max_concurrent_loops": 3}
+    )
+    llm.responder = Script(Hang(), Hang(), Hang())
+    ids = [await new(service, f"task {number}") for number in range(5)]
+    results = await asyncio.gather(*(manager.start(conversation_id) for conversation_id in ids), return_exceptions=True)
+    refused = [result for result in results if isinstance(result, LoopLimitReached)]
+    assert len(refused) == 2 and len(manager.running_ids()) == 3
+    assert all("limit is 3" in str(refusal) for refusal in refused)
+    for conversation_id in manager.running_ids():
+        await manager.stop(conversation_id)
+
+    import convtui.backend.sandbox as sandbox_module
+
+    def broken(*args: Any) -> None:
+        raise ConvtuiError("cannot make the sandbox")
+
+    monkeypatch.setattr(sandbox_module, "for_conversation", broken)
+    with pytest.raises(ConvtuiError, match="cannot make the sandbox"):
+        await manager.start(ids[0])
+    monkeypatch.undo()
+    llm.responder = Script(Hang())
+    await manager.start(ids[0])  # not "running elsewhere": the failed start let go of the lock
+    assert manager.running_ids() == [ids[0]]
 
 
 # -- replay --------------------------------------------------------------------------

@@ -91,6 +91,8 @@ async def test_unknown_and_malformed_ids_are_refused_in_one_line(backend: Backen
     with pytest.raises(InvalidInput, match="not a conversation id"):
         await backend.get("../../etc")
     assert await backend.delete("e" * 32) is False
+    with pytest.raises(NotFound, match="no conversation"):
+        await backend.watch_text("f" * 32)
 
 
 async def test_renaming_checks_the_title_and_keeps_the_old_one_on_refusal(backend: Backend) -> None:

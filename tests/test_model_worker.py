@@ -149,3 +149,30 @@ def test_workers_are_one_per_core_but_one_unless_chosen(monkeypatch: pytest.Monk
     assert model_workers.max_workers() == 3
     monkeypatch.setenv("CONVTUI_MODEL_WORKERS", "zero")
     assert model_workers.max_workers() == model_workers.MAX_WORKERS
+
+
+async def test_replies_arriving_together_wake_their_loops_a_few_per_pass() -> None:
+    """200 loops answered at once must not all resume in one pass of the
+    event loop (it held every timer for 300 ms): replies handed over from
+    the reader thread together are delivered DELIVER_PER_PASS per pass."""
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(50)]
+    passes: list[int] = []
+
+    async def count_passes() -> None:
+        while not all(future.done() for future in futures):
+            passes.append(sum(future.done() for future in futures))
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_passes())
+    await asyncio.sleep(0)
+
+    def reader_thread() -> None:
+        for number, future in enumerate(futures):
+            model_workers._hand_over(loop, future, None, {"done": number})
+
+    await asyncio.to_thread(reader_thread)
+    await asyncio.wait_for(counter, 5)
+    assert [future.result() for future in futures] == [{"done": number} for number in range(50)]
+    steps = [after - before for before, after in zip(passes, passes[1:])]
+    assert max(steps) <= model_workers.DELIVER_PER_PASS and len(passes) > 50 // model_workers.DELIVER_PER_PASS

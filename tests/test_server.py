@@ -282,6 +282,9 @@ def test_errors_keep_openhands_shape_and_codes(data_dir: Path, server: subproces
         assert client.get("/api/conversations", params={"page_id": "garbage"}).status_code == 400
         no_model = client.post(f"/api/conversations/{created}/start", json={})
         assert no_model.status_code == 400 and no_model.json()["msg_id"] == "CONFIGURATION$SETTINGS_NOT_FOUND"
+        unknown_watch = client.post(f"/api/conversations/{unknown}/watch")
+        assert unknown_watch.status_code == 404 and unknown_watch.json()["msg_id"] == "CONVERSATION$NOT_FOUND"
+        assert client.post(f"/api/conversations/{created}/watch").json() == {"conversation_id": created, "seconds": 60.0}
 
 
 def test_settings_over_the_api_never_show_the_key(data_dir: Path, llm: FakeLLMServer, server: subprocess.Popen) -> None:

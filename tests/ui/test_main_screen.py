@@ -314,6 +314,23 @@ async def test_start_without_a_model_explains_how_to_set_one(data_dir: Path, see
         await settle(pilot, lambda: any("llm_model" in str(n.message) for n in app._notifications))
 
 
+async def test_marked_conversations_start_together_and_a_refusal_is_said_once(
+    data_dir: Path, seeded: list[str], llm: FakeLLMServer
+) -> None:
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, ready(app))
+        screen = await main_screen_with_model(pilot, app, llm)
+        await screen.backend.service.update_settings({"max_concurrent_loops": 1})
+        llm.default = Hang()
+        await pilot.press("g", "space", "space", "space", "s")
+        await settle(pilot, lambda: any("Cannot start" in str(n.title) for n in app._notifications), timeout=10)
+        refusals = [n for n in app._notifications if n.title == "Cannot start"]
+        # One started, the two others were refused together (the limit held though they started side by side).
+        assert len(refusals) == 1 and "limit is 1" in refusals[0].message and "(2 conversations)" in refusals[0].message
+        await screen.backend.stop_all()
+
+
 async def test_demo_seeds_conversations_whose_replays_run(tmp_path: Path) -> None:
     from convtui.demo import seed
 

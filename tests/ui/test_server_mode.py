@@ -19,7 +19,7 @@ from convtui.backend.server import server_status
 from convtui.backend.server_loops import ServerLoops
 from convtui.backend.settings import SettingsStore
 from convtui.backend.store import ConversationStore
-from convtui.backend.updates import MetricsChanged
+from convtui.backend.updates import MetricsChanged, TextStreamed
 from convtui.screens.confirm import ConfirmScreen
 from convtui.screens.main import MainScreen
 
@@ -243,3 +243,36 @@ def test_a_terminal_that_hangs_up_loses_nothing(tmp_path: Path, data_dir: Path, 
     finally:
         second.close()
         stop_if_running(data_dir)
+
+
+async def test_the_shown_conversations_reply_streams_and_the_others_come_whole(
+    data_dir: Path, llm: FakeLLMServer, served: subprocess.Popen
+) -> None:
+    """A streamed model call costs litellm about three times the CPU of a
+    whole one: the server streams a reply only while a UI shows its
+    conversation, and the UI shows the pieces as they come."""
+    script = Script(ToolCall("execute_bash", {"command": "echo shown"}), Text("the shown one is done"), Text("the other is done"))
+    llm.responder = script
+    other = new_conversation(data_dir, "the other one")
+    shown = new_conversation(data_dir, "the shown one")  # the newest: selected at launch
+    app = still_app(data_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await up_with(pilot, app, shown)
+        streamed: list[TextStreamed] = []
+        app.backend.subscribe(lambda update: isinstance(update, TextStreamed) and streamed.append(update))
+        await started_in_the_ui(pilot, app, shown)
+        await settle(pilot, lambda: app.backend.manager.pending_action(shown) is not None, timeout=20)
+        await pilot.press("y")  # the reply after the command is asked for while the UI shows it
+        await settle(pilot, lambda: "".join(u.text for u in streamed) == "the shown one is done", timeout=20)
+        assert {u.conversation_id for u in streamed} == {shown}
+
+        ran = subprocess.run(
+            [sys.executable, "-m", "convtui", "--data-dir", str(data_dir), "run", other],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert "the other is done" in ran.stdout
+        assert {u.conversation_id for u in streamed} == {shown}  # nobody showed the other
+        # Started in the UI, the shown one streams from its first reply (watched before the start).
+        assert [bool(body.get("stream")) for body in script.agent_requests] == [True, True, False]
+        await pilot.press("q")

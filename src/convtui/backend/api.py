@@ -54,7 +54,7 @@ from .models import (
 from .service import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from .settings import masked
 from .update_journal import StreamReset
-from .updates import update_to_dict
+from .updates import TEXT_WATCH_SECONDS, update_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,13 @@ def create_app(
     @app.post("/api/conversations/{conversation_id}/messages")
     async def send_message(conversation_id: ConversationId, message: Message) -> dict[str, Any]:
         return await backend.send_message(conversation_id, message.content)
+
+    @app.post("/api/conversations/{conversation_id}/watch")
+    async def watch_text(conversation_id: ConversationId) -> dict[str, Any]:
+        """Someone shows this conversation: its replies stream (`text`
+        updates) for the next `seconds`; post again to go on."""
+        await backend.watch_text(conversation_id)
+        return {"conversation_id": conversation_id, "seconds": TEXT_WATCH_SECONDS}
 
     @app.get("/api/conversations/{conversation_id}/pending-action")
     async def pending_action(conversation_id: ConversationId) -> dict[str, Any] | None:

@@ -240,6 +240,9 @@ class RemoteBackend:
     async def wait(self, conversation_id: str) -> None:
         """Nothing to wait for: the server's loop records its own end."""
 
+    async def watch_text(self, conversation_id: str) -> None:
+        await self._call("POST", f"/api/conversations/{conversation_id}/watch")
+
     async def send_message(self, conversation_id: str, text: str) -> EventDict:
         full_id = await self.resolve(conversation_id)
         return await self._call("POST", f"/api/conversations/{full_id}/messages", json={"content": text})

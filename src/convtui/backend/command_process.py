@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import errno
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,44 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+class _Child:
+    """A process started off the event loop, waited for on it: its pidfd is
+    watched where Linux has them (no thread per child), else one thread
+    waits for it."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[None] = self._loop.create_future()
+        try:
+            self._pidfd: int | None = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # not Linux, or older than 5.3
+            self._pidfd = None
+            waiting = self._loop.run_in_executor(None, popen.wait)
+            waiting.add_done_callback(lambda _: self._exited.done() or self._exited.set_result(None))
+        else:
+            self._loop.add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        assert self._pidfd is not None
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._popen.wait()  # it has exited: no wait
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once reaped (-N: killed by signal N), else None."""
+        return self._popen.returncode if self._exited.done() else None
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._exited)
+        return self._popen.returncode
+
+
 async def within(seconds: float, awaitable: Awaitable[object]) -> bool:
     """Await `awaitable` for at most `seconds`; False if it did not finish
     (it is then cancelled). Built on asyncio.wait rather than asyncio.timeout
@@ -226,7 +266,7 @@ class CommandProcess:
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: _Child,
         transport: asyncio.ReadTransport,
         protocol: _PipeProtocol,
         redactor: Redactor,
@@ -278,20 +318,36 @@ class CommandProcess:
         try:
             if cgroup is not None:
                 argv = cgroup.wrap(argv)
+
+            def spawn() -> subprocess.Popen[bytes]:
+                try:
+                    return subprocess.Popen(
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdin=stdin_read if stdin_read is not None else subprocess.DEVNULL,
+                        stdout=write_fd,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group, id = its pid
+                    )
+                finally:
+                    os.close(write_fd)  # the child has its copy; EOF needs ours closed
+                    if stdin_read is not None:
+                        os.close(stdin_read)
+
+            # In a thread: starting a process waits until it has exec'd,
+            # and asyncio's own start does that on the event loop (and, on
+            # Python 3.11, starts a thread per child to wait for it): with
+            # 200 loops on a busy box that held the event loop for 100s of ms.
+            spawning = loop.run_in_executor(None, spawn)
             try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=stdin_read if stdin_read is not None else asyncio.subprocess.DEVNULL,
-                    stdout=write_fd,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, id = its pid
-                )
-            finally:
-                os.close(write_fd)  # the child has its copy; EOF needs ours closed
-                if stdin_read is not None:
-                    os.close(stdin_read)
+                process = _Child(await asyncio.shield(spawning))
+            except asyncio.CancelledError:
+                with contextlib.suppress(BaseException):
+                    started = await spawning  # started all the same: it must not outlive us
+                    signal_group(started.pid, signal.SIGKILL)
+                    await asyncio.to_thread(started.wait)
+                raise
         except OSError as error:
             pipe.close()
             if stdin_write is not None:
@@ -446,7 +502,7 @@ class CommandProcess:
         self._transport.close()
         self.close_input()
         cgroup, self._cgroup = self._cgroup, None
-        if cgroup is not None and not cgroup.remove():
+        if cgroup is not None and not await asyncio.to_thread(cgroup.remove):
             # Killed processes leave it once reaped, a moment later: removed
             # then, without holding up the command's result.
             task = asyncio.ensure_future(_remove_when_empty(cgroup))

@@ -202,6 +202,12 @@ class Backend(Protocol):
         recorded how it ended: closing the backend would stop it first."""
         ...
 
+    async def watch_text(self, conversation_id: str) -> None:
+        """Someone shows this conversation (a full id): stream its replies
+        (TextStreamed) for the next minute; ask again to go on. Replies of
+        conversations nobody watches are made whole, as cheaper calls."""
+        ...
+
 
 class UIBackend(Backend, Protocol):
     """A Backend as a terminal UI holds it: what a screen reads without
@@ -679,3 +685,7 @@ class LocalBackend:
     async def wait(self, conversation_id: str) -> None:
         if not self.manager.outlives_the_ui:  # else the server's loop records its own end
             await self.manager.wait(conversation_id)
+
+    async def watch_text(self, conversation_id: str) -> None:
+        info = await self.service.get(conversation_id)  # an unknown id is refused here
+        await self.manager.watch_text(info.conversation_id)

@@ -29,8 +29,12 @@ from .service import ConversationService, LiveState, user_message
 from .updates import EventAdded, Subscriber, UpdateHub
 
 if TYPE_CHECKING:  # imported when a loop starts: a command that runs none starts sooner
+    from pathlib import Path
+
     from .agent import AgentLoop, Decision
     from .llm import LLMConfig
+    from .runtime import Workspace
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class ConversationManager:
         self.replay_delay = 0.0  # seconds between replayed steps (the demo slows them to be watched)
         self._running: dict[str, _Running] = {}
         self._starting: dict[str, asyncio.Lock] = {}  # one start of a conversation at a time
+        self._reserved: set[str] = set()  # starts past the loop limit's check, not yet running
         self._watcher: asyncio.Task[None] | None = None
         service.loops = self
 
@@ -82,6 +87,10 @@ class ConversationManager:
         """Call `subscriber(update)` for every LoopUpdate from now on (on the
         event loop; it must not block). Returns the unsubscribe function."""
         return self.hub.subscribe(subscriber)
+
+    async def watch_text(self, conversation_id: str) -> None:
+        """Stream this conversation's replies for a while (UpdateHub.watch_text)."""
+        self.hub.watch_text(conversation_id)
 
     # -- what runs -----------------------------------------------------------------
 
@@ -139,15 +148,11 @@ class ConversationManager:
             return await self._start(full_id, until_idle, confirm)
 
     async def _start(self, full_id: str, until_idle: bool, confirm: bool | None) -> LiveState:
-        from .agent import AgentLoop
         from .llm import LLMConfig
-        from .runtime import Workspace
-        from .sandbox import SandboxPolicy
         from .settings import with_experiment
-        from .sandbox import for_conversation as sandbox_for_conversation
 
         if full_id in self._running:
-            return self.live_states()[full_id]
+            return self._state(self._running[full_id])
         settings = await self.service.load_settings()
         experiment = await self.service.get_experiment_config(full_id)
         settings = with_experiment(settings, experiment.config if experiment else None)
@@ -159,11 +164,28 @@ class ConversationManager:
             if not replay_pending:
                 raise
             llm_config = None
-        if len(self._running) >= settings.max_concurrent_loops:
+        # Starts run side by side (the UI starts the marked ones at once):
+        # those under way count against the limit too.
+        taken = len(self._running) + len(self._reserved)
+        if taken >= settings.max_concurrent_loops:
             raise LoopLimitReached(
-                f"{len(self._running)} loops are running; the limit is {settings.max_concurrent_loops} "
+                f"{taken} loops are running; the limit is {settings.max_concurrent_loops} "
                 "(setting max_concurrent_loops): stop one first"
             )
+        self._reserved.add(full_id)
+        try:
+            return await self._launch(full_id, settings, llm_config, directory, until_idle, confirm)
+        finally:
+            self._reserved.discard(full_id)
+
+    async def _launch(
+        self, full_id: str, settings: Settings, llm_config: LLMConfig | None, directory: Path, until_idle: bool, confirm: bool | None
+    ) -> LiveState:
+        from .agent import AgentLoop
+        from .runtime import Workspace
+        from .sandbox import SandboxPolicy
+        from .sandbox import for_conversation as sandbox_for_conversation
+
         lock = LoopLock(directory)
         holder = await asyncio.to_thread(lock.acquire)
         if holder is not None:
@@ -173,12 +195,20 @@ class ConversationManager:
         secrets = [settings.api_key() or "", *provider_keys_in_environment()]
         policy = SandboxPolicy.from_settings(settings)
         root = self.service.data_dir.workspace(full_id)
-        sandbox = await asyncio.to_thread(
-            sandbox_for_conversation, policy, self.service.data_dir.root, directory, root
-        )
-        workspace = Workspace(root, hidden_secrets=secrets, sandbox=sandbox, policy=policy)
-        with contextlib.suppress(FileNotFoundError):
-            (directory / STOP_REQUEST_NAME).unlink()
+
+        def make_workspace() -> Workspace:
+            # Directories made and looked at: in a thread, as 200 starts at
+            # once held the event loop for 150 ms here.
+            sandbox = sandbox_for_conversation(policy, self.service.data_dir.root, directory, root)
+            with contextlib.suppress(FileNotFoundError):
+                (directory / STOP_REQUEST_NAME).unlink()
+            return Workspace(root, hidden_secrets=secrets, sandbox=sandbox, policy=policy)
+
+        try:
+            workspace = await asyncio.to_thread(make_workspace)
+        except BaseException:
+            lock.release()  # no loop runs: another start may take it
+            raise
         loop = AgentLoop(
             full_id,
             self.service,
@@ -195,7 +225,7 @@ class ConversationManager:
         self._running[full_id] = _Running(loop, task, lock)
         task.add_done_callback(lambda _: self._finished(full_id))
         self._ensure_watcher()
-        return self.live_states()[full_id]
+        return self._state(self._running[full_id])
 
     def _finished(self, conversation_id: str) -> None:
         running = self._running.pop(conversation_id, None)

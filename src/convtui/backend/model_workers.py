@@ -1,10 +1,11 @@
 """The processes that make model calls (`model_worker.py`), seen from the
 convtui process that starts them.
 
-litellm spends 15-20 ms of Python per call (building the request, parsing
-every streamed chunk, pricing the reply three times). In the UI's process
-that competed for the interpreter lock: 200 loops stalled the event loop
-for up to 0.8 s. So calls run in worker processes, which also keep
+litellm spends 15-20 ms of Python per streamed call (building the request,
+parsing every streamed chunk, pricing the reply three times), a third of that
+on a call made whole (what a conversation nobody watches makes: see
+UpdateHub.watch_text). In the UI's process that competed for the
+interpreter lock: 200 loops stalled the event loop for up to 0.8 s. So calls run in worker processes, which also keep
 litellm's 3.5 s import and ~250 MB out of the UI. One worker is one core:
 at 200 loops it ran at 100% and was what the loops waited for. So another
 worker starts when every running one is busy (BUSY of a core over the last
@@ -27,8 +28,10 @@ llm.complete turns it into a response or a failure."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -73,6 +76,7 @@ class _Worker:
     calls: set[int] = field(default_factory=set)  # in flight here
     load: float = 0.0  # share of a core over the last window
     _window: tuple[float, float] | None = None  # (wall, cpu) at its start
+    _outgoing: queue.SimpleQueue[bytes | None] = field(default_factory=queue.SimpleQueue)  # for the writer thread
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -93,18 +97,29 @@ class _Worker:
             self._window = (now, cpu)
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(orjson.dumps(message) + b"\n")
-            self.process.stdin.flush()
-        except OSError:
-            pass  # its reader sees it gone and fails its calls
+        """Queue a request for the writer thread (never waits on the pipe)."""
+        self._outgoing.put(orjson.dumps(message) + b"\n")
 
     def end(self) -> None:
-        """Close its stdin: it exits (calls in flight there fail)."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
+        """Close its stdin once what was sent is written: it exits (calls in flight there fail)."""
+        self._outgoing.put(None)
+
+    def write(self) -> None:
+        """The writer thread. A request waits here, not on the event loop,
+        while the worker's input pipe is full: 200 loops asking at once
+        filled it and held the event loop for 300 ms (and, with the pool's
+        lock held meanwhile, could have held the reader, and the worker
+        behind it, for good)."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        while (data := self._outgoing.get()) is not None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except OSError:
+                break  # gone: its reader fails its calls
+        with contextlib.suppress(OSError):
+            stdin.close()
 
 
 class ModelWorkers:
@@ -207,6 +222,7 @@ class ModelWorkers:
             start_new_session=True,  # Ctrl-C in the terminal is for the UI, not the worker
         )
         worker = _Worker(process)
+        threading.Thread(target=worker.write, name="convtui-model-requests", daemon=True).start()
         threading.Thread(target=self._read, args=(worker,), name="convtui-model-replies", daemon=True).start()
         return worker
 
@@ -254,11 +270,44 @@ class ModelWorkers:
         worker.end()
 
 
+# Replies handed to an event loop in one pass of it, at most. Each wakes a
+# loop that then works for about a millisecond: 200 loops answered at once
+# (as when they started together) held the event loop, and every timer on
+# it, for 300 ms in one pass.
+DELIVER_PER_PASS = 8
+
+_Delivery = tuple[asyncio.Future[Any], OnText, Any]
+_outboxes: dict[asyncio.AbstractEventLoop, collections.deque[_Delivery]] = {}
+_outboxes_lock = threading.Lock()
+
+
 def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], on_text: OnText, reply: Any) -> None:
+    """From a reader thread: queue the reply for the caller's event loop,
+    which takes DELIVER_PER_PASS of them per pass."""
+    with _outboxes_lock:
+        outbox = _outboxes.get(loop)
+        if outbox is not None:
+            outbox.append((future, on_text, reply))  # a drain is scheduled and takes it
+            return
+        _outboxes[loop] = collections.deque([(future, on_text, reply)])
     try:
-        loop.call_soon_threadsafe(_deliver, future, on_text, reply)
-    except RuntimeError:
-        pass  # that event loop has closed
+        loop.call_soon_threadsafe(_drain, loop)
+    except RuntimeError:  # that event loop has closed
+        with _outboxes_lock:
+            _outboxes.pop(loop, None)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    with _outboxes_lock:
+        outbox = _outboxes[loop]
+        batch = [outbox.popleft() for _ in range(min(DELIVER_PER_PASS, len(outbox)))]
+        more = bool(outbox)
+        if not more:
+            del _outboxes[loop]  # the next reply schedules a drain again
+    if more:
+        loop.call_soon(_drain, loop)  # in the next pass: timers and other callbacks run between
+    for future, on_text, reply in batch:
+        _deliver(future, on_text, reply)
 
 
 def _deliver(future: asyncio.Future[Any], on_text: OnText, reply: dict[str, Any]) -> None:

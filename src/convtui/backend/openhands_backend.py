@@ -665,6 +665,9 @@ class OpenHandsBackend:
     async def wait(self, conversation_id: str) -> None:
         return None
 
+    async def watch_text(self, conversation_id: str) -> None:
+        return None  # the server's replies are read as events, whole
+
 
 class LoadedEvents:
     """An event log's reads (those remember_prompt makes) over events in memory."""

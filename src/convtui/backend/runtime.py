@@ -24,6 +24,7 @@ POSIX only (process groups, O_NOFOLLOW, dir_fd).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import math
@@ -661,16 +662,30 @@ class Workspace:
     async def _start(
         self, command: str, timeout: float, max_output: int, interactive: bool = False
     ) -> CommandProcess:
-        self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
+        def prepare() -> tuple[list[str], cgroup_limits.CommandCgroup | None]:
+            # Directories made and looked at (a cgroup is a mkdir): in a
+            # thread, as the event loop of 200 loops cannot wait on each.
+            self.root.mkdir(parents=True, exist_ok=True)  # the agent may have deleted it
+            return self._argv(command), cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb)
+
+        preparing = asyncio.get_running_loop().run_in_executor(None, prepare)
+        try:
+            argv, cgroup = await asyncio.shield(preparing)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                _, made = await preparing
+                if made is not None:
+                    made.remove()
+            raise
         return await CommandProcess.start(
-            self._argv(command),
+            argv,
             self.root,
             self.environment(),
             timeout,
             max_output,
             self._redactor,
             interactive=interactive,
-            cgroup=cgroup_limits.create(self.policy.max_processes, self.policy.memory_mb),
+            cgroup=cgroup,
             sandboxed=self.sandbox is not None,
         )
 

@@ -198,6 +198,9 @@ class ServerLoops:
     async def send_message(self, conversation_id: str, text: str) -> EventDict:
         return await (await self._server()).send_message(conversation_id, text)
 
+    async def watch_text(self, conversation_id: str) -> None:
+        await (await self._server()).watch_text(conversation_id)
+
     async def approve(self, conversation_id: str, always: bool = False) -> None:
         await (await self._server()).approve(conversation_id, always=always)
 

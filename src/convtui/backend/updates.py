@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -118,12 +119,32 @@ def update_from_dict(data: dict[str, Any]) -> LoopUpdate:
         raise ValueError(f"malformed {data['type']} update: {error}") from None
 
 
+# How long a conversation's reply is streamed after someone asked to watch
+# it (see UpdateHub.watch_text); a UI asks again before this runs out.
+TEXT_WATCH_SECONDS = 60.0
+
+
 class UpdateHub:
     """A callback registry; a failing subscriber is logged and kept away from
-    the loop that published."""
+    the loop that published. It also knows which conversations someone is
+    watching: only their replies are streamed (TextStreamed), since a
+    streamed model call costs litellm about three times the CPU of a whole
+    one, and with many loops that CPU is what bounds them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._subscribers: list[Subscriber] = []
+        self._clock = clock
+        self._watched_until: dict[str, float] = {}
+
+    def watch_text(self, conversation_id: str, seconds: float = TEXT_WATCH_SECONDS) -> None:
+        """Stream this conversation's replies as they come, for the next
+        `seconds` (a call already under way stays as it started)."""
+        now = self._clock()
+        self._watched_until = {cid: until for cid, until in self._watched_until.items() if until > now}
+        self._watched_until[conversation_id] = now + seconds
+
+    def wants_text(self, conversation_id: str) -> bool:
+        return self._watched_until.get(conversation_id, float("-inf")) > self._clock()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Register `subscriber`; returns a function that unregisters it."""

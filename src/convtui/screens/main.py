@@ -26,7 +26,7 @@ from .. import clipboard
 from ..backend.errors import ConvtuiError
 from ..backend.interface import NOT_RUNNING, UIBackend, save_file
 from ..backend.query import ParsedQuery, parse_query
-from ..backend.updates import EventAdded, LoopUpdate, StatusChanged, TextStreamed
+from ..backend.updates import TEXT_WATCH_SECONDS, EventAdded, LoopUpdate, StatusChanged, TextStreamed
 from ..terminal_text import one_line
 from ..widgets.conversation_list import ConversationList
 from ..widgets.detail_pane import ApprovalBar, DetailPane
@@ -121,6 +121,7 @@ class MainScreen(Screen[None]):
         self.query_text = ""
         self._version = -1
         self._streaming: dict[str, str] = {}
+        self._watching: tuple[str, float] | None = None  # (the conversation, when) backend.watch_text was last asked
         self._unsubscribe: Callable[[], None] | None = None
         self._shown_events_for: str | None = None
         self._shown_info = None
@@ -340,6 +341,7 @@ class MainScreen(Screen[None]):
         if self.backend.data_version() != self._version:
             await self.backend.refresh()
             self.reload()
+        self._watch_selected()
         selected = self.selected_id
         if selected is not None and not self.backend.is_running(selected):
             await self._catch_up_events(selected)
@@ -355,6 +357,7 @@ class MainScreen(Screen[None]):
 
     def _select(self, conversation_id: str | None) -> None:
         self.selected_id = conversation_id
+        self._watch_selected()
         info = self.backend.row(conversation_id) if conversation_id else None
         # Set before the header is drawn: one layout pass, not two.
         self.detail.processes = self.backend.processes_now(conversation_id) if conversation_id else ()
@@ -367,6 +370,28 @@ class MainScreen(Screen[None]):
             # on the previous conversation for good).
             self._shown_events_for = conversation_id
             self._load_events(conversation_id)
+
+    def _watch_selected(self) -> None:
+        """The selected conversation's replies stream while its loop runs
+        (backend.watch_text), asked again before the watch runs out; the
+        others' come whole, as cheaper model calls."""
+        selected = self.selected_id
+        if selected is None or not self.backend.is_running(selected):
+            return
+        if self._watching is not None and self._watching[0] == selected and time.monotonic() - self._watching[1] < TEXT_WATCH_SECONDS / 2:
+            return
+        self.run_worker(self._watch(selected), group="watch", exit_on_error=False)
+
+    async def _watch(self, conversation_id: str) -> None:
+        self._watching = (conversation_id, time.monotonic())
+        await self.backend.watch_text(conversation_id)
+
+    async def _start(self, conversation_id: str) -> None:
+        """Start its loop; the selected conversation's replies stream from
+        the first (watched before the start, not once it is seen running)."""
+        if conversation_id == self.selected_id:
+            await self._watch(conversation_id)
+        await self.backend.start(conversation_id)
 
     def _show_info(self, info) -> None:  # noqa: ANN001 (ConversationInfo | None)
         """Update the detail header and the footer only when something they
@@ -447,6 +472,8 @@ class MainScreen(Screen[None]):
         elif isinstance(update, StatusChanged) and self._count_waiting():
             self._show_status(len(self.conversation_list.ids), self.backend.total(), parse_query(self.query_text).problems)
         if is_selected:
+            if isinstance(update, StatusChanged):
+                self._watch_selected()
             self._show_info(self.backend.row(conversation_id))
             self.detail.show_pending(self.backend.pending_action_now(conversation_id))
             self.detail.show_processes(self.backend.processes_now(conversation_id))
@@ -588,12 +615,22 @@ class MainScreen(Screen[None]):
 
     @work(group="actions")
     async def action_start(self) -> None:
-        for conversation_id in self._targets():
+        """Start the marked conversations side by side (200 one after the
+        other took 3.5 s while the first ones already worked), else the
+        selected one. Each refusal is said once: the loop limit's, together."""
+        refusals: dict[str, list[str]] = {}
+
+        async def start(conversation_id: str) -> None:
             try:
-                await self.backend.start(conversation_id)
+                await self._start(conversation_id)
             except ConvtuiError as error:
-                self.notify(str(error), title="Cannot start", severity="error", timeout=8)
+                refusals.setdefault(str(error), []).append(conversation_id)
             self.conversation_list.refresh_conversation(conversation_id)
+
+        await asyncio.gather(*(start(conversation_id) for conversation_id in self._targets()))
+        for message, conversation_ids in refusals.items():
+            more = f" ({len(conversation_ids)} conversations)" if len(conversation_ids) > 1 else ""
+            self.notify(message + more, title="Cannot start", severity="error", timeout=8)
         self.refresh_bindings()
 
     @work(group="actions")
@@ -753,7 +790,7 @@ class MainScreen(Screen[None]):
         self._select(response.conversation_id)
         if result.start_now:
             try:
-                await self.backend.start(response.conversation_id)
+                await self._start(response.conversation_id)
             except ConvtuiError as error:
                 self.notify(str(error), title="Created, not started", severity="warning", timeout=8)
         self.notify("Conversation created")
