@@ -363,11 +363,15 @@ class Usage:
     process_cpu: float
     loop_thread_cpu: float  # the calling thread: the event loop's
     children_cpu: float
+    workers_cpu: float  # the model worker processes' (running ones)
 
     @classmethod
     def now(cls) -> Usage:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(time.perf_counter(), time.process_time(), time.thread_time(), children.ru_utime + children.ru_stime)
+        return cls(
+            time.perf_counter(), time.process_time(), time.thread_time(), children.ru_utime + children.ru_stime,
+            model_workers_cpu(),
+        )
 
     def __sub__(self, other: Usage) -> Usage:
         return Usage(
@@ -375,7 +379,22 @@ class Usage:
             self.process_cpu - other.process_cpu,
             self.loop_thread_cpu - other.loop_thread_cpu,
             self.children_cpu - other.children_cpu,
+            self.workers_cpu - other.workers_cpu,
         )
+
+
+def model_workers_cpu() -> float:
+    """CPU seconds of the model worker processes running now, from /proc
+    (they are this process's children, but not yet reaped)."""
+    from convtui.backend import llm
+
+    total = 0.0
+    for worker in list(llm._model_workers._workers):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{worker.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def rss_now_mb() -> float:
@@ -595,6 +614,7 @@ def _resource_rows(r: CaseResult) -> list[tuple[str, str]]:
                              f"(event-loop thread {per_call(usage.loop_thread_cpu):.2f} "
                              f"+ other threads {per_call(usage.process_cpu - usage.loop_thread_cpu):.2f}); "
                              f"+ workspace commands {per_call(usage.children_cpu):.2f}; "
+                             f"model workers {per_call(usage.workers_cpu):.2f} ({100 * usage.workers_cpu / wall:.0f}% of one core); "
                              f"fake server (own process, not included) {per_call(r.server['cpu']):.2f}"),
         ("CPU use", f"this process {100 * usage.process_cpu / wall:.0f}% of one core, "
                     f"event-loop thread {100 * usage.loop_thread_cpu / wall:.0f}%"),

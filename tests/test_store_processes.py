@@ -228,3 +228,41 @@ def test_concurrent_event_appends_get_unique_increasing_ids_and_nothing_is_lost(
     assert raw.endswith(b"\n")
     lines = [orjson.loads(line) for line in raw.splitlines()]  # no torn or interleaved line
     assert [(event["id"], event["message"]) for event in lines] == sorted(returned)
+
+
+_TRY_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("held elsewhere")
+else:
+    print("free")
+"""
+
+
+def _lock_seen_by_another_process(path: Path) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", _TRY_LOCK, str(path)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.strip()
+
+
+def test_the_write_lock_holds_off_other_processes_and_filelock_until_released(tmp_path: Path) -> None:
+    from filelock import FileLock, Timeout
+
+    from convtui.backend.durable_files import InterProcessLock
+
+    path = tmp_path / "not-yet" / "store.lock"  # its directory is made when missing
+    lock = InterProcessLock(path)
+    with lock:
+        with lock:  # reentrant in the holding thread
+            assert _lock_seen_by_another_process(path) == "held elsewhere"
+        assert _lock_seen_by_another_process(path) == "held elsewhere"  # the outer hold still counts
+        # An older convtui, or anything taking filelock's lock on the file, waits too.
+        try:
+            FileLock(path, timeout=0.05).acquire()
+            raise AssertionError("filelock took a lock that was held")
+        except Timeout:
+            pass
+    assert _lock_seen_by_another_process(path) == "free"

@@ -3,11 +3,10 @@ content, never a mix, and locking them across processes."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
-
-from filelock import FileLock
 
 from .errors import StorageError, describe_os_error
 
@@ -85,14 +84,17 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> bool:
 
 class InterProcessLock:
     """An exclusive lock shared by the threads of this process and by other
-    processes (a file lock, released by the kernel if the holder dies).
-
-    filelock polls; a short poll interval keeps a contended write in the
-    low milliseconds instead of filelock's default 50 ms steps."""
+    processes: flock(2) on a lock file, which the kernel releases if the
+    holder dies. It is the lock filelock takes on Unix (so either side may
+    hold it), taken directly: filelock spent 0.2 ms of Python on each
+    acquire and release, two thirds of an event append's CPU, and polled
+    for a contended lock where flock waits and wakes at once. Reentrant
+    within a thread; another thread waits on the thread lock first."""
 
     def __init__(self, path: Path) -> None:
+        self.path = Path(path)
         self._thread_lock = threading.RLock()
-        self._file_lock = FileLock(path, thread_local=False, poll_interval=0.001)
+        self._fd: int | None = None
         self._depth = 0
 
     def __enter__(self) -> InterProcessLock:
@@ -100,9 +102,9 @@ class InterProcessLock:
         try:
             if self._depth == 0:
                 try:
-                    self._file_lock.acquire()
+                    self._fd = self._lock_file()
                 except OSError as error:
-                    raise StorageError(describe_os_error(error, "lock")) from error
+                    raise StorageError(describe_os_error(error, "lock", self.path)) from error
             self._depth += 1
         except BaseException:
             self._thread_lock.release()
@@ -111,6 +113,24 @@ class InterProcessLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
-        if self._depth == 0:
-            self._file_lock.release()
+        if self._depth == 0 and self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # explicitly: a forked child may share the descriptor until it execs
+            finally:
+                os.close(fd)
         self._thread_lock.release()
+
+    def _lock_file(self) -> int:
+        """Open the lock file (and its directory, if missing) and wait for its lock."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
