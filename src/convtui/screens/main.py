@@ -1013,7 +1013,7 @@ def help_sections(keys: Callable[[str], str], to_trash: bool = True, remote: boo
                 ("g/G Home/End", "first / last"),
                 ("PgUp/PgDn", "page"),
                 ("Enter", "open the detail (narrow terminals) and focus its log"),
-                (keys("mark"), f"mark a row; {marked_actions} then act on every marked row"),
+                (keys("mark"), f"mark a row; {marked_actions} then act on every marked row (marked loops start side by side)"),
                 (keys("new"), "new conversation (ctrl+s, or Enter in a one-line field, creates)"),
                 (keys("rename"), "rename"),
                 (f"{keys('start')} / {keys('stop')}", "start / stop the agent loop"),
