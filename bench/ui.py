@@ -61,7 +61,11 @@ the same loops against trivial programs so the numbers can be read fairly:
 `python -c 'print(...)'` for launch (the interpreter's own start-up), and a
 minimal Textual app (an Input whose Changed handler updates a Static) for
 both: what Textual itself costs here, e.g. the frames it waits between a key
-and a repaint that a message handler causes.
+and a repaint that a message handler causes. A second such app repaints, on
+each key, a list as tall as convtui's (styled rows drawn with Textual's line
+API, as convtui draws its list): its CPU per key is printed beside the goal
+(not a goal itself) to show how much of a filter key is Textual repainting
+rows, whatever the app computes.
 
 Goals checked at 100k (or the largest size run), each a ratio to the
 minimal Textual app measured in the same run: the list painted within 3x
@@ -742,12 +746,69 @@ Echo().run()
 """
 
 
+# The same Input, but its Changed handler repaints a list as tall as
+# convtui's (the screen's height less the filter box, the status line and
+# the footer) in the left half of a two-pane screen, drawn as convtui draws
+# its list (Textual's line API: a Strip per row): what Textual itself costs
+# to repaint that many styled rows on a key, whatever the app computes.
+TEXTUAL_LIST_APP = """
+import sys
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.app import App
+from textual.containers import Horizontal, Vertical
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Input, Static
+
+ROWS = int(sys.argv[1])
+DIM, BOLD, CYAN, GREEN = Style(dim=True), Style(bold=True), Style(color="cyan"), Style(color="green")
+
+
+class Rows(Widget):
+    strips = [Strip([Segment("textual ready")])]
+
+    def render_line(self, y):
+        strip = self.strips[y] if y < len(self.strips) else Strip.blank(0)
+        return strip.extend_cell_length(self.size.width).crop(0, self.size.width)
+
+
+class ListEcho(App):
+    CSS = "#left { width: 50%; } Rows { height: 1fr; } #detail { border: round $accent; }"
+
+    def compose(self):
+        with Horizontal():
+            with Vertical(id="left"):
+                yield Input(id="typed")
+                yield Rows()
+            yield Static("detail " * 200, id="detail")
+
+    def on_input_changed(self, event):
+        strips = [Strip([Segment(f"echo:{event.value}")])]
+        for number in range(1, ROWS):
+            strips.append(Strip([
+                Segment(f"{number:>5} ", DIM),
+                Segment(f"{event.value} conversation {number}"[:30].ljust(31), BOLD),
+                Segment(f"repo-{number % 7:<3}", CYAN),
+                Segment(f"{number % 59:>2}m ago", GREEN),
+            ]))
+        widget = self.query_one(Rows)
+        widget.strips = strips
+        widget.refresh()  # a repaint: the rows keep their size
+
+
+ListEcho().run()
+"""
+
+
 @dataclass
 class Baseline:
     launch: list[Launch]
     keys: Samples
     textual_launch: list[Launch]
     textual_keys: Samples
+    textual_list_keys: Samples
 
 
 def typed_x_samples(tmux: Tmux, keys: int, poll: float, quiet: float, shown: Callable[[str, int], bool]) -> Samples:
@@ -787,9 +848,16 @@ def run_baseline(args: argparse.Namespace, directory: Path) -> Baseline:
             )
         settle(tmux, 0.2, colours=False)
         textual_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"echo:{'x' * n}" in screen)
+
+        list_script = directory / "textual_list_echo.py"
+        list_script.write_text(TEXTUAL_LIST_APP)
+        rows = max(1, args.height - 3)  # convtui's list: the screen less filter box, status line, footer
+        measure_launch(tmux, f"{python} {shlex.quote(str(list_script))} {rows}", lambda screen: "textual ready" in screen, poll)
+        settle(tmux, 0.2, colours=False)
+        textual_list_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"echo:{'x' * n}" in screen)
     finally:
         tmux.close()
-    return Baseline(launches, keys, textual_launches, textual_keys)
+    return Baseline(launches, keys, textual_launches, textual_keys, textual_list_keys)
 
 
 # -- printing ---------------------------------------------------------------------------------------
@@ -851,6 +919,7 @@ def print_baseline(baseline: Baseline) -> None:
     key_header()
     print_keys("key echoed by `cat` (raw tty)", baseline.keys)
     print_keys("minimal Textual app: Input→Static", baseline.textual_keys)
+    print_keys("the same repainting a list", baseline.textual_list_keys)
 
 
 def print_comparison(results: dict[str, Result]) -> None:
@@ -900,6 +969,14 @@ def check_goals(results: dict[int, Result], baseline: Baseline, ratios: Path | N
             "CPU per filter key", result.filter_list.cpu_per_key * 1000, "ms", "minimal Textual app",
             textual.cpu_per_key * 1000, GOAL_CPU_RATIO,
         )  # fmt: skip
+        if listing := baseline.textual_list_keys.cpu_per_key:
+            # Not a goal: what part of the CPU is Textual repainting the rows.
+            print(
+                f"  info  CPU per filter key against a minimal Textual app repainting a list as tall: "
+                f"{result.filter_list.cpu_per_key * 1000:.1f} / {listing * 1000:.1f} ms = "
+                f"{result.filter_list.cpu_per_key / listing:.3g}x (that app / the minimal app = "
+                f"{listing / textual.cpu_per_key:.3g}x)"
+            )
     later = Samples(result.filter_list.values[FIRST_KEYS:]).quantile(0.9) * 1000
     for number, value in enumerate(result.filter_list.values[:FIRST_KEYS], start=1):
         goals.ratio(f"filter key {number} after launch", value * 1000, "ms", "later keys' p90", later, 1.0)
