@@ -785,7 +785,7 @@ class ListEcho(App):
             yield Static("detail " * 200, id="detail")
 
     def on_input_changed(self, event):
-        strips = [Strip([Segment(f"echo:{event.value}")])]
+        strips = [Strip([Segment(f"typed:{len(event.value)} ")])]
         for number in range(1, ROWS):
             strips.append(Strip([
                 Segment(f"{number:>5} ", DIM),
@@ -854,7 +854,7 @@ def run_baseline(args: argparse.Namespace, directory: Path) -> Baseline:
         rows = max(1, args.height - 3)  # convtui's list: the screen less filter box, status line, footer
         measure_launch(tmux, f"{python} {shlex.quote(str(list_script))} {rows}", lambda screen: "textual ready" in screen, poll)
         settle(tmux, 0.2, colours=False)
-        textual_list_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"echo:{'x' * n}" in screen)
+        textual_list_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"typed:{n} " in screen)
     finally:
         tmux.close()
     return Baseline(launches, keys, textual_launches, textual_keys, textual_list_keys)
