@@ -852,7 +852,8 @@ def run_baseline(args: argparse.Namespace, directory: Path) -> Baseline:
         list_script = directory / "textual_list_echo.py"
         list_script.write_text(TEXTUAL_LIST_APP)
         rows = max(1, args.height - 3)  # convtui's list: the screen less filter box, status line, footer
-        measure_launch(tmux, f"{python} {shlex.quote(str(list_script))} {rows}", lambda screen: "textual ready" in screen, poll)
+        tmux.respawn(f"{python} {shlex.quote(str(list_script))} {rows}")
+        wait_for(tmux, lambda screen: "textual ready" in screen, poll, LAUNCH_TIMEOUT)
         settle(tmux, 0.2, colours=False)
         textual_list_keys = typed_x_samples(tmux, args.keys, poll, quiet, lambda screen, n: f"typed:{n} " in screen)
     finally:
