@@ -398,6 +398,34 @@ async def test_filter_box_hands_over_its_text_at_once() -> None:
         assert seen == ["eng", "engx"]
 
 
+async def test_filter_longer_than_its_box_scrolls_without_a_layout_pass(
+    data_dir: Path, seeded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first character typed and the last one erased (the placeholder,
+    wider than the box, comes and goes) repaint the box alone; a text wider
+    than the box keeps its cursor in view, and Home shows its start."""
+    app = still_app(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, ready(app))
+        await pilot.press("slash")
+        await pilot.pause()
+        layouts: list[object] = []
+        original = MainScreen._refresh_layout
+        monkeypatch.setattr(MainScreen, "_refresh_layout", lambda screen, *a, **k: layouts.append(a) or original(screen, *a, **k))
+        box = main_screen(app).query_one(FilterBox)
+        await pilot.press("e", "backspace", "e", "backspace")
+        await pilot.pause()
+        assert layouts == []
+        text = "abcdefghij" * 15 + "xyz"  # wider than the box at any layout of 100 columns
+        await pilot.press(*text)
+        await settle(pilot, lambda: box.value == text)
+        shown = "".join(segment.text for segment in box.render_line(0)).rstrip()
+        assert shown.endswith("xyz") and shown != text and box.scroll_x > 0
+        await pilot.press("home")
+        await settle(pilot, lambda: box.scroll_x == 0)
+        assert "".join(segment.text for segment in box.render_line(0)).startswith("abcdefghij")
+
+
 async def test_scrollbar_and_footer_follow_the_list_and_keys(data_dir: Path) -> None:
     seed_store(data_dir, count=60)
     app = still_app(data_dir)
