@@ -163,7 +163,11 @@ _searched = itemgetter(*(POSITION[name] for name in ("title", "selected_reposito
 
 
 def _haystack(document: StoredDocument) -> str:
-    title, repository, branch = _searched(document)
+    return _joined_lower(*_searched(document))
+
+
+def _joined_lower(title: str | None, repository: str | None, branch: str | None) -> str:
+    """What words are searched in: the fields joined by NUL, lower-cased."""
     return f"{title or ''}\x00{repository or ''}\x00{branch or ''}".lower()
 
 
@@ -232,16 +236,25 @@ class _Columns:
     _not_archived_flags: Any = _UNKNOWN
 
     @classmethod
-    def build(cls, by_activity: SortedList, documents: dict[str, StoredDocument], haystacks: dict[str, str]) -> _Columns:
-        rows = []
-        for _, conversation_id in reversed(by_activity):
-            document = documents[conversation_id]
-            haystack = haystacks.get(conversation_id)
-            if haystack is None:
-                haystack = haystacks[conversation_id] = _haystack(document)
-            rows.append(_row(document, haystack))
-        columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in _COLUMN_NAMES]
-        return cls(*columns)
+    def build(cls, by_activity: SortedList, documents: dict[str, StoredDocument]) -> _Columns:
+        """Column by column, each a C-level pass over all rows (~60 ms at
+        100,000 rather than ~180 row by row): a filter keystroke that
+        arrives while they are built waits for them."""
+        ids = list(map(_second, reversed(by_activity)))
+        rows = list(map(documents.__getitem__, ids))
+
+        def column(name: str) -> list:
+            return list(map(itemgetter(POSITION[name]), rows))
+
+        titles, repositories, branches = column("title"), column("selected_repository"), column("selected_branch")
+        haystack = list(map(_joined_lower, titles, repositories, branches))
+        archived = column("archived")
+        shown = list(map(_display_status, column("status"), archived))
+        state = list(map(state_of, shown, column("agent_state"), column("attention")))
+        return cls(
+            ids, column("last_updated_at"), haystack, repositories, column("trigger"),
+            list(map(bool, archived)), shown, state, column("accumulated_cost"),
+        )  # fmt: skip
 
     def insert(self, position: int, row: tuple) -> None:
         self._forget()
@@ -443,7 +456,6 @@ class ConversationStore:
         self._write_lock = InterProcessLock(self.directory / "store.lock")
         self._index_lock = threading.RLock()
         self._documents: dict[str, StoredDocument] = {}
-        self._haystacks: dict[str, str] = {}
         self._by_activity: SortedList = SortedList()
         self._ids: SortedList = SortedList()
         self._active: set[str] = set()  # stored as STARTING or RUNNING
@@ -489,7 +501,6 @@ class ConversationStore:
             os.close(old_fd)
         with self._index_lock:
             self._documents.clear()
-            self._haystacks.clear()
             self._by_activity = SortedList()
             self._ids = SortedList()
             self._active.clear()
@@ -640,7 +651,6 @@ class ConversationStore:
 
     def _unindex(self, conversation_id: str) -> None:
         old = self._documents.pop(conversation_id)
-        self._haystacks.pop(conversation_id, None)
         key = (old[UPDATED], conversation_id)
         if self._columns is not None:
             self._columns.delete(len(self._by_activity) - 1 - self._by_activity.index(key))
@@ -659,7 +669,7 @@ class ConversationStore:
         if document[_ARCHIVED]:
             self._archived.add(conversation_id)
         if self._columns is not None:
-            haystack = self._haystacks[conversation_id] = _haystack(document)
+            haystack = _haystack(document)
             position = len(self._by_activity) - 1 - self._by_activity.index(key)
             self._columns.insert(position, _row(document, haystack))
 
@@ -714,7 +724,7 @@ class ConversationStore:
         with self._index_lock:
             if self._columns is None:
                 with _no_collection():
-                    self._columns = _Columns.build(self._by_activity, self._documents, self._haystacks)
+                    self._columns = _Columns.build(self._by_activity, self._documents)
             return self._columns
 
     def search(
