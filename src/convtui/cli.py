@@ -1107,11 +1107,15 @@ def run_ui(arguments: argparse.Namespace) -> int:
     # Textual paints at most TEXTUAL_FPS frames a second; at its default 60 a
     # keystroke waits up to two frames (~35 ms) before it shows.
     os.environ.setdefault("TEXTUAL_FPS", "120")
-    from .app import ConvtuiApp
-
-    # What was just imported lives as long as the process: out of the
-    # collector's way (a full collection walking it, ~20 ms, fell on every launch).
-    gc.freeze()
+    # What the app imports lives as long as the process: kept out of the
+    # collector's way (a full collection walking it, ~25 ms, fell on every
+    # launch while these modules loaded).
+    gc.disable()
+    try:
+        from .app import ConvtuiApp
+    finally:
+        gc.freeze()
+        gc.enable()
 
     if arguments.demo:
         from .demo import demo_app
