@@ -71,8 +71,10 @@ Goals checked at 100k (or the largest size run), each a ratio to the
 minimal Textual app measured in the same run: the list painted within 3x
 its launch; the filter key (list recomputed) and j at p50 within 1.0x its key
 latency, at p99 within 1.5x; the app's CPU per filter key within 2x the
-minimal app's CPU per key; the first two filter keys after launch no slower
-than the later ones' p90; peak memory at most 200 MiB. Everything happens in
+minimal app's CPU per key; the first two filter keys after launch (the
+filter is measured right after the launch, before j; with --rounds, each
+position's median over the rounds' launches) no slower than the later ones'
+p90; peak memory at most 200 MiB. Everything happens in
 a temporary directory, removed at the end.
 """
 
@@ -268,6 +270,7 @@ class Samples:
     outputs: list[float] = field(default_factory=list)  # seconds to the first output
     timeouts: int = 0
     cpu_per_key: float | None = None  # seconds of the app's CPU time per key
+    runs: int = 1  # launches of the app whose samples these are (equally many each, in order)
 
     def quantile(self, q: float, values: list[float] | None = None) -> float:
         data = sorted(self.values if values is None else values)
@@ -286,7 +289,13 @@ class Samples:
             self.outputs + other.outputs,
             self.timeouts + other.timeouts,
             sum(cpu) / len(cpu) if cpu else None,
+            self.runs + other.runs,
         )
+
+    def per_run(self) -> list[list[float]]:
+        """The samples of each launch, in order."""
+        count = len(self.values) // self.runs
+        return [self.values[start : start + count] for start in range(0, count * self.runs, count)]
 
 
 @dataclass
@@ -712,15 +721,16 @@ def measure_app(
                 quit_app(tmux, poll)
         settle(tmux, 0.2, colours=True)
         pid = app_process(tmux)
-        cursor = Samples()
-        with cpu_per_key(pid, args.keys, cursor):
-            measure_cursor(tmux, args.keys, poll, quiet, samples=cursor)
-        # Back to the top, so that the filter starts from the usual place.
-        tmux.send_key("g")
-        settle(tmux, quiet, colours=True)
+        # The filter first: its first keys are the first after launch (the
+        # goal that they are no slower than later ones is about what the app
+        # still does once its list is shown).
         filter_echo, filter_list = Samples(), Samples()
         with cpu_per_key(pid, args.keys, filter_echo, filter_list):
             measure_filter(tmux, args.keys, poll, quiet, filter_echo, filter_list)
+        settle(tmux, quiet, colours=True)
+        cursor = Samples()
+        with cpu_per_key(pid, args.keys, cursor):
+            measure_cursor(tmux, args.keys, poll, quiet, samples=cursor)
         memory = memory_of(pid)
         quit_seconds = quit_app(tmux, poll)
     finally:
@@ -978,9 +988,13 @@ def check_goals(results: dict[int, Result], baseline: Baseline, ratios: Path | N
                 f"{result.filter_list.cpu_per_key / listing:.3g}x (that app / the minimal app = "
                 f"{listing / textual.cpu_per_key:.3g}x)"
             )
-    later = Samples(result.filter_list.values[FIRST_KEYS:]).quantile(0.9) * 1000
-    for number, value in enumerate(result.filter_list.values[:FIRST_KEYS], start=1):
-        goals.ratio(f"filter key {number} after launch", value * 1000, "ms", "later keys' p90", later, 1.0)
+    # Key n after launch: its median over the launches (one sample each), against the later keys of them all.
+    runs = result.filter_list.per_run()
+    later = Samples([value for run in runs for value in run[FIRST_KEYS:]]).quantile(0.9) * 1000
+    for number in range(1, FIRST_KEYS + 1):
+        first = Samples([run[number - 1] for run in runs if len(run) >= number]).quantile(0.5) * 1000
+        label = f"filter key {number} after launch" + (f" (median of {len(runs)})" if len(runs) > 1 else "")
+        goals.ratio(label, first, "ms", "later keys' p90", later, 1.0)
     peak = result.memory.get("VmHWM")
     if peak:
         goals.limit("peak memory", peak / 2**20, "MiB", GOAL_MEMORY_MIB)
