@@ -426,6 +426,41 @@ async def test_filter_longer_than_its_box_scrolls_without_a_layout_pass(
         assert "".join(segment.text for segment in box.render_line(0)).startswith("abcdefghij")
 
 
+async def test_the_first_layout_holds_the_list_and_the_footer_is_built_once(
+    data_dir: Path, seeded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main screen is laid out the first time with its rows already in
+    the list (no frame of an empty list, no second layout pass for them),
+    and its footer is built once, with the keys that apply to a row."""
+    from convtui.widgets.no_layout import KeysFooter
+
+    rows_at_layout: list[int] = []
+    original_layout = MainScreen._refresh_layout
+
+    def layout(screen: MainScreen, *args: object, **kwargs: object) -> None:
+        rows_at_layout.append(len(screen.query_one(ConversationList).ids))
+        return original_layout(screen, *args, **kwargs)
+
+    builds: list[list[str]] = []
+    original_compose = KeysFooter.compose
+
+    def compose(footer: KeysFooter):  # noqa: ANN202
+        widgets = list(original_compose(footer))
+        if widgets:
+            builds.append([widget.key for widget in widgets if isinstance(widget, FooterKey)])
+        return iter(widgets)
+
+    monkeypatch.setattr(MainScreen, "_refresh_layout", layout)
+    monkeypatch.setattr(KeysFooter, "compose", compose)
+    app = still_app(data_dir)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot, ready(app))
+        await settle(pilot, lambda: "s" in footer_keys(app))
+        await pilot.pause(0.2)
+        assert rows_at_layout and rows_at_layout[0] == 5, rows_at_layout  # (one of the six is archived)
+        assert len(builds) == 1 and "s" in builds[0], builds
+
+
 async def test_scrollbar_and_footer_follow_the_list_and_keys(data_dir: Path) -> None:
     seed_store(data_dir, count=60)
     app = still_app(data_dir)

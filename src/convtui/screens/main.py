@@ -166,7 +166,7 @@ class MainScreen(Screen[None]):
     def _row(self, conversation_id: str):  # noqa: ANN202 (ConversationInfo | None)
         return self.backend.row(conversation_id)
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self._unsubscribe = self.backend.subscribe(self._on_loop_update)
         self.set_interval(POLL_SECONDS, self._poll)
         if self.app.animation_level != "none":
@@ -174,7 +174,13 @@ class MainScreen(Screen[None]):
         else:
             self.conversation_list.animate = False
         self.conversation_list.focus()
-        self.reload()
+        # The first list from memory, before the first layout, so the screen
+        # is laid out and painted once with it (from a worker it came a
+        # frame later: another layout pass and the footer built twice).
+        version = self.backend.data_version()  # (as reload does: a change after it is seen next poll)
+        await self.backend.refresh()
+        self._version = version
+        self.reload_now()
         self.call_after_refresh(self._warm_model_worker)
 
     async def while_away(self) -> None:

@@ -46,15 +46,11 @@ class KeysFooter(Footer):
     as many keys as fit its width, in their order, and always the command
     palette's key (everything is there): never a key cut in half."""
 
-    _shown: tuple = ()
+    _shown: tuple = ()  # the keys as bindings_changed last saw them
+    _composed: tuple | None = None  # the keys the footer was last built with
 
     def bindings_changed(self, screen: Screen) -> None:
-        palette_key = screen.app.COMMAND_PALETTE_BINDING
-        shown = tuple(
-            (key, binding.action, binding.description, enabled, tooltip)
-            for key, (_, binding, enabled, tooltip) in screen.active_bindings.items()
-            if binding.show or key == palette_key
-        )
+        shown = _keys_shown(screen)
         if shown == self._shown:
             return
         super().bindings_changed(screen)
@@ -62,6 +58,14 @@ class KeysFooter(Footer):
             self._shown = shown  # rebuilt with them
 
     async def recompose(self) -> None:
+        # Rebuilds are queued (after the next refresh): when the keys changed
+        # twice meanwhile, the first one queued already shows the last keys.
+        if not self.is_attached or self._pruning:
+            return  # (gone meanwhile, with its screen)
+        shown = _keys_shown(self.screen)
+        if shown == self._composed:
+            return
+        self._composed = shown
         await super().recompose()
         self._fit()
 
@@ -77,6 +81,16 @@ class KeysFooter(Footer):
                 room -= _width(key)
                 if key.display != (room >= 0):
                     key.display = room >= 0
+
+
+def _keys_shown(screen: Screen) -> tuple:
+    """What the footer shows of the screen's bindings, as comparable values."""
+    palette_key = screen.app.COMMAND_PALETTE_BINDING
+    return tuple(
+        (key, binding.action, binding.description, enabled, tooltip)
+        for key, (_, binding, enabled, tooltip) in screen.active_bindings.items()
+        if binding.show or key == palette_key
+    )
 
 
 def _width(key: FooterKey) -> int:
