@@ -348,7 +348,10 @@ class LocalBackend:
         self.service = service
         self.manager = manager
         self._journal: UpdateJournal | None = None
-        self._latest_read_at = float("-inf")
+        # The warm-up after the first paint reads them first: the refresh the
+        # UI takes before it (a pread and a stat) must not also scan the
+        # search index, ~50 ms at 100,000 conversations.
+        self._latest_read_at = time.monotonic()
         manager.subscribe(self._note_event)
 
     def _note_event(self, update: LoopUpdate) -> None:
