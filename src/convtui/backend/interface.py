@@ -350,7 +350,7 @@ class LocalBackend:
         self._journal: UpdateJournal | None = None
         # The warm-up after the first paint reads them first: the refresh the
         # UI takes before it (a pread and a stat) must not also scan the
-        # search index, ~50 ms at 100,000 conversations.
+        # search index (a read of its whole conversations table).
         self._latest_read_at = time.monotonic()
         manager.subscribe(self._note_event)
 
