@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import shutil
@@ -1107,15 +1106,10 @@ def run_ui(arguments: argparse.Namespace) -> int:
     # Textual paints at most TEXTUAL_FPS frames a second; at its default 60 a
     # keystroke waits up to two frames (~35 ms) before it shows.
     os.environ.setdefault("TEXTUAL_FPS", "120")
-    # What the app imports lives as long as the process: kept out of the
-    # collector's way (a full collection walking it, ~25 ms, fell on every
-    # launch while these modules loaded).
-    gc.disable()
-    try:
+    from .backend.collector import made_to_last
+
+    with made_to_last():  # the app's modules live as long as the process
         from .app import ConvtuiApp
-    finally:
-        gc.freeze()
-        gc.enable()
 
     if arguments.demo:
         from .demo import demo_app

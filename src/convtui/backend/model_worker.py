@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import os
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from .collector import made_to_last
 from .llm import LLMConfig, LLMFailure, complete_here, load_litellm
 from .redaction import Redactor, provider_keys_in_environment
 
@@ -145,13 +145,12 @@ async def main(idle: float | None = None) -> None:
         loop.call_soon_threadsafe(incoming.put_nowait, None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    await load_litellm()
     # litellm's import leaves ~380,000 long-lived objects that every full
     # collection walks again (~220 ms each, a stall of every call in flight):
     # under 200 loops that was 1.9 s of this process's CPU in 8 gen-2
-    # collections; frozen, 0.4 s. (No collection first: it finds nothing
-    # after the import and would hold "ready" back ~200 ms.)
-    gc.freeze()
+    # collections; frozen, 0.4 s.
+    with made_to_last():
+        await load_litellm()
     _write({"ready": True})  # the parent stops saying "starting the model worker…"
     calls: dict[int, asyncio.Task[None]] = {}
     quiet = _Quiet()

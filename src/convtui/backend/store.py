@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import errno
 import functools
-import gc
 import logging
 import operator
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import itemgetter
@@ -46,6 +44,7 @@ from typing import Any, NamedTuple
 from sortedcontainers import SortedList
 from tinydb import Query, TinyDB
 
+from .collector import made_to_last
 from .durable_files import InterProcessLock
 from .errors import CorruptFile, StorageError, describe_os_error
 from .shard_storage import DurableJSONStorage, load_json_file
@@ -420,24 +419,6 @@ class _MatchKey(NamedTuple):
         )
 
 
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """Making 100,000 objects that live on would trigger full garbage
-    collections that find nothing to free: ~0.3 s of an open or a build.
-    What was made is then frozen (left out of every later collection):
-    else the first allocation after `gc.enable()` collects the young
-    generation, which holds all of it (~60 ms at 100,000, finding nothing),
-    and later collections walk it again as it ages."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
-
-
 def shard_of(conversation_id: str) -> str:
     return conversation_id[:2]
 
@@ -578,7 +559,7 @@ class ConversationStore:
 
     def _load_everything(self) -> None:
         self._remove_stale_temporaries()
-        with _no_collection():
+        with made_to_last():
             self._load_shards()
 
     def _load_shards(self) -> None:
@@ -728,7 +709,7 @@ class ConversationStore:
     def _snapshot(self) -> _Columns:
         with self._index_lock:
             if self._columns is None:
-                with _no_collection():
+                with made_to_last():
                     self._columns = _Columns.build(self._by_activity, self._documents)
             return self._columns
 
