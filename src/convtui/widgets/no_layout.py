@@ -46,20 +46,15 @@ class KeysFooter(Footer):
     as many keys as fit its width, in their order, and always the command
     palette's key (everything is there): never a key cut in half."""
 
-    _shown: tuple = ()  # the keys as bindings_changed last saw them
     _composed: tuple | None = None  # the keys the footer was last built with
 
     def bindings_changed(self, screen: Screen) -> None:
-        shown = _keys_shown(screen)
-        if shown == self._shown:
-            return
-        super().bindings_changed(screen)
-        if screen.app.app_focus and self.is_attached and screen is self.screen:
-            self._shown = shown  # rebuilt with them
+        if _keys_shown(screen) != self._composed:
+            super().bindings_changed(screen)  # (queues a rebuild)
 
     async def recompose(self) -> None:
-        # Rebuilds are queued (after the next refresh): when the keys changed
-        # twice meanwhile, the first one queued already shows the last keys.
+        # Queued rebuilds run after the next refresh: when the keys changed
+        # twice meanwhile, the first one already shows the last keys.
         if not self.is_attached or self._pruning:
             return  # (gone meanwhile, with its screen)
         shown = _keys_shown(self.screen)
