@@ -348,10 +348,7 @@ class LocalBackend:
         self.service = service
         self.manager = manager
         self._journal: UpdateJournal | None = None
-        # The warm-up after the first paint reads them first: the refresh the
-        # UI takes before it (a pread and a stat) must not also scan the
-        # search index (a read of its whole conversations table).
-        self._latest_read_at = time.monotonic()
+        self._latest_read_at = float("-inf")
         manager.subscribe(self._note_event)
 
     def _note_event(self, update: LoopUpdate) -> None:
@@ -605,7 +602,7 @@ class LocalBackend:
         now = time.monotonic()
         if now - self._latest_read_at >= LATEST_EVENTS_SECONDS:
             self._latest_read_at = now
-            await asyncio.to_thread(self.service.reload_latest_events)
+            await asyncio.to_thread(self.service.refresh_latest_events)
 
     async def warm(self) -> None:
         await asyncio.to_thread(self.service.store.warm)

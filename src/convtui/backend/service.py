@@ -239,6 +239,13 @@ class ConversationService:
         """Take in other processes' appends. Blocking."""
         self._latest_events = self.search_index.latest_event_ids()
 
+    def refresh_latest_events(self) -> None:
+        """reload_latest_events once they were read (latest_events reads
+        them when first wanted): a refresh before that, as the UI's before
+        its first paint, does not read the whole index. Blocking."""
+        if self._latest_events is not None:
+            self.reload_latest_events()
+
     def note_event(self, conversation_id: str, event_id: int) -> None:
         """An event another process appended (the server's stream)."""
         latest = self._latest_events
